@@ -1,0 +1,1 @@
+"""adapters layer of the provider's backend (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""domain layer of the provider's backend (see docs/architecture.md)."""

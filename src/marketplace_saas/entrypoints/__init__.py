@@ -1,0 +1,1 @@
+"""entrypoints layer of the provider's backend (see docs/architecture.md)."""

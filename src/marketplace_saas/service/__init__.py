@@ -1,0 +1,1 @@
+"""service layer of the provider's backend (see docs/architecture.md)."""
