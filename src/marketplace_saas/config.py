@@ -1,0 +1,120 @@
+"""One validated settings object, read from the environment or a `.env` file.
+
+Variable names are the contract of DESIGN.md ("Configuration"). Outside the sandbox the settings
+refuse unsafe defaults (no usage API tokens, a guessable session secret, an anonymous procurement
+client pointed at Google).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SANDBOX_PROJECT = "sandbox"
+SANDBOX_SESSION_SECRET = "sandbox-only-session-secret-not-for-production"  # noqa: S105
+CLOUD_COMMERCE_PARTNER_ISS = (
+    "https://www.googleapis.com/robot/v1/metadata/x509/"
+    "cloud-commerce-partner@system.gserviceaccount.com"
+)
+
+
+class ConfigurationError(ValueError):
+    """The configuration is unusable; the message says which variable and why."""
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    google_cloud_project: str | None = Field(None, alias="GOOGLE_CLOUD_PROJECT")
+    marketplace_provider_id: str | None = Field(None, alias="MARKETPLACE_PROVIDER_ID")
+    marketplace_subscription: str = Field("codelab", alias="MARKETPLACE_SUBSCRIPTION")
+    database_url: str = Field("sqlite:///marketplace.db", alias="DATABASE_URL")
+    procurement_api_endpoint: str | None = Field(None, alias="PROCUREMENT_API_ENDPOINT")
+    service_control_api_endpoint: str | None = Field(None, alias="SERVICE_CONTROL_API_ENDPOINT")
+    pubsub_emulator_host: str | None = Field(None, alias="PUBSUB_EMULATOR_HOST")
+    marketplace_service_name: str | None = Field(None, alias="MARKETPLACE_SERVICE_NAME")
+    signup_audience: str | None = Field(None, alias="SIGNUP_AUDIENCE")
+    signup_certs_url: str = Field(CLOUD_COMMERCE_PARTNER_ISS, alias="SIGNUP_CERTS_URL")
+    approval_policy: Literal["signup", "auto", "manual"] = Field("signup", alias="APPROVAL_POLICY")
+    plan_change_policy: Literal["auto", "manual"] = Field("auto", alias="PLAN_CHANGE_POLICY")
+    usage_api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, alias="USAGE_API_TOKENS"
+    )
+    marketplace_sandbox: bool | None = Field(None, alias="MARKETPLACE_SANDBOX")
+    google_application_credentials: Path | None = Field(
+        None, alias="GOOGLE_APPLICATION_CREDENTIALS"
+    )
+    session_secret: SecretStr | None = Field(None, alias="SESSION_SECRET")
+    # Listener tuning: how many attempts before a message is parked; flow control.
+    max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
+    listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
+    sync_interval_seconds: int = Field(3600, alias="SYNC_INTERVAL_SECONDS", ge=0)
+
+    @field_validator("usage_api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        return _csv(value)
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> Settings:
+        if self.marketplace_sandbox is None:
+            self.marketplace_sandbox = (
+                self.google_cloud_project is None and self.procurement_api_endpoint is None
+            )
+        if self.marketplace_provider_id is None:
+            project = self.google_cloud_project or SANDBOX_PROJECT
+            self.marketplace_provider_id = f"DEMO-{project}"
+        if not self.sandbox:
+            self._refuse_unsafe_defaults()
+        return self
+
+    def _refuse_unsafe_defaults(self) -> None:
+        problems = []
+        if self.session_secret is None or len(self.session_secret.get_secret_value()) < 32:
+            problems.append("SESSION_SECRET must be set to at least 32 random characters")
+        if self.session_secret and self.session_secret.get_secret_value() == SANDBOX_SESSION_SECRET:
+            problems.append("SESSION_SECRET must not be the sandbox secret")
+        if self.google_cloud_project is None:
+            problems.append("GOOGLE_CLOUD_PROJECT must be set outside the sandbox")
+        if problems:
+            raise ConfigurationError("unsafe configuration: " + "; ".join(problems))
+
+    @property
+    def sandbox(self) -> bool:
+        return bool(self.marketplace_sandbox)
+
+    @property
+    def provider_id(self) -> str:
+        assert self.marketplace_provider_id is not None  # set by the validator
+        return self.marketplace_provider_id
+
+    @property
+    def project(self) -> str:
+        return self.google_cloud_project or SANDBOX_PROJECT
+
+    @property
+    def topic_path(self) -> str:
+        """Google's topic for this provider (reference section 2.1)."""
+        return f"projects/cloudcommerceproc-prod/topics/{self.provider_id}"
+
+    @property
+    def subscription_path(self) -> str:
+        return f"projects/{self.project}/subscriptions/{self.marketplace_subscription}"
+
+    @property
+    def session_secret_value(self) -> str:
+        if self.session_secret is not None:
+            return self.session_secret.get_secret_value()
+        return SANDBOX_SESSION_SECRET
+
+    def usage_tokens(self) -> set[str]:
+        return {token.get_secret_value() for token in self.usage_api_tokens}
