@@ -68,6 +68,9 @@ class ApiFaults(_Strict):
 
 class ServiceControlFaults(ApiFaults):
     report_error_rate: float = Field(0.0, alias="reportErrorRate", ge=0.0, le=1.0)
+    # Not a fault but an unconfirmed rule of Google's: refuse reports whose endTime is older than
+    # this many seconds before the emulator's clock. None: no limit.
+    max_lateness_seconds: int | None = Field(None, alias="maxLatenessSeconds", ge=0)
 
 
 class NotificationFaults(_Strict):

@@ -1,0 +1,75 @@
+"""Fault injection in front of the emulated Google APIs.
+
+For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/services/...`), the
+middleware first waits the configured latency, then, at the configured seeded rate, answers one of
+the configured HTTP statuses in Google's error envelope instead of serving the call (the call has no
+effect). Control endpoints (`/emulator/v1/...`) and the identity endpoints are never faulted.
+
+A plain ASGI middleware, so that unfaulted requests pay one string comparison and nothing else.
+Install it with `install_fault_middleware(app)`; it reads `app.state.emulator.faults`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from marketplace_emulator.errors import STATUS_OF_HTTP, error_body
+from marketplace_emulator.faults import Api, FaultInjector
+
+_PREFIXES: tuple[tuple[str, Api], ...] = (
+    ("/v1/providers/", "procurement"),
+    ("/v1/services/", "servicecontrol"),
+)
+_MESSAGES = {
+    "RESOURCE_EXHAUSTED": "Quota exceeded (injected fault).",
+    "UNAVAILABLE": "The service is currently unavailable (injected fault).",
+    "INTERNAL": "Internal error encountered (injected fault).",
+    "DEADLINE_EXCEEDED": "The request deadline was exceeded (injected fault).",
+}
+
+
+def api_of(path: str) -> Api | None:
+    """Which emulated Google API a request path belongs to, if any."""
+    for prefix, api in _PREFIXES:
+        if path.startswith(prefix):
+            return api
+    return None
+
+
+def injected_error(status: int) -> bytes:
+    """The body of an injected error: Google's envelope, status name matching the HTTP code."""
+    name = STATUS_OF_HTTP.get(status, "UNKNOWN")
+    message = _MESSAGES.get(name, f"Injected fault: HTTP {status}.")
+    return json.dumps(error_body(status, message, name)).encode()
+
+
+class FaultMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        api = api_of(scope["path"]) if scope["type"] == "http" else None
+        if api is None:
+            await self.app(scope, receive, send)
+            return
+        faults: FaultInjector = scope["app"].state.emulator.faults
+        latency = faults.latency_seconds(api)
+        if latency > 0:
+            await asyncio.sleep(latency)
+        status = faults.injected_status(api)
+        if status is None:
+            await self.app(scope, receive, send)
+            return
+        body = injected_error(status)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def install_fault_middleware(app: FastAPI) -> None:
+    """Put fault injection in front of `app`'s procurement and Service Control routes."""
+    app.add_middleware(FaultMiddleware)
