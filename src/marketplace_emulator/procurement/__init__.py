@@ -1,0 +1,1 @@
+"""The Partner Procurement API v1, emulated: routes, responses, models (state machine), errors."""

@@ -1,0 +1,252 @@
+"""Simulated customer actions: what a buyer does in the Marketplace UI, and what Google does next.
+
+Each action changes state and queues the notification Google sends for it (reference 2.4).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from marketplace_emulator.clock import rfc3339
+from marketplace_emulator.procurement import resources as r
+from marketplace_emulator.procurement.exceptions import FailedPrecondition, InvalidArgument
+from marketplace_emulator.procurement.store import BackendCore, snapshot
+
+
+@dataclass(frozen=True)
+class OfferTerms:
+    """The offer a purchase accepts: a name, and optionally a start and an end date."""
+
+    name: str = ""
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class CustomerActions(BackendCore):
+    def purchase(
+        self,
+        provider_id: str,
+        product_id: str,
+        plan: str,
+        *,
+        account_id: str | None = None,
+        usage_reporting_id: str | None = None,
+        offer: OfferTerms | None = None,
+    ) -> tuple[r.Account, r.Entitlement]:
+        """Buy `plan` of `product_id`: the account (created if new) and the new entitlement."""
+        product = self.catalog.get(provider_id, product_id)
+        if product is None:
+            known = ", ".join(sorted(self.catalog.products(provider_id)))
+            raise InvalidArgument(f"Unknown product {product_id!r} (known: {known}).")
+        if plan not in product.plans:
+            raise InvalidArgument(
+                f"Unknown plan {plan!r} for product {product_id!r} "
+                f"(known: {', '.join(sorted(product.plans))})."
+            )
+        offer = offer or OfferTerms()
+        with self._write() as now:
+            if offer.end_time is not None and offer.end_time <= max(now, offer.start_time or now):
+                raise InvalidArgument("offer.endTime must be after the offer starts.")
+            account_id = account_id or str(uuid.uuid4())
+            account = self._accounts.get((provider_id, account_id))
+            if account is None:
+                approval = r.Approval(r.SIGNUP, "PENDING", now)
+                account = r.Account(account_id, provider_id, now, now, {r.SIGNUP: approval})
+                self._accounts[(provider_id, account_id)] = account
+                self._emit_account("ACCOUNT_ACTIVE", account, now)
+            name = offer.name
+            if not name and (offer.start_time or offer.end_time):
+                name = f"projects/{provider_id}/services/{product.service_name}/privateOffers/"
+                name += str(uuid.uuid4())
+            entitlement = r.Entitlement(
+                id=str(uuid.uuid4()),
+                provider=provider_id,
+                account_id=account_id,
+                product=product_id,
+                service_name=product.service_name,
+                plan=plan,
+                state=r.ACTIVATION_REQUESTED,
+                create_time=now,
+                update_time=now,
+                term_days=product.term_days,
+                offer=name or self._standard_offer(provider_id, product.service_name),
+                fixed_offer_end=offer.end_time,
+                offer_end_time=offer.end_time,
+                offer_start_time=offer.start_time,
+            )
+            entitlement.offer_history.append(entitlement.offer)
+            if usage_reporting_id:
+                entitlement.usage_reporting_id = usage_reporting_id
+                number = usage_reporting_id.removeprefix("project_number:")
+                entitlement.consumer_project = f"projects/{number}"
+            else:
+                self._ensure_usage_id(entitlement)
+            self._entitlements[(provider_id, entitlement.id)] = entitlement
+            if product.auto_approve:
+                self._approve(entitlement, now, "ENTITLEMENT_OFFER_ACCEPTED")
+            else:
+                self._emit("ENTITLEMENT_CREATION_REQUESTED", entitlement)
+            return snapshot_account(account), snapshot(entitlement)
+
+    def _approve(self, entitlement: r.Entitlement, now: datetime, event: str | None) -> None:
+        """Schedule activation: after the activation delay, and not before the offer starts."""
+        start = now + self.activation_delay
+        if entitlement.offer_start_time is not None and entitlement.offer_start_time > start:
+            start = entitlement.offer_start_time
+        entitlement.activation_time = start
+        entitlement.offer_end_time = entitlement.fixed_offer_end or start + self._term(entitlement)
+        entitlement.update_time = now
+        if event is not None:
+            extra = {
+                "newOfferStartTime": rfc3339(start),
+                "newOfferEndTime": rfc3339(entitlement.offer_end_time),
+            }
+            if entitlement.fixed_offer_end is None:
+                extra["newPendingOfferDuration"] = r.iso_duration(entitlement.term_days)
+            self._emit(event, entitlement, **extra)
+        if start <= now:
+            self._activate(entitlement, now)
+
+    def change_plan(self, provider_id: str, entitlement_id: str, plan: str) -> r.Entitlement:
+        """The customer picks another plan: awaits approval, or applies per the product."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "change the plan of", r.ACTIVE)
+            product = self._product(entitlement)
+            if product is None or plan not in product.plans:
+                raise InvalidArgument(f"Unknown plan {plan!r} for product {entitlement.product!r}.")
+            if plan == entitlement.plan:
+                raise FailedPrecondition(f"{entitlement.name} is already on plan {plan!r}.")
+            entitlement.new_pending_plan = plan
+            if product.auto_approve:
+                self._apply_plan_change(entitlement, now)
+            else:
+                self._set_state(entitlement, r.PENDING_PLAN_CHANGE_APPROVAL, now)
+                self._emit("ENTITLEMENT_PLAN_CHANGE_REQUESTED", entitlement, newPlan=plan)
+            return snapshot(entitlement)
+
+    def _apply_plan_change(self, entitlement: r.Entitlement, now: datetime) -> None:
+        product = self._product(entitlement)
+        if product is not None and product.plan_change == "termEnd":
+            self._set_state(entitlement, r.PENDING_PLAN_CHANGE, now)
+        else:
+            self._change_plan_now(entitlement, now)
+
+    def cancel_plan_change(self, provider_id: str, entitlement_id: str) -> r.Entitlement:
+        """The customer withdraws a plan change that has not taken effect yet."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(
+                entitlement,
+                "cancel the plan change of",
+                r.PENDING_PLAN_CHANGE_APPROVAL,
+                r.PENDING_PLAN_CHANGE,
+            )
+            self._drop_plan_change(entitlement, now)
+            return snapshot(entitlement)
+
+    def _drop_plan_change(self, entitlement: r.Entitlement, now: datetime) -> None:
+        entitlement.new_pending_plan = ""
+        self._set_state(entitlement, r.ACTIVE, now)
+        self._emit("ENTITLEMENT_PLAN_CHANGE_CANCELLED", entitlement)
+
+    def cancel(
+        self, provider_id: str, entitlement_id: str, at_term_end: bool | None = None
+    ) -> r.Entitlement:
+        """Cancel now, or at the end of the term (default: the product's `cancellation`)."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            if entitlement.state == r.ACTIVATION_REQUESTED:
+                self._cancel_now(entitlement, now, "user-aborted")
+                return snapshot(entitlement)
+            self._require(entitlement, "cancel", *sorted(r.IN_SERVICE))
+            if at_term_end is None:
+                product = self._product(entitlement)
+                at_term_end = product is not None and product.cancellation == "termEnd"
+            if at_term_end and entitlement.state != r.PENDING_CANCELLATION:
+                entitlement.new_pending_plan = ""
+                self._set_state(entitlement, r.PENDING_CANCELLATION, now)
+                entitlement.subscription_end_time = entitlement.offer_end_time
+                self._emit("ENTITLEMENT_PENDING_CANCELLATION", entitlement)
+            elif not at_term_end:
+                self._cancel_now(entitlement, now, "user-cancelled")
+            return snapshot(entitlement)
+
+    def revert_cancellation(self, provider_id: str, entitlement_id: str) -> r.Entitlement:
+        """The customer takes back a cancellation that waits for the end of the term."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "revert the cancellation of", r.PENDING_CANCELLATION)
+            self._set_state(entitlement, r.ACTIVE, now)
+            entitlement.subscription_end_time = None
+            self._emit("ENTITLEMENT_CANCELLATION_REVERTED", entitlement)
+            return snapshot(entitlement)
+
+    def renew(self, provider_id: str, entitlement_id: str) -> r.Entitlement:
+        """The term renews now: a new term starts at the current time."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "renew", r.ACTIVE, r.PENDING_PLAN_CHANGE_APPROVAL)
+            self._new_term(entitlement, now)
+            self._emit("ENTITLEMENT_RENEWED", entitlement)
+            return snapshot(entitlement)
+
+    def end_offer(
+        self, provider_id: str, entitlement_id: str, cancel: bool = False
+    ) -> r.Entitlement:
+        """The current offer ends now: the entitlement carries on at list price, or is cancelled."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "end the offer of", *sorted(r.IN_SERVICE))
+            if entitlement.state == r.PENDING_CANCELLATION:
+                cancel = True
+            self._end_offer(entitlement, now, cancel)
+            return snapshot(entitlement)
+
+    def delete_entitlement(self, provider_id: str, entitlement_id: str) -> None:
+        """Google deletes a cancelled entitlement: ENTITLEMENT_DELETED, then 404."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "delete", r.CANCELLED)
+            self._delete(entitlement, now)
+
+    def _delete(self, entitlement: r.Entitlement, now: datetime) -> None:
+        entitlement.deleted = True
+        entitlement.update_time = now
+        key = (entitlement.provider, entitlement.id)
+        self._deleted[key] = self._entitlements.pop(key)
+        self._emit("ENTITLEMENT_DELETED", entitlement)
+
+    def delete_account(self, provider_id: str, account_id: str) -> None:
+        """The customer's account goes: its entitlements are cancelled and deleted first."""
+        with self._write() as now:
+            account = self._account(provider_id, account_id)
+            for entitlement in self._account_entitlements(provider_id, account_id):
+                if entitlement.state != r.CANCELLED:
+                    self._cancel_now(entitlement, now, "account-closed")
+                self._delete(entitlement, now)
+            del self._accounts[(provider_id, account_id)]
+            self._emit_account("ACCOUNT_DELETED", account, now)
+
+    def _account_entitlements(self, provider_id: str, account_id: str) -> list[r.Entitlement]:
+        return [
+            e
+            for (p, _), e in self._entitlements.items()
+            if p == provider_id and e.account_id == account_id
+        ]
+
+
+def snapshot_account(account: r.Account) -> r.Account:
+    return r.Account(
+        account.id,
+        account.provider,
+        account.create_time,
+        account.update_time,
+        {
+            k: r.Approval(a.name, a.state, a.update_time, a.reason)
+            for k, a in account.approvals.items()
+        },
+        account.state,
+    )

@@ -1,0 +1,257 @@
+"""The Procurement API's rules and state: what each provider method does, and when it refuses.
+
+`ProcurementBackend` is the emulator's single source of truth for accounts and entitlements. The
+provider's API calls are here; the customer's actions are in `customer.py`; the state, the lock,
+notifications and clock-driven transitions are in `store.py`.
+
+Decisions Google does not document (reference 1.9, 6) are marked [unconfirmed]:
+- a wrong-state call answers 400 FAILED_PRECONDITION;
+- approving an entitlement whose account's `signup` approval is not APPROVED answers 400
+  FAILED_PRECONDITION;
+- approving again an entitlement already approved and waiting to start succeeds and changes nothing;
+- `entitlements.suspend` answers 501 UNIMPLEMENTED ("not yet supported").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from marketplace_emulator.procurement import resources as r
+from marketplace_emulator.procurement.customer import CustomerActions, snapshot_account
+from marketplace_emulator.procurement.exceptions import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unimplemented,
+)
+from marketplace_emulator.procurement.filters import FilterError, parse_filter
+from marketplace_emulator.procurement.paging import paginate
+from marketplace_emulator.procurement.store import snapshot, truncate_reason
+
+ACCOUNTS_PAGE_DEFAULT, ACCOUNTS_PAGE_MAX = 25, 200
+ENTITLEMENTS_PAGE_DEFAULT, ENTITLEMENTS_PAGE_MAX = 200, 1000
+
+Entitlement = r.Entitlement
+Account = r.Account
+PlanPeriod = r.PlanPeriod
+
+__all__ = ["Account", "Entitlement", "PlanPeriod", "ProcurementBackend"]
+
+
+def _page_size(requested: int | None, default: int, maximum: int) -> int:
+    if requested is None or requested == 0:
+        return default
+    if requested < 0:
+        raise InvalidArgument(f"pageSize must not be negative (got {requested}).")
+    return min(requested, maximum)
+
+
+class ProcurementBackend(CustomerActions):
+    """Accounts and entitlements of every provider, the provider's API, and customer actions."""
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def get_account(self, provider_id: str, account_id: str) -> r.Account:
+        with self._read():
+            return snapshot_account(self._account(provider_id, account_id))
+
+    def list_accounts(
+        self, provider_id: str, page_size: int | None = None, page_token: str = ""
+    ) -> tuple[list[r.Account], str | None]:
+        size = _page_size(page_size, ACCOUNTS_PAGE_DEFAULT, ACCOUNTS_PAGE_MAX)
+        with self._read():
+            accounts = sorted(
+                (a for (p, _), a in self._accounts.items() if p == provider_id),
+                key=lambda a: (a.create_time, a.id),
+            )
+            page, token = paginate(accounts, size, page_token, f"accounts|{provider_id}")
+            return [snapshot_account(a) for a in page], token
+
+    def _approval(self, account: r.Account, approval_name: str) -> r.Approval:
+        name = approval_name or r.SIGNUP  # the only approval an account has
+        approval = account.approvals.get(name)
+        if approval is None:
+            raise InvalidArgument(
+                f"Account {account.name} has no approval named {name!r} "
+                f"(it has: {', '.join(account.approvals)})."
+            )
+        return approval
+
+    def approve_account(
+        self,
+        provider_id: str,
+        account_id: str,
+        approval_name: str = "",
+        reason: str = "",
+        properties: dict[str, str] | None = None,
+    ) -> None:
+        """Grant an approval (`signup` when the name is omitted); a REJECTED one may be granted."""
+        self._decide(provider_id, account_id, approval_name, reason, "APPROVED")
+
+    def reject_account(
+        self, provider_id: str, account_id: str, approval_name: str = "", reason: str = ""
+    ) -> None:
+        self._decide(provider_id, account_id, approval_name, reason, "REJECTED")
+
+    def _decide(
+        self, provider_id: str, account_id: str, approval_name: str, reason: str, state: str
+    ) -> None:
+        with self._write() as now:
+            account = self._account(provider_id, account_id)
+            approval = self._approval(account, approval_name)
+            approval.state = state
+            approval.reason = truncate_reason(reason)
+            approval.update_time = now
+            account.update_time = now
+
+    def reset_account(self, provider_id: str, account_id: str) -> None:
+        """`signup` goes back to PENDING and every entitlement of the account is cancelled."""
+        with self._write() as now:
+            account = self._account(provider_id, account_id)
+            account.approvals[r.SIGNUP] = r.Approval(r.SIGNUP, "PENDING", now)
+            account.update_time = now
+            for entitlement in self._account_entitlements(provider_id, account_id):
+                if entitlement.state != r.CANCELLED:
+                    self._cancel_now(entitlement, now, "unknown")
+
+    # -- entitlements -------------------------------------------------------------------------
+
+    def get_entitlement(self, provider_id: str, entitlement_id: str) -> r.Entitlement:
+        with self._read():
+            return snapshot(self._entitlement(provider_id, entitlement_id))
+
+    def list_entitlements(
+        self,
+        provider_id: str,
+        filter_text: str = "",
+        page_size: int | None = None,
+        page_token: str = "",
+    ) -> tuple[list[r.Entitlement], str | None]:
+        try:
+            predicate = parse_filter(filter_text)
+        except FilterError as exc:
+            raise InvalidArgument(str(exc)) from None
+        size = _page_size(page_size, ENTITLEMENTS_PAGE_DEFAULT, ENTITLEMENTS_PAGE_MAX)
+        with self._read():
+            matching = sorted(
+                (
+                    e
+                    for (p, _), e in self._entitlements.items()
+                    if p == provider_id and predicate.matches(e.filter_fields())
+                ),
+                key=lambda e: (e.create_time, e.id),
+            )
+            query = f"entitlements|{provider_id}|{filter_text}"
+            page, token = paginate(matching, size, page_token, query)
+            return [snapshot(e) for e in page], token
+
+    def patch_entitlement(
+        self, provider_id: str, entitlement_id: str, message_to_user: str
+    ) -> r.Entitlement:
+        """Set `messageToUser`, allowed only while activation or a plan change awaits approval."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(
+                entitlement,
+                "update messageToUser of",
+                r.ACTIVATION_REQUESTED,
+                r.PENDING_PLAN_CHANGE_APPROVAL,
+            )
+            entitlement.message_to_user = message_to_user
+            entitlement.update_time = now
+            return snapshot(entitlement)
+
+    def approve_entitlement(
+        self, provider_id: str, entitlement_id: str, entitlement_migrated: str = ""
+    ) -> None:
+        """Approve activation; ACTIVE after the activation delay or at the offer's start time."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "approve", r.ACTIVATION_REQUESTED)
+            if entitlement.approved:
+                return
+            account = self._accounts.get((provider_id, entitlement.account_id))
+            if account is None or account.signup_state != "APPROVED":
+                state = account.signup_state if account else "deleted"
+                raise FailedPrecondition(
+                    f"Cannot approve {entitlement.name}: its account's signup approval is "
+                    f"{state}, not APPROVED. Approve the account first."
+                )
+            self._approve(entitlement, now, event=None)
+
+    def reject_entitlement(self, provider_id: str, entitlement_id: str, reason: str = "") -> None:
+        """Refuse activation: the entitlement is CANCELLED with the reason given."""
+        with self._write() as now:
+            entitlement = self._entitlement(provider_id, entitlement_id)
+            self._require(entitlement, "reject", r.ACTIVATION_REQUESTED)
+            self._cancel_now(entitlement, now, truncate_reason(reason) or "unknown")
+
+    def _pending_change(
+        self, provider_id: str, entitlement_id: str, pending_plan_name: str, action: str
+    ) -> r.Entitlement:
+        entitlement = self._entitlement(provider_id, entitlement_id)
+        self._require(entitlement, action, r.PENDING_PLAN_CHANGE_APPROVAL)
+        if pending_plan_name != entitlement.new_pending_plan:
+            raise FailedPrecondition(
+                f"pendingPlanName {pending_plan_name!r} does not match the pending plan "
+                f"{entitlement.new_pending_plan!r} of {entitlement.name}."
+            )
+        return entitlement
+
+    def approve_plan_change(
+        self, provider_id: str, entitlement_id: str, pending_plan_name: str
+    ) -> None:
+        """Apply the pending plan now, or at the end of the term, per the product's setting."""
+        with self._write() as now:
+            entitlement = self._pending_change(
+                provider_id, entitlement_id, pending_plan_name, "approve the plan change of"
+            )
+            self._apply_plan_change(entitlement, now)
+
+    def reject_plan_change(
+        self, provider_id: str, entitlement_id: str, pending_plan_name: str, reason: str = ""
+    ) -> None:
+        """Drop the pending plan: ACTIVE on the old plan (ENTITLEMENT_PLAN_CHANGE_CANCELLED)."""
+        with self._write() as now:
+            entitlement = self._pending_change(
+                provider_id, entitlement_id, pending_plan_name, "reject the plan change of"
+            )
+            self._drop_plan_change(entitlement, now)
+
+    def suspend_entitlement(self, provider_id: str, entitlement_id: str, reason: str = "") -> None:
+        with self._read():
+            self._entitlement(provider_id, entitlement_id)
+        raise Unimplemented("Suspending an entitlement is not yet supported.")
+
+    # -- for Service Control and the control API ------------------------------------------------
+
+    def find_by_usage_reporting_id(
+        self, consumer_id: str, include_deleted: bool = False
+    ) -> list[r.Entitlement]:
+        """Entitlements reported under `consumer_id`, with their plan periods (`plan_at`)."""
+        with self._read():
+            pools = [self._entitlements.values()]
+            if include_deleted:
+                pools.append(self._deleted.values())
+            return [
+                snapshot(e) for pool in pools for e in pool if e.usage_reporting_id == consumer_id
+            ]
+
+    def find_accounts(self, account_id: str) -> list[r.Account]:
+        """Accounts with this id, under any provider (the sign-up token issuer looks them up)."""
+        with self._read():
+            return [snapshot_account(a) for (_, i), a in self._accounts.items() if i == account_id]
+
+    def entitlements(self, provider_id: str | None = None) -> list[r.Entitlement]:
+        """Every live entitlement (of one provider), oldest first."""
+        with self._read():
+            found = [
+                snapshot(e)
+                for (p, _), e in self._entitlements.items()
+                if provider_id is None or p == provider_id
+            ]
+        return sorted(found, key=lambda e: (e.create_time, e.id))
+
+    def next_transition_time(self) -> datetime | None:
+        """When the next clock-driven transition falls due (None: nothing is scheduled)."""
+        with self._read():
+            return self._compute_next_due()
