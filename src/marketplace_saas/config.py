@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
     listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
     sync_interval_seconds: int = Field(3600, alias="SYNC_INTERVAL_SECONDS", ge=0)
+    # Push endpoint: with PUSH_AUDIENCE set, `POST /pubsub/push` requires Pub/Sub's OIDC token
+    # for that audience (and, with PUSH_SERVICE_ACCOUNT, issued to that service account).
+    push_audience: str | None = Field(None, alias="PUSH_AUDIENCE")
+    push_service_account: str | None = Field(None, alias="PUSH_SERVICE_ACCOUNT")
 
     @field_validator("usage_api_tokens", mode="before")
     @classmethod
