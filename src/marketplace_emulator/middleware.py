@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,8 +49,11 @@ def injected_error(status: int) -> bytes:
 
 
 class FaultMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         self.app = app
+        self.sleep = sleep
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         api = api_of(scope["path"]) if scope["type"] == "http" else None
@@ -59,7 +63,7 @@ class FaultMiddleware:
         faults: FaultInjector = scope["app"].state.emulator.faults
         latency = faults.latency_seconds(api)
         if latency > 0:
-            await asyncio.sleep(latency)
+            await self.sleep(latency)
         status = faults.injected_status(api)
         if status is None:
             await self.app(scope, receive, send)

@@ -71,7 +71,9 @@ class EntitlementView(Protocol):
 
 
 class ProcurementView(Protocol):
-    def find_by_usage_reporting_id(self, consumer_id: str) -> Sequence[EntitlementView]: ...
+    def find_by_usage_reporting_id(
+        self, consumer_id: str, include_deleted: bool = False
+    ) -> Sequence[EntitlementView]: ...
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,9 @@ class ServiceControlBackend:
         self, service_name: str, consumer_id: str, moment: datetime
     ) -> tuple[EntitlementView, str] | None:
         """The entitlement (and its plan) that made `consumer_id` billable at `moment`."""
-        for entitlement in self._procurement.find_by_usage_reporting_id(consumer_id):
+        # Deleted entitlements count too: usage from before the deletion stays reportable.
+        found = self._procurement.find_by_usage_reporting_id(consumer_id, include_deleted=True)
+        for entitlement in found:
             product = self._catalog.get(entitlement.provider, entitlement.product)
             if product is None or product.service_name != service_name:
                 continue

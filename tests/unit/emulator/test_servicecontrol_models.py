@@ -51,7 +51,9 @@ class Entitlement:
 class Procurement:
     entitlements: list[Entitlement] = field(default_factory=list)
 
-    def find_by_usage_reporting_id(self, consumer_id: str) -> Sequence[Entitlement]:
+    def find_by_usage_reporting_id(
+        self, consumer_id: str, include_deleted: bool = False
+    ) -> Sequence[Entitlement]:
         return [e for e in self.entitlements if e.usage_reporting_id == consumer_id]
 
 

@@ -51,7 +51,9 @@ class _Entitlement:
 
 
 class _Procurement:
-    def find_by_usage_reporting_id(self, consumer_id: str) -> Sequence[_Entitlement]:
+    def find_by_usage_reporting_id(
+        self, consumer_id: str, include_deleted: bool = False
+    ) -> Sequence[_Entitlement]:
         return [_Entitlement()] if consumer_id == CONSUMER else []
 
 
@@ -133,7 +135,11 @@ def test_unknown_service_answers_403_permission_denied(client: TestClient) -> No
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
     ),
