@@ -1,0 +1,277 @@
+"""`marketplace-emulator`: serve the emulator, or act as a customer against a running one.
+
+    marketplace-emulator serve [--port 8780] [--provider DEMO-sandbox ...]
+    marketplace-emulator purchase --product example-product --plan basic
+    marketplace-emulator change-plan ENTITLEMENT --plan pro
+    marketplace-emulator advance-clock 2592000
+
+Customer commands call the control API of the emulator at `--url` (default
+`$MARKETPLACE_EMULATOR_URL` or http://127.0.0.1:8780) for `--provider` (default
+`$MARKETPLACE_PROVIDER_ID` or DEMO-sandbox), print the JSON answer, and exit non-zero with a
+message on stderr when the emulator is unreachable or answers an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8780"
+DEFAULT_PROVIDER = "DEMO-sandbox"
+EXIT_API_ERROR = 1
+EXIT_UNREACHABLE = 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_API_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _segment(value: str) -> str:
+    """An id for a URL path: a resource name is reduced to its last part."""
+    return quote(value.rsplit("/", 1)[-1], safe="")
+
+
+class ControlClient:
+    def __init__(self, url: str, provider: str, transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self.provider = provider
+        self._http = httpx.Client(base_url=self.url, timeout=30.0, transport=transport)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise CliError(
+                f"cannot reach the emulator at {self.url}: {exc}. Is it running? "
+                "Start it with `marketplace-emulator serve`, or set --url / "
+                "MARKETPLACE_EMULATOR_URL.",
+                EXIT_UNREACHABLE,
+            ) from None
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
+            data = {"raw": response.text}
+        if response.is_error:
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            message = error.get("message") or response.text or response.reason_phrase
+            status = error.get("status", "")
+            raise CliError(f"{response.status_code} {status}: {message}".replace("  ", " "))
+        return data
+
+    def provider_path(self, rest: str) -> str:
+        return f"/emulator/v1/providers/{quote(self.provider, safe='')}/{rest}"
+
+    def entitlement(self, entitlement: str, verb: str, body: Any = None) -> Any:
+        path = self.provider_path(f"entitlements/{_segment(entitlement)}:{verb}")
+        return self.call("POST", path, body if body is not None else {})
+
+
+def _json_argument(text: str) -> Any:
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.is_file():
+        text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"not a JSON object or a readable JSON file: {exc}") from None
+
+
+def _run_client(args: argparse.Namespace, client: ControlClient) -> Any:
+    cmd = args.command
+    if cmd == "purchase":
+        body: dict[str, Any] = {"product": args.product, "plan": args.plan}
+        if args.account:
+            body["account"] = args.account
+        if args.usage_reporting_id:
+            body["usageReportingId"] = args.usage_reporting_id
+        return client.call("POST", client.provider_path("purchases"), body)
+    if cmd == "change-plan":
+        return client.entitlement(args.entitlement, "changePlan", {"plan": args.plan})
+    if cmd == "cancel":
+        return client.entitlement(args.entitlement, "cancel", {"atTermEnd": args.at_term_end})
+    if cmd == "end-offer":
+        return client.entitlement(args.entitlement, "endOffer", {"cancel": args.cancel})
+    verbs = {
+        "revert-cancellation": "revertCancellation",
+        "cancel-plan-change": "cancelPlanChange",
+        "renew": "renew",
+        "delete-entitlement": "delete",
+    }
+    if cmd in verbs:
+        return client.entitlement(args.entitlement, verbs[cmd])
+    if cmd == "delete-account":
+        path = client.provider_path(f"accounts/{_segment(args.account)}:delete")
+        return client.call("POST", path, {})
+    if cmd == "signup-token":
+        body = {"account": args.account, "audience": args.audience}
+        if args.ttl is not None:
+            body["ttlSeconds"] = args.ttl
+        return client.call("POST", "/emulator/v1/signupTokens", body)
+    if cmd == "reports":
+        if args.service:
+            return client.call("GET", f"/emulator/v1/services/{quote(args.service)}/reports")
+        return client.call("GET", "/emulator/v1/reports")
+    if cmd == "faults":
+        if args.action == "set":
+            if args.settings is None:
+                raise CliError("faults set needs a JSON object or a file holding one")
+            return client.call("PUT", "/emulator/v1/faults", _json_argument(args.settings))
+        if args.action == "clear":
+            return client.call("PUT", "/emulator/v1/faults", {})
+        return client.call("GET", "/emulator/v1/faults")
+    if cmd == "reset":
+        return client.call("POST", "/emulator/v1/reset", {})
+    if cmd == "advance-clock":
+        return client.call("POST", "/emulator/v1/clock:advance", {"seconds": args.seconds})
+    if cmd == "notifications":
+        return client.call("GET", f"/emulator/v1/notifications?provider={quote(client.provider)}")
+    if cmd == "products":
+        return client.call("GET", client.provider_path("products"))
+    if cmd == "status":
+        return client.call("GET", "/emulator/v1/status")
+    raise CliError(f"unknown command {cmd!r}")
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from marketplace_emulator.server import Emulator, create_app
+
+    providers = args.provider or [args.provider_id]
+    emulator = Emulator(
+        pubsub_project=args.pubsub_project,
+        push_endpoint=args.push_endpoint,
+        providers=providers,
+        activation_delay_seconds=args.activation_delay,
+    )
+    url = f"http://{args.host}:{args.port}"
+    print(banner(url, providers[0], emulator.notifier.modes, args.pubsub_project), flush=True)
+    try:
+        uvicorn.run(create_app(emulator), host=args.host, port=args.port, log_level="warning")
+    finally:
+        emulator.close()
+    return 0
+
+
+def banner(url: str, provider: str, modes: Sequence[str], pubsub_project: str) -> str:
+    delivery = ", ".join(modes) or "recorded only (set PUBSUB_EMULATOR_HOST or --push-endpoint)"
+    return f"""Google Cloud Marketplace emulator on {url}
+  Procurement API:  {url}/v1/providers/{provider}/entitlements
+  Service Control:  {url}/v1/services/{{service}}:report
+  Sign-up certs:    {url}/robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com
+  Control API:      {url}/emulator/v1/ (docs at {url}/emulator/docs)
+  Notifications:    projects/{pubsub_project}/topics/{provider} -> {delivery}
+
+Try:
+  export MARKETPLACE_EMULATOR_URL={url} MARKETPLACE_PROVIDER_ID={provider}
+  marketplace-emulator purchase --product example-product --plan basic
+  marketplace-emulator notifications
+  marketplace-emulator advance-clock 2592000
+Point the official client at it:
+  build("cloudcommerceprocurement", "v1", static_discovery=True,
+        credentials=AnonymousCredentials(), client_options={{"api_endpoint": "{url}"}})"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marketplace-emulator",
+        description="A local emulator of Google Cloud Marketplace (Procurement, Service Control, "
+        "sign-up JWT, Pub/Sub notifications), and the customer's side of it.",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MARKETPLACE_EMULATOR_URL", DEFAULT_URL),
+        help="the running emulator (env MARKETPLACE_EMULATOR_URL)",
+    )
+    parser.add_argument(
+        "--provider",
+        dest="provider_id",
+        default=os.environ.get("MARKETPLACE_PROVIDER_ID", DEFAULT_PROVIDER),
+        help="provider id (env MARKETPLACE_PROVIDER_ID, default DEMO-sandbox)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the emulator")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8780)
+    p.add_argument("--pubsub-project", default="cloudcommerceproc-prod")
+    p.add_argument("--push-endpoint", default=None, metavar="URL")
+    p.add_argument(
+        "--provider",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="providers to create topics for at start (default: the global --provider)",
+    )
+    p.add_argument("--activation-delay", type=float, default=0.0, metavar="SECONDS")
+
+    p = sub.add_parser("purchase", help="a customer buys a plan")
+    p.add_argument("--product", required=True)
+    p.add_argument("--plan", required=True)
+    p.add_argument("--account", help="an existing (or new) account id")
+    p.add_argument("--usage-reporting-id")
+    p = sub.add_parser("change-plan", help="the customer asks for another plan")
+    p.add_argument("entitlement")
+    p.add_argument("--plan", required=True)
+    p = sub.add_parser("cancel", help="the customer cancels")
+    p.add_argument("entitlement")
+    p.add_argument("--at-term-end", action="store_true", default=None)
+    p = sub.add_parser("end-offer", help="the current offer ends")
+    p.add_argument("entitlement")
+    p.add_argument("--cancel", action="store_true", help="cancel instead of carrying on")
+    for name, text in [
+        ("revert-cancellation", "the customer takes back a pending cancellation"),
+        ("cancel-plan-change", "the customer withdraws a pending plan change"),
+        ("renew", "the term renews now"),
+        ("delete-entitlement", "Google deletes a cancelled entitlement"),
+    ]:
+        sub.add_parser(name, help=text).add_argument("entitlement")
+    sub.add_parser("delete-account", help="the customer's account is deleted").add_argument(
+        "account"
+    )
+    p = sub.add_parser("signup-token", help="mint the sign-up JWT for an account")
+    p.add_argument("account")
+    p.add_argument("--audience", required=True)
+    p.add_argument("--ttl", type=int, default=None, metavar="SECONDS")
+    p = sub.add_parser("reports", help="usage reports Service Control accepted")
+    p.add_argument("--service")
+    p = sub.add_parser("faults", help="fault injection: set FILE|JSON, clear, show")
+    p.add_argument("action", choices=["set", "clear", "show"])
+    p.add_argument("settings", nargs="?")
+    sub.add_parser("reset", help="forget all state")
+    sub.add_parser("advance-clock", help="move the clock forward").add_argument(
+        "seconds", type=float
+    )
+    sub.add_parser("notifications", help="notifications published for the provider")
+    sub.add_parser("products", help="the provider's product catalog")
+    sub.add_parser("status", help="the emulator's version, delivery and clock")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    client = ControlClient(args.url, args.provider_id, transport=transport)
+    try:
+        result = _run_client(args, client)
+    except CliError as exc:
+        print(f"marketplace-emulator: error: {exc}", file=sys.stderr)
+        return exc.code
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
