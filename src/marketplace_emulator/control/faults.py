@@ -35,7 +35,7 @@ def parse_settings(raw: bytes) -> FaultSettings:
     """Validated settings from a request body, or 400 INVALID_ARGUMENT saying what is wrong."""
     try:
         body = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise errors.InvalidArgument(f"Invalid JSON payload received. {exc}") from None
     if not isinstance(body, dict):
         raise errors.InvalidArgument("Fault settings must be a JSON object.")

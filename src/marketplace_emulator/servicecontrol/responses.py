@@ -131,7 +131,7 @@ def load_json(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. The body must be a JSON object.")

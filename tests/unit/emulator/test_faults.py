@@ -109,8 +109,9 @@ def test_bad_settings_are_invalid_argument_with_a_clear_message(
     assert setup.faults.settings is before
 
 
-def test_malformed_json_is_invalid_argument(setup: Setup) -> None:
-    response = setup.client.put("/emulator/v1/faults", content=b"{nope")
+@pytest.mark.parametrize("raw", [b"{nope", b"[" * 100_000, b"\xff"])
+def test_malformed_json_is_invalid_argument(setup: Setup, raw: bytes) -> None:
+    response = setup.client.put("/emulator/v1/faults", content=raw)
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
 

@@ -89,7 +89,7 @@ def test_check_needs_an_operation() -> None:
         responses.parse_check({"serviceConfigId": "x"})
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"12", b'"x"', b"\xff"])
+@pytest.mark.parametrize("raw", [b"{", b"[]", b"12", b'"x"', b"\xff", b"[" * 100_000])
 def test_a_body_that_is_not_a_json_object_is_invalid_argument(raw: bytes) -> None:
     with pytest.raises(InvalidArgument):
         responses.load_json(raw)
