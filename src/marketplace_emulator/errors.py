@@ -140,8 +140,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
             message = f"The requested URL {request.url.path} was not found on this server."
-        elif exc.status_code == 405:
+        elif exc.status_code == 405:  # Google answers 404 for a method a path does not have
             message = f"Method {request.method} is not allowed on {request.url.path}."
+            return error_response(404, message, "NOT_FOUND")
         else:
             message = str(exc.detail)
         return error_response(exc.status_code, message)

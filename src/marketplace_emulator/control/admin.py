@@ -11,6 +11,7 @@ GET  /emulator/v1/notifications[?provider=ID]
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Request
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from marketplace_emulator import __version__
 from marketplace_emulator.catalog import Product
 from marketplace_emulator.clock import rfc3339
-from marketplace_emulator.control.customers import _Body, parse
+from marketplace_emulator.control.customers import LATEST_YEAR, _Body, parse
+from marketplace_emulator.errors import InvalidArgument
 from marketplace_emulator.procurement.responses import json_body
 
 if TYPE_CHECKING:
@@ -78,6 +80,8 @@ async def advance_clock(request: Request) -> dict[str, Any]:
     """Move the clock forward; due transitions happen in order and publish their notifications."""
     body = parse(Advance, await json_body(request))
     emulator = _emulator(request)
+    if (emulator.clock.now() + timedelta(seconds=body.seconds)).year > LATEST_YEAR:
+        raise InvalidArgument(f"The clock cannot move past the year {LATEST_YEAR}.")
     await run_in_threadpool(emulator.advance_clock, body.seconds)
     return _clock(emulator)
 

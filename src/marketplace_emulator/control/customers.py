@@ -28,6 +28,7 @@ from marketplace_emulator.procurement.resources import Entitlement
 from marketplace_emulator.procurement.responses import json_body, split_action
 
 M = TypeVar("M", bound=BaseModel)
+LATEST_YEAR = 2999
 
 router = APIRouter(prefix="/emulator/v1/providers/{provider}", tags=["customer actions"])
 
@@ -45,7 +46,12 @@ class Offer(_Body):
     @classmethod
     def _timestamp(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_rfc3339(value)
+            try:
+                when = parse_rfc3339(value)
+            except OverflowError:
+                raise ValueError(f"timestamp out of range: {value!r}") from None
+            if not 1970 <= when.year <= LATEST_YEAR:
+                raise ValueError(f"timestamp must fall in 1970-{LATEST_YEAR}: {value!r}")
         return value
 
     def terms(self) -> OfferTerms:

@@ -120,7 +120,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidArgument(f"Invalid JSON payload received. {exc}") from None
     if not isinstance(body, dict):
         raise InvalidArgument(

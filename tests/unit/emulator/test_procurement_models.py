@@ -255,7 +255,8 @@ def test_service_control_finds_entitlements_by_usage_reporting_id_with_their_per
     assert [e.id for e in found] == [entitlement.id]
     (period,) = found[0].periods
     assert (period.start, period.plan) == (START, "basic")
-    assert period.end is not None and (period.end - START).total_seconds() == DAY
+    assert period.end is not None
+    assert (period.end - START).total_seconds() == DAY
     assert found[0].plan_at(period.end) is None
     world.backend.delete_entitlement(PROVIDER, entitlement.id)
     assert world.backend.find_by_usage_reporting_id(entitlement.usage_reporting_id) == []
