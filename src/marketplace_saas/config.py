@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
     listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
     sync_interval_seconds: int = Field(3600, alias="SYNC_INTERVAL_SECONDS", ge=0)
+    # Provisioning hooks (docs/hooks.md): receivers, webhook secret, retries, approval policy.
+    hook_receivers: str = Field("", alias="HOOK_RECEIVERS")
+    hook_webhook_secret: SecretStr | None = Field(None, alias="HOOK_WEBHOOK_SECRET")
+    hook_max_attempts: int = Field(10, alias="HOOK_MAX_ATTEMPTS", ge=1, le=100)
+    hook_timeout_seconds: float = Field(10.0, alias="HOOK_TIMEOUT_SECONDS", gt=0, le=300)
+    provision_before_approve: bool = Field(False, alias="PROVISION_BEFORE_APPROVE")
     # Push endpoint: with PUSH_AUDIENCE set, `POST /pubsub/push` requires Pub/Sub's OIDC token
     # for that audience (and, with PUSH_SERVICE_ACCOUNT, issued to that service account).
     push_audience: str | None = Field(None, alias="PUSH_AUDIENCE")
