@@ -23,9 +23,10 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
@@ -66,14 +67,12 @@ class NotifierStats:
     pending: int = 0
 
 
-@dataclass(order=True)
+@dataclass(slots=True)
 class _Delivery:
-    due: float
-    seq: int
-    target: Target = field(compare=False)
-    message: Message = field(compare=False)
-    generation: int = field(compare=False)
-    attempts: int = field(default=0, compare=False)
+    target: Target
+    message: Message
+    generation: int
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,8 @@ class DeliveryQueue:
         self._reorder_window = reorder_window
         self._reorder_hold = reorder_hold
         self._cond = threading.Condition()
-        self._published: deque[dict[str, Any]] = deque(maxlen=history_limit)
-        self._queue: list[_Delivery] = []
+        self._published: deque[bytes] = deque(maxlen=history_limit)
+        self._queue: list[tuple[float, int, _Delivery]] = []  # a heap: (due, seq, delivery)
         self._held: list[_Notification] = []
         self._held_since = 0.0
         self._seq = itertools.count()
@@ -117,6 +116,7 @@ class DeliveryQueue:
         self._outstanding = 0
         self._stats = NotifierStats()
         self._closed = False
+        self._worker_waiting = False
         self._worker: threading.Thread | None = None
         if self.targets:
             self._worker = threading.Thread(target=self._run, name="emulator-notifier", daemon=True)
@@ -127,7 +127,7 @@ class DeliveryQueue:
     def publish(self, provider_id: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         with self._cond:
-            self._published.append(json.loads(data))
+            self._published.append(data)
             self._stats.published += 1
             if not self.targets or self._closed:
                 return
@@ -146,11 +146,13 @@ class DeliveryQueue:
             else:
                 self._release_held()  # reordering was just switched off: keep nothing back
                 self._enqueue(batch)
-            self._cond.notify_all()
+            if self._worker_waiting:
+                self._cond.notify_all()
 
     def published(self) -> list[dict[str, Any]]:
         with self._cond:
-            return list(self._published)
+            history = list(self._published)
+        return [json.loads(data) for data in history]
 
     def stats(self) -> NotifierStats:
         with self._cond:
@@ -210,48 +212,41 @@ class DeliveryQueue:
                 message = Message(
                     notification.provider_id, notification.data, message_id, publish_time
                 )
-                heapq.heappush(
-                    self._queue,
-                    _Delivery(due, next(self._seq), target, message, self._generation),
-                )
+                delivery = _Delivery(target, message, self._generation)
+                heapq.heappush(self._queue, (due, next(self._seq), delivery))
                 self._outstanding += 1
 
     # --- the worker ----------------------------------------------------------------------------
 
-    def _next_due(self) -> _Delivery | None:
-        """Wait for the next delivery that is due; None once closed."""
+    def _due_now(self) -> list[_Delivery] | None:
+        """Wait until some deliveries are due and take them all, in order; None once closed."""
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
                 if self._held and now - self._held_since >= self._reorder_hold:
                     self._release_held()
-                if self._queue and self._queue[0].due <= now:
-                    return heapq.heappop(self._queue)
-                waits = [self._queue[0].due - now] if self._queue else []
+                due: list[_Delivery] = []
+                while self._queue and self._queue[0][0] <= now:
+                    due.append(heapq.heappop(self._queue)[2])
+                if due:
+                    return due
+                waits = [self._queue[0][0] - now] if self._queue else []
                 if self._held:
                     waits.append(self._held_since + self._reorder_hold - now)
+                self._worker_waiting = True
                 self._cond.wait(timeout=min(waits) if waits else None)
+                self._worker_waiting = False
             return None
 
     def _run(self) -> None:
-        while (delivery := self._next_due()) is not None:
-            delivery.attempts += 1
-            done = self._completion(delivery)
-            try:
-                delivery.target.deliver(delivery.message, done)
-            except Exception as exc:  # a target's own failure is a failed attempt, never fatal
-                done(exc)
-
-    def _completion(self, delivery: _Delivery) -> Callable[[BaseException | None], None]:
-        called = threading.Event()
-
-        def done(error: BaseException | None) -> None:
-            if called.is_set():
-                return
-            called.set()
-            self._finished(delivery, error)
-
-        return done
+        while (batch := self._due_now()) is not None:
+            for delivery in batch:
+                delivery.attempts += 1
+                done = partial(self._finished, delivery)
+                try:
+                    delivery.target.deliver(delivery.message, done)
+                except Exception as exc:  # a target's own failure is a failed attempt, not fatal
+                    done(exc)
 
     def _finished(self, delivery: _Delivery, error: BaseException | None) -> None:
         with self._cond:
@@ -260,7 +255,10 @@ class DeliveryQueue:
             if error is None:
                 self._stats.delivered += 1
                 self._outstanding -= 1
-            elif (
+                if self._outstanding == 0:
+                    self._cond.notify_all()  # wake flush()
+                return
+            if (
                 isinstance(error, PermanentDeliveryError)
                 or delivery.attempts >= self._retry.max_attempts
             ):
@@ -276,8 +274,8 @@ class DeliveryQueue:
                 )
             else:
                 self._stats.retried += 1
-                delivery.due = time.monotonic() + self._retry.backoff(delivery.attempts)
-                heapq.heappush(self._queue, delivery)
+                due = time.monotonic() + self._retry.backoff(delivery.attempts)
+                heapq.heappush(self._queue, (due, next(self._seq), delivery))
                 log.info(
                     "notifier.retry",
                     target=delivery.target.name,
