@@ -1,0 +1,85 @@
+"""What every command shares: errors, exit codes, the container, logging, signals."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from marketplace_saas.adapters import metrics
+from marketplace_saas.adapters.logging import configure_logging
+from marketplace_saas.config import Settings
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_TEMPFAIL = 75
+
+OPERATOR = "operator:cli"
+LONG_RUNNING = {"serve", "listen"}
+
+
+class CliError(Exception):
+    """A clear message for stderr, and the exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NotFound(CliError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    default = "INFO" if args.command in LONG_RUNNING else "WARNING"
+    level = args.log_level or os.environ.get("LOG_LEVEL") or default
+    configure_logging(level=level, json=os.environ.get("LOG_FORMAT") == "json")
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; in the sandbox, aimed at the sandbox's emulator."""
+    settings = Settings()
+    if settings.sandbox and not settings.procurement_api_endpoint:
+        from marketplace_saas.entrypoints.sandbox import client_settings
+
+        settings = client_settings(settings)
+    return settings
+
+
+def build_container(settings: Settings) -> Container:
+    """The container for a command: bootstrap(), with the Procurement API calls measured."""
+    from marketplace_saas.adapters.procurement import ProcurementGateway
+    from marketplace_saas.bootstrap import bootstrap
+
+    gateway = metrics.instrumented(ProcurementGateway(settings), api="procurement")
+    return bootstrap(settings, procurement=gateway)
+
+
+@contextmanager
+def open_container(settings: Settings | None = None) -> Iterator[Container]:
+    container = build_container(settings or load_settings())
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (installed in the main thread)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop

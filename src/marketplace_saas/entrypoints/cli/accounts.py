@@ -1,0 +1,116 @@
+"""`accounts list|show|approve|reject|reset`: our account records, and the operator's calls."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from marketplace_saas.entrypoints.cli import _records
+from marketplace_saas.entrypoints.cli._common import OPERATOR, NotFound, open_container
+from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
+
+COLUMNS = [
+    ("ACCOUNT", "id"),
+    ("STATE", "state"),
+    ("SIGNUP", "signupApproval"),
+    ("CUSTOMER", "customerId"),
+    ("SIGNED UP", "signedUpAt"),
+    ("DELETED", "deletedAt"),
+]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("accounts", help="procurement accounts")
+    commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="accounts in the database")
+    add_json_flag(listing)
+    listing.set_defaults(run=run_list)
+
+    show = commands.add_parser("show", help="one account, with its entitlements")
+    show.add_argument("account_id")
+    add_json_flag(show)
+    show.set_defaults(run=run_show)
+
+    approve = commands.add_parser("approve", help="approve the account's sign-up (Google call)")
+    approve.add_argument("account_id")
+    add_json_flag(approve)
+    approve.set_defaults(run=run_approve)
+
+    reject = commands.add_parser("reject", help="reject the account's sign-up (Google call)")
+    reject.add_argument("account_id")
+    reject.add_argument("--reason", required=True, help="shown to the customer (<= 256 bytes)")
+    add_json_flag(reject)
+    reject.set_defaults(run=run_reject)
+
+    reset = commands.add_parser(
+        "reset", help="reset a test account to pending sign-up, cancelling its entitlements"
+    )
+    reset.add_argument("account_id")
+    add_json_flag(reset)
+    reset.set_defaults(run=run_reset)
+
+
+def _bare(account_id: str) -> str:
+    return account_id.rsplit("/", 1)[-1]
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_container() as container, container.sessions() as session:
+        rows = _records.list_accounts(session)
+    emit(args, rows, columns=COLUMNS)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_container() as container, container.sessions() as session:
+        record = _records.get_account(session, _bare(args.account_id))
+    if record is None:
+        raise NotFound(f"account {args.account_id}")
+    emit(args, record)
+    return 0
+
+
+def _after(args: argparse.Namespace, container: Any, account_id: str, done: str) -> int:
+    with container.sessions() as session:
+        record = _records.get_account(session, account_id)
+    emit(args, record or {"id": account_id}, message=None if args.json else done)
+    return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    account_id = _bare(args.account_id)
+    with open_container() as container:
+        approvals.approve_account(container, account_id, actor=OPERATOR)
+        return _after(args, container, account_id, f"approved account {account_id}")
+
+
+def run_reject(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    account_id = _bare(args.account_id)
+    with open_container() as container:
+        approvals.reject_account(container, account_id, actor=OPERATOR, reason=args.reason)
+        return _after(args, container, account_id, f"rejected account {account_id}")
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    from marketplace_saas.service.audit import CallLog
+
+    account_id = _bare(args.account_id)
+    with open_container() as container:
+        # Not a decision of service.approvals: one Google call, recorded in the audit log.
+        calls = CallLog(container.now)
+        try:
+            calls.call(
+                "reset_account",
+                container.procurement.reset_account,
+                account_id,
+                account_id=account_id,
+            )
+        finally:
+            with container.sessions.begin() as session:
+                calls.flush(session, actor=OPERATOR)
+        return _after(args, container, account_id, f"reset account {account_id}")

@@ -1,0 +1,153 @@
+"""`entitlements list|show|approve|reject|approve-plan-change|reject-plan-change|suspend|message`.
+
+`list` and `show` read our database; the other actions call Google through `service.approvals`
+(which re-reads the entitlement first and records the result and an audit row).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from marketplace_saas.entrypoints.cli import _records
+from marketplace_saas.entrypoints.cli._common import OPERATOR, NotFound, open_container
+from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
+
+COLUMNS = [
+    ("ENTITLEMENT", "id"),
+    ("ACCOUNT", "account"),
+    ("PRODUCT", "product"),
+    ("PLAN", "plan"),
+    ("PENDING PLAN", "newPendingPlan"),
+    ("STATE", "state"),
+    ("SERVICE", "serviceEnabled"),
+    ("CUSTOMER", "customerId"),
+]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("entitlements", help="entitlements (orders)")
+    commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="entitlements in the database")
+    listing.add_argument("--state", help="e.g. active, ENTITLEMENT_ACTIVATION_REQUESTED")
+    listing.add_argument("--account", help="an account id")
+    listing.add_argument("--product")
+    add_json_flag(listing)
+    listing.set_defaults(run=run_list)
+
+    show = commands.add_parser("show", help="one entitlement, with the API's field names")
+    show.add_argument("entitlement_id")
+    add_json_flag(show)
+    show.set_defaults(run=run_show)
+
+    def action(name: str, help_text: str, *, reason: bool = False) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        sub.add_argument("entitlement_id")
+        if reason:
+            sub.add_argument("--reason", required=True, help="shown to the customer")
+        add_json_flag(sub)
+        return sub
+
+    action("approve", "approve a requested entitlement").set_defaults(run=run_approve)
+    action("reject", "reject a requested entitlement", reason=True).set_defaults(run=run_reject)
+    action("approve-plan-change", "approve the pending plan change").set_defaults(
+        run=run_approve_plan_change
+    )
+    action("reject-plan-change", "reject the pending plan change", reason=True).set_defaults(
+        run=run_reject_plan_change
+    )
+    action("suspend", "suspend (Google: not yet supported)", reason=True).set_defaults(
+        run=run_suspend
+    )
+    message = action("message", "set the message shown to the customer while pending")
+    message.add_argument("text", help="the message (cleared by Google on the next state change)")
+    message.set_defaults(run=run_message)
+
+
+def _bare(entitlement_id: str) -> str:
+    return entitlement_id.rsplit("/", 1)[-1]
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with open_container() as container, container.sessions() as session:
+        rows = _records.list_entitlements(
+            session, state=args.state, account=args.account, product=args.product
+        )
+    table = [{**row, "account": row.get("account", "").rsplit("/", 1)[-1]} for row in rows]
+    emit(args, rows if args.json else table, columns=COLUMNS)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_container() as container, container.sessions() as session:
+        record = _records.get_entitlement(session, _bare(args.entitlement_id))
+    if record is None:
+        raise NotFound(f"entitlement {args.entitlement_id}")
+    emit(args, record)
+    return 0
+
+
+def _done(args: argparse.Namespace, container: Any, entitlement_id: str, message: str) -> int:
+    with container.sessions() as session:
+        record = _records.get_entitlement(session, entitlement_id)
+    emit(args, record or {"id": entitlement_id}, message=None if args.json else message)
+    return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.approve_entitlement(container, entitlement_id, actor=OPERATOR)
+        return _done(args, container, entitlement_id, f"approved entitlement {entitlement_id}")
+
+
+def run_reject(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.reject_entitlement(container, entitlement_id, actor=OPERATOR, reason=args.reason)
+        return _done(args, container, entitlement_id, f"rejected entitlement {entitlement_id}")
+
+
+def run_approve_plan_change(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.approve_plan_change(container, entitlement_id, actor=OPERATOR)
+        return _done(
+            args, container, entitlement_id, f"approved the plan change of {entitlement_id}"
+        )
+
+
+def run_reject_plan_change(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.reject_plan_change(container, entitlement_id, actor=OPERATOR, reason=args.reason)
+        return _done(
+            args, container, entitlement_id, f"rejected the plan change of {entitlement_id}"
+        )
+
+
+def run_suspend(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.suspend_entitlement(container, entitlement_id, actor=OPERATOR, reason=args.reason)
+        return _done(args, container, entitlement_id, f"suspended entitlement {entitlement_id}")
+
+
+def run_message(args: argparse.Namespace) -> int:
+    from marketplace_saas.service import approvals
+
+    entitlement_id = _bare(args.entitlement_id)
+    with open_container() as container:
+        approvals.set_message_to_user(container, entitlement_id, actor=OPERATOR, message=args.text)
+        return _done(args, container, entitlement_id, f"message set on {entitlement_id}")

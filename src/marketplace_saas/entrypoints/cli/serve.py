@@ -1,0 +1,163 @@
+"""`serve`: the whole backend in one process, until SIGINT or SIGTERM.
+
+Start: (sandbox: the emulator) -> `db upgrade` -> web app (uvicorn, in a thread) -> listener
+(streaming pull, unless notifications are pushed) -> scheduler (the jobs of
+`entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
+its in-flight messages, uvicorn its open requests; then the emulator stops. Exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import uvicorn
+
+from marketplace_saas.adapters.db import migrate
+from marketplace_saas.config import Settings
+from marketplace_saas.entrypoints.cli._common import (
+    CliError,
+    build_container,
+    stop_on_signals,
+)
+from marketplace_saas.entrypoints.jobs import jobs
+from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
+from marketplace_saas.entrypoints.scheduler import Scheduler
+from marketplace_saas.entrypoints.web.app import create_app
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="web app, listener and scheduler in one process")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--no-listener",
+        action="store_true",
+        help="do not pull from Pub/Sub (notifications arrive by push only)",
+    )
+    parser.set_defaults(run=run)
+
+
+class WebServer:
+    """uvicorn in a background thread; the main thread keeps the signals."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.server.should_exit = True
+                host, port = self.server.config.host, self.server.config.port
+                raise CliError(f"the web server could not listen on {host}:{port}")
+            time.sleep(0.02)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def _local_url(host: str, port: int) -> str:
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = stop_on_signals()
+    settings = Settings()
+    backend_url = _local_url(args.host, args.port)
+    with ExitStack() as stack:
+        sandbox = None
+        if settings.sandbox:
+            from marketplace_saas.entrypoints.sandbox import start_sandbox
+
+            sandbox = start_sandbox(settings, backend_url)
+            stack.callback(sandbox.stop)
+            settings = sandbox.settings
+        migrate.upgrade(settings.database_url)
+        container = build_container(settings)
+        stack.callback(container.close)
+
+        web = WebServer(create_app(container), args.host, args.port)
+        web.start()
+        stack.callback(web.stop)
+
+        listener = None
+        pull = not args.no_listener and (sandbox is None or sandbox.delivery == "pubsub")
+        if pull:
+            listener = Listener(settings, processing_callback(container))
+            listener.start()
+            stack.callback(listener.stop)
+
+        scheduler = Scheduler(container, jobs(settings))
+        scheduler.start()
+        stack.callback(scheduler.stop)
+
+        print(banner(settings, backend_url, sandbox, listener), flush=True)
+        while not stop.wait(0.5):
+            if listener is not None and listener.failed is not None:
+                error = listener.failed
+                raise CliError(
+                    str(ListenerError(_describe(error, listener.subscription)))
+                ) from error
+            if not web.alive:
+                raise CliError("the web server stopped unexpectedly")
+        print("stopping: finishing in-flight work", file=sys.stderr, flush=True)
+    return 0
+
+
+def _describe(error: BaseException, subscription: str) -> str:
+    from marketplace_saas.entrypoints.listener import describe
+
+    return describe(error, subscription)
+
+
+def banner(settings: Settings, url: str, sandbox: Any, listener: Listener | None) -> str:
+    lines = [
+        f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
+        f"  sign-up page   {url}/signup",
+        f"  admin console  {url}/admin",
+        f"  push endpoint  {url}/pubsub/push",
+        f"  health         {url}/healthz  {url}/readyz  {url}/metrics",
+        f"  database       {_safe_url(settings.database_url)}",
+        f"  provider       {settings.provider_id}",
+    ]
+    if listener is not None:
+        lines.append(f"  listening on   {listener.subscription}")
+    if sandbox is not None:
+        lines.append(f"  emulator       {sandbox.emulator_url}  (Procurement API, Service Control,")
+        lines.append("                 sign-up tokens, customer actions under /emulator/v1)")
+        how = "pushed to /pubsub/push" if sandbox.delivery == "push" else "the Pub/Sub emulator"
+        lines.append(f"  notifications  {how}")
+        lines += ["", "Try it, in another terminal:"]
+        if not sandbox.default_port:
+            lines.append(f"  export MARKETPLACE_EMULATOR_URL={sandbox.emulator_url}")
+        lines += [
+            "  marketplace-emulator purchase --product example-product --plan basic",
+            "  marketplace-saas entitlements list",
+        ]
+        if settings.approval_policy == "signup":
+            lines += [
+                "  (APPROVAL_POLICY=signup: the entitlement waits for the customer's sign-up;",
+                "   `marketplace-emulator signup-token ACCOUNT --audience ...` sends one, or",
+                "   restart with APPROVAL_POLICY=auto to approve at once, as in the codelab)",
+            ]
+    lines += ["", "Stop with Ctrl-C."]
+    return "\n".join(lines)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

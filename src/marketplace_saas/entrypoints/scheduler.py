@@ -1,0 +1,74 @@
+"""Runs the periodic jobs of `entrypoints/jobs.py`, each in its own background thread.
+
+A job runs once at start (unless `run_at_start` is False), then every `interval_seconds`
+(0: at start only). A failing run is logged and the job goes on at its next interval. `stop()`
+lets a run in progress finish, then returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from marketplace_saas.entrypoints.jobs import Job
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+log = structlog.get_logger(__name__)
+
+
+class Scheduler:
+    def __init__(self, container: Container, jobs: list[Job]) -> None:
+        self.container = container
+        self.jobs = list(jobs)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.runs: dict[str, int] = {job.name: 0 for job in self.jobs}
+
+    def start(self) -> None:
+        for job in self.jobs:
+            thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}")
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, job: Job) -> None:
+        if not job.run_at_start and not self._wait(job.interval_seconds):
+            return
+        while not self._stop.is_set():
+            self.run_once(job)
+            if not self._wait(job.interval_seconds):
+                return
+
+    def _wait(self, interval: float) -> bool:
+        """Sleep `interval` seconds; False when stopping (or when the job runs only once)."""
+        if interval <= 0:
+            return False
+        return not self._stop.wait(interval)
+
+    def run_once(self, job: Job) -> None:
+        started = time.perf_counter()
+        try:
+            result = job.run(self.container)
+        except Exception:
+            log.exception("job.failed", job=job.name)
+        else:
+            log.info(
+                "job.finished",
+                job=job.name,
+                seconds=round(time.perf_counter() - started, 3),
+                result=str(result) if result is not None else None,
+            )
+        finally:
+            self.runs[job.name] += 1
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()

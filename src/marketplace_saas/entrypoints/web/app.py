@@ -1,0 +1,50 @@
+"""The backend's web app: one FastAPI app, its routers listed in `ROUTER_MODULES`.
+
+Each name is a module under `entrypoints/web/` exposing `router`. The container built by
+`bootstrap()` lives at `app.state.container`; route functions get it with
+`Depends(get_container)`. Shared Jinja2 templates are in `templates/`, static files in `static/`
+(served at `/static`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+ROUTER_MODULES = ["health", "push"]
+
+WEB_DIR = Path(__file__).parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def get_container(request: Request) -> Container:
+    """FastAPI dependency: the application's container."""
+    return cast("Container", request.app.state.container)
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(
+        title="marketplace-saas",
+        description="A SaaS provider's backend for Google Cloud Marketplace.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.container = container
+    for name in ROUTER_MODULES:
+        module = importlib.import_module(f"marketplace_saas.entrypoints.web.{name}")
+        app.include_router(module.router)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app
