@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     marketplace_service_name: str | None = Field(None, alias="MARKETPLACE_SERVICE_NAME")
     signup_audience: str | None = Field(None, alias="SIGNUP_AUDIENCE")
     signup_certs_url: str = Field(CLOUD_COMMERCE_PARTNER_ISS, alias="SIGNUP_CERTS_URL")
+    # Where the login URL sends a recognised customer (the provider's product); sandbox: /welcome.
+    product_url: str = Field("/welcome", alias="PRODUCT_URL", min_length=1)
     approval_policy: Literal["signup", "auto", "manual"] = Field("signup", alias="APPROVAL_POLICY")
     plan_change_policy: Literal["auto", "manual"] = Field("auto", alias="PLAN_CHANGE_POLICY")
     usage_api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
