@@ -47,6 +47,9 @@ class ControlClient:
         self.provider = provider
         self._http = httpx.Client(base_url=self.url, timeout=30.0, transport=transport)
 
+    def close(self) -> None:
+        self._http.close()
+
     def call(self, method: str, path: str, body: Any = None) -> Any:
         try:
             response = self._http.request(method, path, json=body)
@@ -269,6 +272,8 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
     except CliError as exc:
         print(f"marketplace-emulator: error: {exc}", file=sys.stderr)
         return exc.code
+    finally:
+        client.close()
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
