@@ -241,6 +241,8 @@ class DeliveryQueue:
     def _run(self) -> None:
         while (batch := self._due_now()) is not None:
             for delivery in batch:
+                if delivery.generation != self._generation:
+                    continue  # reset() or close() came while this batch was being sent
                 delivery.attempts += 1
                 done = partial(self._finished, delivery)
                 try:
