@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     usage_api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, alias="USAGE_API_TOKENS"
     )
+    # Metering (docs/metering.md): the catalog file, when a window is due, late records, zeros.
+    usage_catalog: Path | None = Field(None, alias="USAGE_CATALOG")
+    usage_grace_seconds: int = Field(300, alias="USAGE_GRACE_SECONDS", ge=0, le=86_400)
+    usage_late_policy: Literal["carry", "reject"] = Field("carry", alias="USAGE_LATE_POLICY")
+    usage_report_zero: bool = Field(True, alias="USAGE_REPORT_ZERO")
+    usage_max_batch: int = Field(10_000, alias="USAGE_MAX_BATCH", ge=1, le=100_000)
     marketplace_sandbox: bool | None = Field(None, alias="MARKETPLACE_SANDBOX")
     google_application_credentials: Path | None = Field(
         None, alias="GOOGLE_APPLICATION_CREDENTIALS"

@@ -1,0 +1,256 @@
+"""Usage windows and operation ids: the pure rules of metering (standard library only).
+
+An entitlement's reporting timeline runs from `active_since` to `cancelled_at` (open while it is
+not cancelled). It is cut at every UTC hour and at every plan change; each piece is a `Window`
+reported under the plan that held during it, as one Service Control operation whose id is a
+UUIDv5 of (entitlement, window start, plan), so that a re-send after a crash is the same operation.
+
+Errors:
+
+    UsageError                 a usage record that cannot be counted (the message says why)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+
+HOUR = timedelta(hours=1)
+# The namespace of every operationId this project derives (a UUIDv5 of the project's own URL).
+OPERATION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://marketplace-saas.dev/usage-operation")
+MAX_DECIMAL_PLACES = 9  # the usage_records.value column is NUMERIC(38, 9)
+MAX_ABS_VALUE = Decimal(10) ** 28
+RESERVED_LABELS = {
+    "resource_name": "cloudmarketplace.googleapis.com/resource_name",
+    "container_name": "cloudmarketplace.googleapis.com/container_name",
+}
+# Resource Manager label syntax (lowercase letters, digits, '_' and '-'; keys start with a letter).
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+class UsageError(ValueError):
+    """A usage record that cannot be counted; the message is the reason given to the caller."""
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour holding `moment`."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def operation_id(entitlement_id: str, window_start: datetime, plan: str) -> str:
+    """The deterministic operationId of one window (UUIDv5, as Service Control recommends)."""
+    key = f"{entitlement_id}|{window_start.astimezone(UTC).isoformat()}|{plan}"
+    return str(uuid.uuid5(OPERATION_NAMESPACE, key))
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """A plan that took effect at a moment (from `plan_history`)."""
+
+    plan: str
+    effective_at: datetime
+    previous_plan: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """One reporting window: [start, end) under one plan."""
+
+    start: datetime
+    end: datetime
+    plan: str
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """When an entitlement was reportable, and under which plan at each moment."""
+
+    active_since: datetime
+    cancelled_at: datetime | None
+    # (start, plan), sorted by start; the first starts at `active_since`.
+    periods: tuple[tuple[datetime, str], ...]
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        active_since: datetime,
+        cancelled_at: datetime | None,
+        current_plan: str,
+        changes: Sequence[PlanChange] = (),
+    ) -> Timeline:
+        """The timeline from the entitlement's record and its plan history.
+
+        Changes at or before `active_since` decide the first plan; later ones start new periods.
+        Without history the first plan is the current plan; with only later changes, the first
+        change's `previous_plan` (when known) held before it.
+        """
+        ordered = sorted(changes, key=lambda c: c.effective_at)
+        before = [c for c in ordered if c.effective_at <= active_since]
+        after = [c for c in ordered if c.effective_at > active_since]
+        if before:
+            first = before[-1].plan
+        elif after and after[0].previous_plan:
+            first = after[0].previous_plan
+        elif after:
+            first = after[0].plan
+        else:
+            first = current_plan
+        periods = [(active_since, first)]
+        for change in after:
+            if cancelled_at is not None and change.effective_at >= cancelled_at:
+                break
+            if change.plan != periods[-1][1]:
+                periods.append((change.effective_at, change.plan))
+        return cls(active_since, cancelled_at, tuple(periods))
+
+    def is_active_at(self, moment: datetime) -> bool:
+        if moment < self.active_since:
+            return False
+        return self.cancelled_at is None or moment < self.cancelled_at
+
+    def plan_at(self, moment: datetime) -> str:
+        plan = self.periods[0][1]
+        for start, name in self.periods:
+            if start > moment:
+                break
+            plan = name
+        return plan
+
+    def window_at(self, moment: datetime) -> Window:
+        """The window holding `moment` (which must be inside the timeline)."""
+        start = max(floor_hour(moment), self.active_since)
+        end = floor_hour(moment) + HOUR
+        for change, _plan in self.periods[1:]:
+            if change <= moment:
+                start = max(start, change)
+            elif change < end:
+                end = change
+                break
+        if self.cancelled_at is not None:
+            end = min(end, self.cancelled_at)
+        return Window(start, end, self.plan_at(moment))
+
+    def windows(self, since: datetime, until: datetime) -> Iterator[Window]:
+        """Every window starting at or after `since` and ending at or before `until`, in order."""
+        moment = max(since, self.active_since)
+        stop = until if self.cancelled_at is None else min(until, self.cancelled_at)
+        while moment < stop:
+            window = self.window_at(moment)
+            if window.end > stop:
+                return
+            yield window
+            moment = window.end
+
+
+def parse_value(raw: object) -> Decimal:
+    """A usage amount: an integer, a decimal, or a string holding one; never negative."""
+    if isinstance(raw, bool) or raw is None:
+        raise UsageError("value must be a number")
+    if isinstance(raw, int):
+        value = Decimal(raw)
+    elif isinstance(raw, Decimal):
+        value = raw
+    elif isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise UsageError("value must be a finite number")
+        value = Decimal(str(raw))
+    elif isinstance(raw, str):
+        try:
+            value = Decimal(raw.strip())
+        except InvalidOperation:
+            raise UsageError(f"value {raw!r} is not a number") from None
+    else:
+        raise UsageError("value must be a number")
+    if not value.is_finite():
+        raise UsageError("value must be a finite number")
+    if value < 0:
+        raise UsageError("value must not be negative")
+    if abs(value) >= MAX_ABS_VALUE:
+        raise UsageError("value is too large")
+    places = value.normalize().as_tuple().exponent
+    if isinstance(places, int) and -places > MAX_DECIMAL_PLACES:
+        raise UsageError(f"value has more than {MAX_DECIMAL_PLACES} decimal places")
+    return value
+
+
+def parse_time(raw: object, *, now: datetime, max_skew: timedelta) -> datetime:
+    """A record's time: RFC 3339 with an offset (default `now`), not beyond `now + max_skew`."""
+    if raw is None:
+        return now
+    if not isinstance(raw, str) or "T" not in raw.upper():
+        raise UsageError("time must be an RFC 3339 timestamp, e.g. 2025-01-31T12:00:00Z")
+    text = raw.strip()
+    if text[-1:] in ("z", "Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"time {raw!r} is not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"time {raw!r} has no time zone offset")
+    moment = moment.astimezone(UTC)
+    if moment > now + max_skew:
+        raise UsageError(f"time {raw!r} is in the future")
+    return moment
+
+
+def parse_labels(raw: object) -> dict[str, str]:
+    """Labels: string to string, in Resource Manager label syntax."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError("labels must be an object of string values")
+    labels: dict[str, str] = {}
+    for key, value in raw.items():
+        if not isinstance(value, str):
+            raise UsageError(f"label {key!r} must have a string value")
+        if not _LABEL_KEY.match(key):
+            raise UsageError(
+                f"label key {key!r} is invalid: lowercase letters, digits, '_' or '-', "
+                "starting with a letter, at most 63 characters"
+            )
+        if not _LABEL_VALUE.match(value):
+            raise UsageError(
+                f"label {key!r} has an invalid value: lowercase letters, digits, '_' or '-', "
+                "at most 63 characters"
+            )
+        labels[key] = value
+    return labels
+
+
+def user_labels(label_sets: Sequence[dict[str, str]]) -> dict[str, str]:
+    """An operation's userLabels: the labels every record of the window agrees on.
+
+    `resource_name` and `container_name` become Marketplace's reserved keys.
+    """
+    if not label_sets:
+        return {}
+    common = dict(label_sets[0])
+    for labels in label_sets[1:]:
+        common = {k: v for k, v in common.items() if labels.get(k) == v}
+        if not common:
+            break
+    return {RESERVED_LABELS.get(k, k): v for k, v in sorted(common.items())}
+
+
+def split_integer(total: Decimal, *, final: bool) -> tuple[int, Decimal]:
+    """An int64 metric's reported amount and the remainder carried to the next window.
+
+    The whole part is reported; the fraction is carried. The last window of an entitlement
+    (`final`) has nothing to carry into, so it rounds half up.
+    """
+    if final:
+        return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP)), Decimal(0)
+    whole = total.quantize(Decimal(1), rounding=ROUND_FLOOR)
+    return int(whole), total - whole

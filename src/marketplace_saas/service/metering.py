@@ -1,0 +1,247 @@
+"""Usage ingestion: `record_usage(container, records)`, the Python API behind `POST /v1/usage`.
+
+Each record is `{id, entitlement, metric, value, time, labels}`; `id` is the caller's idempotency
+key. A batch is checked record by record (each refusal has a reason), then every accepted record
+is written in one transaction with insert-on-conflict-do-nothing: a repeated `id`, in the batch or
+already stored (even by a concurrent request), is a duplicate, never counted twice.
+
+Each record joins the window (entitlement, hour, plan) holding its time. A record whose window was
+already reported is late: with `USAGE_LATE_POLICY=carry` (default) it joins the entitlement's
+first window not yet reported, keeping its own time; with `reject` it is refused. The reporter is
+in `service/metering_report.py`; `report_usage` is re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from marketplace_saas.adapters.db import usage_store
+from marketplace_saas.adapters.db.usage_store import MeteredEntitlement
+from marketplace_saas.adapters.usage_catalog import UsageCatalog, load_catalog
+from marketplace_saas.config import Settings
+from marketplace_saas.domain.usage import (
+    UsageError,
+    Window,
+    parse_labels,
+    parse_time,
+    parse_value,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_SKEW = timedelta(minutes=5)  # how far in the future a record's time may be (clock skew)
+MAX_ID_LENGTH = 200
+
+
+class MeteringContainer(Protocol):
+    """What metering needs of the application container (`bootstrap()` builds it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    id: str | None
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "reason": self.reason}
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [r.to_json() for r in self.rejected],
+        }
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    id: str
+    entitlement: str
+    metric: str
+    value: Any
+    time: datetime
+    labels: dict[str, str]
+
+
+def _text(record: Mapping[str, Any], key: str, *, limit: int = MAX_ID_LENGTH) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{key} is required (a non-empty string)")
+    if len(value) > limit:
+        raise UsageError(f"{key} is longer than {limit} characters")
+    return value
+
+
+def _parse(record: object, now: datetime) -> _Parsed:
+    if not isinstance(record, Mapping):
+        raise UsageError("each record must be an object")
+    record_id = _text(record, "id")
+    entitlement = _text(record, "entitlement")
+    if "/entitlements/" in entitlement:  # accept the full resource name too
+        entitlement = entitlement.rsplit("/entitlements/", 1)[1]
+    return _Parsed(
+        id=record_id,
+        entitlement=entitlement,
+        metric=_text(record, "metric"),
+        value=parse_value(record.get("value")),
+        time=parse_time(record.get("time"), now=now, max_skew=MAX_SKEW),
+        labels=parse_labels(record.get("labels")),
+    )
+
+
+def _identify(record: object) -> str | None:
+    if isinstance(record, Mapping) and isinstance(record.get("id"), str):
+        return str(record["id"])[:MAX_ID_LENGTH]
+    return None
+
+
+class _Placement:
+    """Decides the window of each record, from entitlements and ledger state read once per batch."""
+
+    def __init__(
+        self,
+        entitlements: dict[str, MeteredEntitlement],
+        reported_until: dict[str, datetime],
+        catalog: UsageCatalog,
+        late_policy: str,
+    ) -> None:
+        self._entitlements = entitlements
+        self._reported_until = reported_until
+        self._catalog = catalog
+        self._late_policy = late_policy
+
+    def window(self, record: _Parsed) -> Window:
+        entitlement = self._entitlements.get(record.entitlement)
+        if entitlement is None:
+            raise UsageError(f"unknown entitlement {record.entitlement!r}")
+        if not entitlement.usage_reporting_id:
+            raise UsageError(
+                "entitlement is not usage-billed (it has no usageReportingId; "
+                "Google may add one later: retry after the next sync)"
+            )
+        timeline = entitlement.timeline
+        if timeline is None or not timeline.is_active_at(record.time):
+            raise UsageError(f"entitlement was not active at {record.time.isoformat()}")
+        window = timeline.window_at(record.time)
+        self._check_metric(entitlement, window.plan, record.metric)
+        until = self._reported_until.get(entitlement.id)
+        if until is None or window.start >= until:
+            return window
+        if self._late_policy == "reject":
+            raise UsageError(
+                f"late: the window starting {window.start.isoformat()} was already reported"
+            )
+        if not timeline.is_active_at(until):
+            raise UsageError(
+                "late: the window was already reported and the entitlement has no later window "
+                "(it was cancelled)"
+            )
+        carried = timeline.window_at(until)
+        if carried.plan != window.plan:
+            self._check_metric(entitlement, carried.plan, record.metric)
+        return carried
+
+    def _check_metric(self, entitlement: MeteredEntitlement, plan: str, metric: str) -> None:
+        product = self._catalog.product(entitlement.product, entitlement.product_external_name)
+        metrics = self._catalog.plan_metrics(product, plan)
+        if not metrics:
+            where = "is not in the usage catalog" if product is None else "has no metrics"
+            raise UsageError(
+                f"entitlement is not usage-billed: plan {plan!r} of product "
+                f"{entitlement.product!r} {where} ({self._catalog.source})"
+            )
+        if metric not in metrics:
+            raise UsageError(
+                f"unknown metric {metric!r} for plan {plan!r} (known: {', '.join(sorted(metrics))})"
+            )
+
+
+def record_usage(
+    container: MeteringContainer, records: Sequence[object], *, source: str = "api"
+) -> IngestResult:
+    """Validate and store a batch of usage records; the counts and each refusal's reason."""
+    settings = container.settings
+    now = container.now()
+    result = IngestResult()
+    parsed: list[_Parsed] = []
+    seen: set[str] = set()
+    for record in records:
+        try:
+            item = _parse(record, now)
+        except UsageError as exc:
+            result.rejected.append(Rejection(_identify(record), str(exc)))
+            continue
+        if item.id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(item.id)
+        parsed.append(item)
+    if not parsed:
+        return result
+    catalog = load_catalog(settings)
+    with container.sessions.begin() as session:
+        placement = _placement(session, parsed, catalog, settings.usage_late_policy)
+        rows: list[dict[str, Any]] = []
+        refused: list[Rejection] = []
+        for item in parsed:
+            try:
+                window = placement.window(item)
+            except UsageError as exc:
+                refused.append(Rejection(item.id, str(exc)))
+                continue
+            rows.append(
+                {
+                    "record_id": item.id,
+                    "entitlement_id": item.entitlement,
+                    "metric": item.metric,
+                    "value": item.value,
+                    "time": item.time,
+                    "window_start": window.start,
+                    "labels": item.labels,
+                    "received_at": now,
+                }
+            )
+        inserted = usage_store.insert_records(session, rows)
+        # A retry of a record stored earlier is a duplicate even if it would be refused now
+        # (its window has since been reported, say).
+        stored = usage_store.existing_record_ids(session, [r.id for r in refused if r.id])
+    result.duplicates += len(stored)
+    result.rejected += [r for r in refused if r.id not in stored]
+    result.accepted = len(inserted)
+    result.duplicates += len(rows) - len(inserted)
+    log.info(
+        "usage.ingested",
+        source=source,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=len(result.rejected),
+    )
+    return result
+
+
+def _placement(
+    session: Session, parsed: Iterable[_Parsed], catalog: UsageCatalog, late_policy: str
+) -> _Placement:
+    ids = {item.entitlement for item in parsed}
+    entitlements = usage_store.load_entitlements(session, ids)
+    until = usage_store.reported_until(session, entitlements)
+    return _Placement(entitlements, until, catalog, late_policy)
