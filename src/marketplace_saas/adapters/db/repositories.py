@@ -1,0 +1,132 @@
+"""Reading and writing our records: small functions over a caller's `Session`.
+
+The caller owns the transaction (`with container.sessions.begin() as session:`). Rows that several
+workers may update at once are read with `locked=True`: `SELECT ... FOR UPDATE` on PostgreSQL; on
+SQLite the transaction first takes the database's write lock, which serialises writers the same
+way (SQLite has one writer at a time anyway).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from marketplace_saas.adapters.db.models import (
+    Account,
+    Customer,
+    Entitlement,
+    InboxMessage,
+    PlanHistory,
+)
+
+M = TypeVar("M")
+
+
+def take_write_lock(session: Session) -> None:
+    """On SQLite, start the transaction as a writer now, so no read in it can go stale."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sa.text("UPDATE inbox SET id = id WHERE id = -1"))
+
+
+def _one(
+    session: Session, model: type[M], where: sa.ColumnElement[bool], *, locked: bool
+) -> M | None:
+    statement = sa.select(model).where(where)
+    if locked:
+        take_write_lock(session)
+        if session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update()
+    return session.execute(statement).scalars().first()
+
+
+# -- inbox ------------------------------------------------------------------------------------
+
+
+def inbox_by_event_id(
+    session: Session, event_id: str, *, locked: bool = False
+) -> InboxMessage | None:
+    return _one(session, InboxMessage, InboxMessage.event_id == event_id, locked=locked)
+
+
+def list_inbox(
+    session: Session, *, status: str | None = None, limit: int = 100
+) -> list[InboxMessage]:
+    statement = sa.select(InboxMessage).order_by(InboxMessage.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(InboxMessage.status == status)
+    return list(session.scalars(statement))
+
+
+# -- accounts and customers -------------------------------------------------------------------
+
+
+def account_by_id(session: Session, account_id: str, *, locked: bool = False) -> Account | None:
+    return _one(session, Account, Account.id == account_id, locked=locked)
+
+
+def customer_by_id(session: Session, customer_id: str) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def accounts_of_customer(session: Session, customer_id: str) -> list[Account]:
+    return list(session.scalars(sa.select(Account).where(Account.customer_id == customer_id)))
+
+
+def all_account_ids(session: Session) -> set[str]:
+    return set(session.scalars(sa.select(Account.id)))
+
+
+# -- entitlements -----------------------------------------------------------------------------
+
+
+def entitlement_by_id(
+    session: Session, entitlement_id: str, *, locked: bool = False
+) -> Entitlement | None:
+    return _one(session, Entitlement, Entitlement.id == entitlement_id, locked=locked)
+
+
+def entitlements_of_account(session: Session, account_id: str) -> list[Entitlement]:
+    statement = (
+        sa.select(Entitlement).where(Entitlement.account_id == account_id).order_by(Entitlement.id)
+    )
+    return list(session.scalars(statement))
+
+
+def live_entitlement_ids(session: Session) -> set[str]:
+    """Entitlements we have not marked deleted."""
+    statement = sa.select(Entitlement.id).where(Entitlement.deleted_at.is_(None))
+    return set(session.scalars(statement))
+
+
+def add_plan_history(
+    session: Session,
+    *,
+    entitlement_id: str,
+    plan: str,
+    previous_plan: str | None,
+    effective_at: datetime,
+    event_id: str | None,
+    recorded_at: datetime,
+) -> None:
+    session.add(
+        PlanHistory(
+            entitlement_id=entitlement_id,
+            plan=plan,
+            previous_plan=previous_plan,
+            effective_at=effective_at,
+            event_id=event_id,
+            recorded_at=recorded_at,
+        )
+    )
+
+
+def plan_history(session: Session, entitlement_id: str) -> list[PlanHistory]:
+    statement = (
+        sa.select(PlanHistory)
+        .where(PlanHistory.entitlement_id == entitlement_id)
+        .order_by(PlanHistory.effective_at, PlanHistory.id)
+    )
+    return list(session.scalars(statement))

@@ -1,0 +1,324 @@
+"""The Partner Procurement API, through Google's official discovery client.
+
+`ProcurementGateway` builds `cloudcommerceprocurement v1` from the discovery document bundled with
+`google-api-python-client` (no network at build time), pointed at `PROCUREMENT_API_ENDPOINT` when
+it is set (the emulator). Credentials: anonymous in the sandbox or when an endpoint is set,
+Application Default Credentials otherwise.
+
+Every call gets its own timeout and is retried, bounded, with exponential backoff and full jitter
+on 408/429/5xx, timeouts and connection errors; what still fails is raised as one of the errors of
+`procurement_errors`. httplib2 objects are not thread-safe, so each thread has its own.
+
+Resource ids are bare ids; the gateway builds `providers/{providerId}/...` names.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import google.auth
+import google_auth_httplib2
+import httplib2
+from google.auth.credentials import AnonymousCredentials, Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from marketplace_saas.adapters.procurement_errors import (
+    RETRYABLE_STATUSES,
+    NotFoundError,
+    ProcurementError,
+    classify_http_error,
+    transport_error,
+)
+from marketplace_saas.config import Settings
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+ACCOUNTS_PAGE_SIZE = 200  # the documented maximum for accounts.list
+ENTITLEMENTS_PAGE_SIZE = 200
+
+# Exceptions httplib2 lets through for timeouts, refused or reset connections and DNS failures.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # TimeoutError, ConnectionError, ssl errors
+    httplib2.HttpLib2Error,
+    http.client.HTTPException,
+)
+
+
+class ProcurementApi(Protocol):
+    """What the services need from the Procurement API (tests may pass their own)."""
+
+    provider_id: str
+
+    def get_account(self, account_id: str) -> dict[str, Any] | None: ...
+    def list_accounts(self) -> Iterator[dict[str, Any]]: ...
+    def approve_account(
+        self, account_id: str, approval_name: str = "signup", reason: str | None = None
+    ) -> None: ...
+    def reject_account(
+        self, account_id: str, reason: str, approval_name: str = "signup"
+    ) -> None: ...
+    def reset_account(self, account_id: str) -> None: ...
+    def get_entitlement(self, entitlement_id: str) -> dict[str, Any] | None: ...
+    def list_entitlements(self, filter: str | None = None) -> Iterator[dict[str, Any]]: ...
+    def approve_entitlement(self, entitlement_id: str) -> None: ...
+    def reject_entitlement(self, entitlement_id: str, reason: str) -> None: ...
+    def approve_plan_change(self, entitlement_id: str, pending_plan_name: str) -> None: ...
+    def reject_plan_change(
+        self, entitlement_id: str, pending_plan_name: str, reason: str
+    ) -> None: ...
+    def suspend_entitlement(self, entitlement_id: str, reason: str) -> None: ...
+    def patch_message_to_user(self, entitlement_id: str, message: str) -> dict[str, Any]: ...
+
+
+def credentials_for(settings: Settings) -> Credentials:
+    """Anonymous for the sandbox and emulators; Application Default Credentials otherwise."""
+    if settings.sandbox or settings.procurement_api_endpoint:
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+    credentials, _project = google.auth.default(scopes=[SCOPE])
+    return credentials
+
+
+def _close_http(http: Any) -> None:
+    inner = getattr(http, "http", http)  # AuthorizedHttp wraps an httplib2.Http
+    close = getattr(inner, "close", None)
+    if callable(close):
+        close()
+
+
+def _endpoint(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+class ProcurementGateway:
+    """The Procurement API for one provider, safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: Credentials | None = None,
+        http_factory: Callable[[], Any] | None = None,
+        timeout: float = 20.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.2,
+        backoff_max: float = 4.0,
+        sleep: Callable[[float], None] = time.sleep,
+        page_size: int = ENTITLEMENTS_PAGE_SIZE,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.provider_id = settings.provider_id
+        self._credentials = credentials if credentials is not None else credentials_for(settings)
+        self._timeout = timeout
+        self._http_factory = http_factory or self._authorized_http
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._page_size = page_size
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[Any] = []  # every http this gateway made, closed by close()
+        options: dict[str, str] = {}
+        if settings.procurement_api_endpoint:
+            options["api_endpoint"] = _endpoint(settings.procurement_api_endpoint)
+        # The service object only builds requests; each request runs on this thread's http.
+        self._build_http = httplib2.Http(timeout=timeout)
+        self._service: Any = build(
+            "cloudcommerceprocurement",
+            "v1",
+            http=self._build_http,
+            static_discovery=True,
+            client_options=options or None,
+            cache_discovery=False,
+        )
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _authorized_http(self) -> Any:
+        return google_auth_httplib2.AuthorizedHttp(
+            self._credentials, http=httplib2.Http(timeout=self._timeout)
+        )
+
+    def _http(self) -> Any:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._http_factory()
+            self._local.http = http
+            with self._lock:
+                self._opened.append(http)
+        return http
+
+    def _drop_http(self) -> None:
+        """Forget this thread's http (after a broken connection) and close its sockets."""
+        http = getattr(self._local, "http", None)
+        self._local.http = None
+        if http is not None:
+            with self._lock:
+                if http in self._opened:
+                    self._opened.remove(http)
+            _close_http(http)
+
+    def close(self) -> None:
+        """Close every connection this gateway opened, in any thread."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for opened_http in opened:
+            _close_http(opened_http)
+        _close_http(self._build_http)
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: a random delay up to base * 2**attempt, capped."""
+        ceiling = min(self._backoff_max, self._backoff_base * (2**attempt))
+        return random.uniform(0, ceiling)
+
+    def _execute(self, action: str, request: Any) -> Any:
+        last: ProcurementError | None = None
+        for attempt in range(self._max_attempts):
+            if attempt:
+                self._sleep(self._backoff(attempt - 1))
+            try:
+                return request.execute(http=self._http(), num_retries=0)
+            except HttpError as exc:
+                status = int(exc.resp.status)
+                error = classify_http_error(status, exc.content, action=action)
+                if status not in RETRYABLE_STATUSES:
+                    raise error from exc
+                last = error
+            except TRANSPORT_ERRORS as exc:
+                # A broken connection may leave this thread's http unusable: start afresh.
+                self._drop_http()
+                last = transport_error(exc, action=action)
+        assert last is not None
+        raise last
+
+    def _get_or_none(self, action: str, request: Any) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._execute(action, request)
+        except NotFoundError:
+            return None
+        return result
+
+    # -- names ----------------------------------------------------------------------------------
+
+    @property
+    def _parent(self) -> str:
+        return f"providers/{self.provider_id}"
+
+    def account_name(self, account_id: str) -> str:
+        return f"{self._parent}/accounts/{account_id}"
+
+    def entitlement_name(self, entitlement_id: str) -> str:
+        return f"{self._parent}/entitlements/{entitlement_id}"
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> dict[str, Any] | None:
+        """The account, or None when the API answers 404 (deleted or unknown)."""
+        accounts = self._service.providers().accounts()
+        return self._get_or_none("get_account", accounts.get(name=self.account_name(account_id)))
+
+    def list_accounts(self) -> Iterator[dict[str, Any]]:
+        """Every account of the provider, page after page."""
+        accounts = self._service.providers().accounts()
+        token: str | None = None
+        while True:
+            request = accounts.list(
+                parent=self._parent,
+                pageSize=min(self._page_size, ACCOUNTS_PAGE_SIZE),
+                pageToken=token,
+            )
+            page = self._execute("list_accounts", request)
+            yield from page.get("accounts", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return
+
+    def approve_account(
+        self, account_id: str, approval_name: str = "signup", reason: str | None = None
+    ) -> None:
+        body: dict[str, Any] = {"approvalName": approval_name}
+        if reason:
+            body["reason"] = reason
+        accounts = self._service.providers().accounts()
+        self._execute(
+            "approve_account", accounts.approve(name=self.account_name(account_id), body=body)
+        )
+
+    def reject_account(self, account_id: str, reason: str, approval_name: str = "signup") -> None:
+        body = {"approvalName": approval_name, "reason": reason}
+        accounts = self._service.providers().accounts()
+        self._execute(
+            "reject_account", accounts.reject(name=self.account_name(account_id), body=body)
+        )
+
+    def reset_account(self, account_id: str) -> None:
+        accounts = self._service.providers().accounts()
+        self._execute("reset_account", accounts.reset(name=self.account_name(account_id), body={}))
+
+    # -- entitlements ---------------------------------------------------------------------------
+
+    def get_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        """The entitlement, or None when the API answers 404 (ENTITLEMENT_DELETED)."""
+        entitlements = self._service.providers().entitlements()
+        return self._get_or_none(
+            "get_entitlement", entitlements.get(name=self.entitlement_name(entitlement_id))
+        )
+
+    def list_entitlements(self, filter: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every entitlement matching `filter` (reference section 1.8), page after page."""
+        entitlements = self._service.providers().entitlements()
+        token: str | None = None
+        while True:
+            request = entitlements.list(
+                parent=self._parent,
+                filter=filter or None,
+                pageSize=self._page_size,
+                pageToken=token,
+            )
+            page = self._execute("list_entitlements", request)
+            yield from page.get("entitlements", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return
+
+    def _entitlement_call(self, action: str, method: str, entitlement_id: str, body: Any) -> None:
+        entitlements = self._service.providers().entitlements()
+        request = getattr(entitlements, method)(
+            name=self.entitlement_name(entitlement_id), body=body
+        )
+        self._execute(action, request)
+
+    def approve_entitlement(self, entitlement_id: str) -> None:
+        self._entitlement_call("approve_entitlement", "approve", entitlement_id, {})
+
+    def reject_entitlement(self, entitlement_id: str, reason: str) -> None:
+        self._entitlement_call("reject_entitlement", "reject", entitlement_id, {"reason": reason})
+
+    def approve_plan_change(self, entitlement_id: str, pending_plan_name: str) -> None:
+        body = {"pendingPlanName": pending_plan_name}
+        self._entitlement_call("approve_plan_change", "approvePlanChange", entitlement_id, body)
+
+    def reject_plan_change(self, entitlement_id: str, pending_plan_name: str, reason: str) -> None:
+        body = {"pendingPlanName": pending_plan_name, "reason": reason}
+        self._entitlement_call("reject_plan_change", "rejectPlanChange", entitlement_id, body)
+
+    def suspend_entitlement(self, entitlement_id: str, reason: str) -> None:
+        """Google documents suspension as "not yet supported"; expect an error."""
+        self._entitlement_call("suspend_entitlement", "suspend", entitlement_id, {"reason": reason})
+
+    def patch_message_to_user(self, entitlement_id: str, message: str) -> dict[str, Any]:
+        """Set `messageToUser` (only allowed while a provider decision is pending)."""
+        entitlements = self._service.providers().entitlements()
+        request = entitlements.patch(
+            name=self.entitlement_name(entitlement_id),
+            updateMask="messageToUser",
+            body={"messageToUser": message},
+        )
+        result: dict[str, Any] = self._execute("patch_message_to_user", request)
+        return result

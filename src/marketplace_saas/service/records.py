@@ -1,0 +1,306 @@
+"""Apply what the Procurement API says to our records, in the caller's transaction.
+
+Shared by the lifecycle (notifications), the approvals and the reconciliation: whoever read an
+account or an entitlement from the API applies it here, so our records, plan history, provisioning
+hooks and audit rows follow one set of rules. A version older than the one applied (`updateTime`)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.models import Account, Entitlement
+from marketplace_saas.domain.entitlements import (
+    CANCELLED,
+    AccountView,
+    Before,
+    EntitlementView,
+    is_stale,
+    service_transition,
+)
+from marketplace_saas.domain.events import EventType, Hook
+from marketplace_saas.service.audit import record_change
+from marketplace_saas.service.outbox import enqueue_hook
+
+# Entitlement columns copied from the API's resource.
+_COPIED = (
+    "account_id",
+    "state",
+    "product",
+    "plan",
+    "new_pending_plan",
+    "offer",
+    "offer_end_time",
+    "new_offer_start_time",
+    "new_offer_end_time",
+    "subscription_end_time",
+    "usage_reporting_id",
+    "cancellation_reason",
+    "message_to_user",
+    "order_id",
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The outcome of applying one version of a resource."""
+
+    changed: bool
+    stale: bool = False
+    hooks: tuple[str, ...] = ()
+    changes: tuple[str, ...] = ()
+
+
+STALE = Applied(changed=False, stale=True)
+UNCHANGED = Applied(changed=False)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who is applying, when, and because of which notification."""
+
+    actor: str
+    now: datetime
+    event_id: str | None = None
+    event_type: str | None = None
+    event_update_time: datetime | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _jsonable(value: object) -> object:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _hook_payload(row: Entitlement, ctx: Context) -> dict[str, Any]:
+    return {
+        "entitlementId": row.id,
+        "accountId": row.account_id,
+        "product": row.product,
+        "plan": row.service_plan or row.plan,
+        "state": row.state,
+        "usageReportingId": row.usage_reporting_id,
+        "offerEndTime": _iso(row.offer_end_time),
+        "eventId": ctx.event_id,
+        "deleted": row.deleted_at is not None,
+    }
+
+
+def _enqueue(
+    session: Session, hooks: tuple[Hook, ...], row: Entitlement, ctx: Context, version: str
+) -> None:
+    for hook in hooks:
+        enqueue_hook(
+            session,
+            hook.value,
+            ordering_key=row.id,
+            idempotency_key=f"{hook.value}:{row.id}:{version}",
+            payload=_hook_payload(row, ctx),
+        )
+
+
+def _before(row: Entitlement | None) -> Before:
+    if row is None:
+        return Before()
+    return Before(
+        state=row.state,
+        service_enabled=row.service_enabled,
+        service_plan=row.service_plan,
+        offer_end_time=row.offer_end_time,
+        offer=row.offer,
+    )
+
+
+def apply_entitlement(
+    session: Session,
+    *,
+    provider_id: str,
+    entitlement_id: str,
+    view: EntitlementView | None,
+    ctx: Context,
+) -> Applied:
+    """Make our entitlement match `view` (None: the API answered 404, it is deleted)."""
+    row = repo.entitlement_by_id(session, entitlement_id, locked=True)
+    if view is None:
+        return _apply_deleted(session, row, ctx)
+    if row is not None and is_stale(row.google_update_time, view.update_time):
+        return STALE
+    before = _before(row)
+    if row is None:
+        row = Entitlement(id=entitlement_id, provider_id=provider_id, account_id=view.account_id)
+        row.state = view.state
+        row.service_enabled = False
+        session.add(row)
+    transition = service_transition(before, view, event_type=ctx.event_type)
+    changes: dict[str, object] = {}
+    for column in _COPIED:
+        new = getattr(view, column)
+        if getattr(row, column) != new:
+            changes[column] = _jsonable(new)
+            setattr(row, column, new)
+    if before.state is None:
+        changes["state"] = view.state
+    if row.deleted_at is not None:
+        row.deleted_at = None
+        changes["deleted_at"] = None
+    effective = view.update_time or ctx.now
+    if transition.turned_on:
+        started = effective
+        if ctx.event_type == EventType.ENTITLEMENT_ACTIVE and ctx.event_update_time is not None:
+            started = min(started, ctx.event_update_time)
+        if row.active_since is None:
+            row.active_since = started
+        repo.add_plan_history(
+            session,
+            entitlement_id=row.id,
+            plan=transition.service_plan or "",
+            previous_plan=before.service_plan,
+            effective_at=started,
+            event_id=ctx.event_id,
+            recorded_at=ctx.now,
+        )
+    elif transition.plan_changed:
+        repo.add_plan_history(
+            session,
+            entitlement_id=row.id,
+            plan=transition.service_plan or "",
+            previous_plan=before.service_plan,
+            effective_at=effective,
+            event_id=ctx.event_id,
+            recorded_at=ctx.now,
+        )
+    if row.service_enabled != transition.service_enabled:
+        changes["service_enabled"] = transition.service_enabled
+    if row.service_plan != transition.service_plan:
+        changes["service_plan"] = transition.service_plan
+    row.service_enabled = transition.service_enabled
+    row.service_plan = transition.service_plan
+    if view.state == CANCELLED and row.cancelled_at is None:
+        row.cancelled_at = view.subscription_end_time or effective
+        changes["cancelled_at"] = row.cancelled_at.isoformat()
+    row.google_create_time = view.create_time
+    row.google_update_time = view.update_time
+    row.raw = view.raw
+    hooks = transition.hooks
+    if changes or hooks:
+        record_change(
+            session,
+            "entitlement.created" if before.state is None else "entitlement.updated",
+            actor=ctx.actor,
+            at=ctx.now,
+            account_id=row.account_id,
+            entitlement_id=row.id,
+            event_id=ctx.event_id,
+            details={"changes": changes, "hooks": [h.value for h in hooks]},
+        )
+    version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
+    _enqueue(session, hooks, row, ctx, version)
+    return Applied(
+        changed=bool(changes), hooks=tuple(h.value for h in hooks), changes=tuple(changes)
+    )
+
+
+def _apply_deleted(session: Session, row: Entitlement | None, ctx: Context) -> Applied:
+    if row is None or row.deleted_at is not None:
+        return UNCHANGED  # never seen (nothing to keep), or already recorded
+    transition = service_transition(_before(row), None, event_type=ctx.event_type)
+    row.deleted_at = ctx.now
+    row.service_enabled = False
+    row.service_plan = None
+    if transition.turned_off and row.cancelled_at is None:
+        row.cancelled_at = ctx.now
+    record_change(
+        session,
+        "entitlement.deleted",
+        actor=ctx.actor,
+        at=ctx.now,
+        account_id=row.account_id,
+        entitlement_id=row.id,
+        event_id=ctx.event_id,
+        details={"hooks": [h.value for h in transition.hooks]},
+    )
+    _enqueue(session, transition.hooks, row, ctx, "deleted")
+    return Applied(
+        changed=True, hooks=tuple(h.value for h in transition.hooks), changes=("deleted_at",)
+    )
+
+
+def apply_account(
+    session: Session, *, provider_id: str, view: AccountView, ctx: Context
+) -> Applied:
+    """Make our account match `view`: state and approvals (the sign-up state is ours)."""
+    row = repo.account_by_id(session, view.id, locked=True)
+    if row is not None and is_stale(row.google_update_time, view.update_time):
+        return STALE
+    created = row is None
+    if row is None:
+        row = Account(id=view.id, provider_id=provider_id, approvals={})
+        session.add(row)
+    changes: dict[str, object] = {}
+    updates: dict[str, object] = {
+        "state": view.state,
+        "approvals": view.approvals,
+        "signup_approval": view.signup_state,
+        "google_create_time": view.create_time,
+    }
+    for column, new in updates.items():
+        if getattr(row, column) != new:
+            changes[column] = _jsonable(new)
+            setattr(row, column, new)
+    row.google_update_time = view.update_time
+    if changes:
+        record_change(
+            session,
+            "account.created" if created else "account.updated",
+            actor=ctx.actor,
+            at=ctx.now,
+            account_id=row.id,
+            event_id=ctx.event_id,
+            details={"changes": changes},
+        )
+    return Applied(changed=bool(changes), changes=tuple(changes))
+
+
+def erase_account(session: Session, *, account_id: str, ctx: Context) -> Applied:
+    """The account is gone from Google: erase the customer's personal data, keep billing's."""
+    row = repo.account_by_id(session, account_id, locked=True)
+    if row is None or row.deleted_at is not None:
+        return UNCHANGED
+    row.deleted_at = ctx.now
+    erased_customer: str | None = None
+    if row.customer_id is not None:
+        siblings = repo.accounts_of_customer(session, row.customer_id)
+        customer = repo.customer_by_id(session, row.customer_id)
+        if customer is not None and all(a.deleted_at is not None for a in siblings):
+            customer.name = None
+            customer.email = None
+            customer.company = None
+            customer.user_identity = None
+            customer.signup_data = {}
+            customer.erased_at = ctx.now
+            erased_customer = customer.id
+    record_change(
+        session,
+        "account.deleted",
+        actor=ctx.actor,
+        at=ctx.now,
+        account_id=account_id,
+        event_id=ctx.event_id,
+        details={"erased_customer": erased_customer},
+    )
+    enqueue_hook(
+        session,
+        Hook.ACCOUNT_DELETED.value,
+        ordering_key=account_id,
+        idempotency_key=f"{Hook.ACCOUNT_DELETED.value}:{account_id}",
+        payload={"accountId": account_id, "customerId": row.customer_id, "eventId": ctx.event_id},
+    )
+    return Applied(changed=True, hooks=(Hook.ACCOUNT_DELETED.value,), changes=("deleted_at",))
