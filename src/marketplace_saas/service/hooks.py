@@ -1,0 +1,300 @@
+"""The hook dispatcher: deliver every outbox item at least once, in order per ordering key.
+
+An item is due when it is `pending`, its `next_attempt_at` has passed, and no older item with
+the same ordering key is still `pending` or `dead`. A dead item therefore holds back the later
+items of its key (an entitlement's `cancelled` is never delivered before its `active`); other
+keys are never held back. An operator unblocks the key with `hooks retry` (deliver it again) or
+`hooks discard` (give up on it).
+
+Claiming is safe with several dispatchers: one transaction selects the due items (PostgreSQL
+adds `FOR UPDATE SKIP LOCKED`) and claims each with a conditional update that increments
+`attempts` and moves `next_attempt_at` to the end of a lease. `attempts` is the claim's fencing
+token: only the holder of the current claim can record the outcome. A dispatcher that dies
+mid-delivery loses its lease when `next_attempt_at` passes, and the item is delivered again
+with the same idempotency key. A heartbeat extends the lease while a slow receiver runs.
+
+No database transaction is open while a receiver runs.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from marketplace_saas.adapters.db.models import HookOutbox
+from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers
+from marketplace_saas.config import Settings
+from marketplace_saas.domain.hooks import BLOCKING_STATUSES, HookPayload, HookStatus, RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+LEASE_MARGIN_SECONDS = 5.0
+ERROR_LIMIT = 4000
+
+AfterDelivery = Callable[[Delivery], None]
+
+
+class HookContext(Protocol):
+    """What the dispatcher needs from the composition root (`bootstrap.Container`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    def now(self) -> datetime: ...
+
+
+@dataclass
+class DispatchResult:
+    delivered: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return len(self.delivered) + len(self.failed) + len(self.dead) + len(self.skipped)
+
+    def merge(self, other: DispatchResult) -> None:
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.dead += other.dead
+        self.skipped += other.skipped
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    hook: str
+    ordering_key: str
+    idempotency_key: str
+    payload: dict[str, object]
+    attempts: int
+    created_at: datetime
+
+
+def _blocker_exists() -> sa.Exists:
+    older = aliased(HookOutbox)
+    return sa.exists().where(
+        older.ordering_key == HookOutbox.ordering_key,
+        older.id < HookOutbox.id,
+        older.status.in_(BLOCKING_STATUSES),
+    )
+
+
+def due_condition(now: datetime) -> sa.ColumnElement[bool]:
+    """Pending, due, and first in line for its ordering key."""
+    return sa.and_(
+        HookOutbox.status == HookStatus.PENDING.value,
+        HookOutbox.next_attempt_at <= now,
+        ~_blocker_exists(),
+    )
+
+
+class Dispatcher:
+    """Delivers due outbox items to the configured receivers; one instance per process."""
+
+    def __init__(
+        self,
+        context: HookContext,
+        receivers: Receivers,
+        *,
+        policy: RetryPolicy | None = None,
+        concurrency: int = 4,
+        batch_size: int = 50,
+        lease_seconds: float | None = None,
+        after_delivery: AfterDelivery | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        settings = context.settings
+        self.context = context
+        self.receivers = receivers
+        self.policy = policy or RetryPolicy(max_attempts=settings.hook_max_attempts)
+        self.concurrency = max(1, concurrency)
+        self.batch_size = batch_size
+        per_item = settings.hook_timeout_seconds * max(1, len(receivers))
+        self.lease = timedelta(seconds=lease_seconds or per_item + LEASE_MARGIN_SECONDS)
+        self.after_delivery = after_delivery
+        self.rng = rng or random.Random()
+        self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
+        self._sessions = context.sessions
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def _claim_batch(self) -> list[_Claim]:
+        now = self.context.now()
+        with self._sessions() as session, session.begin():
+            query = (
+                sa.select(HookOutbox.id, HookOutbox.attempts)
+                .where(due_condition(now))
+                .order_by(HookOutbox.next_attempt_at, HookOutbox.id)
+                .limit(self.batch_size)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            candidates = session.execute(query).all()
+            claims = []
+            for item_id, seen in candidates:
+                claimed: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
+                    sa.update(HookOutbox)
+                    .where(
+                        HookOutbox.id == item_id,
+                        HookOutbox.attempts == seen,
+                        due_condition(now),
+                    )
+                    .values(attempts=seen + 1, next_attempt_at=now + self.lease)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount != 1:
+                    continue  # another dispatcher won it
+                row = session.get_one(HookOutbox, item_id)
+                claims.append(
+                    _Claim(
+                        row.id,
+                        row.hook,
+                        row.ordering_key,
+                        row.idempotency_key,
+                        dict(row.payload),
+                        seen + 1,
+                        row.created_at,
+                    )
+                )
+        return claims
+
+    def _record(self, claim: _Claim, **values: object) -> bool:
+        """Write the outcome, only if this claim is still the current one."""
+        with self._sessions() as session, session.begin():
+            result: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
+                sa.update(HookOutbox)
+                .where(
+                    HookOutbox.id == claim.id,
+                    HookOutbox.attempts == claim.attempts,
+                    HookOutbox.status == HookStatus.PENDING.value,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+    @contextmanager
+    def _heartbeat(self, claim: _Claim) -> Iterator[None]:
+        """Keep extending the lease while the receivers run."""
+        stop = threading.Event()
+        interval = max(self.lease.total_seconds() / 3, 0.05)
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                self._record(claim, next_attempt_at=self.context.now() + self.lease)
+
+        thread = threading.Thread(target=beat, name=f"hook-lease-{claim.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    # -- delivering -------------------------------------------------------------------------
+
+    def _deliver(self, claim: _Claim) -> tuple[str, int]:
+        bound = log.bind(
+            hook=claim.hook,
+            hook_id=claim.id,
+            ordering_key=claim.ordering_key,
+            attempt=claim.attempts,
+            worker=self.worker,
+        )
+        receivers = self.receivers.for_hook(claim.hook)
+        if not receivers:
+            self._record(
+                claim,
+                status=HookStatus.SKIPPED.value,
+                last_error="no configured receiver wants this hook",
+            )
+            bound.info("hook.skipped")
+            return "skipped", claim.id
+        delivery = Delivery(
+            item_id=claim.id,
+            hook=claim.hook,
+            idempotency_key=claim.idempotency_key,
+            payload=HookPayload.from_dict(claim.payload),
+            attempt=claim.attempts,
+            created_at=claim.created_at,
+        )
+        try:
+            with self._heartbeat(claim):
+                for receiver in receivers:
+                    receiver.deliver(delivery)
+                if self.after_delivery is not None:
+                    self.after_delivery(delivery)
+        except Exception as exc:
+            return self._failed(claim, exc, bound), claim.id
+        now = self.context.now()
+        if self._record(
+            claim, status=HookStatus.DELIVERED.value, delivered_at=now, last_error=None
+        ):
+            bound.info("hook.delivered")
+        else:
+            bound.warning("hook.delivered_after_lease_lost")
+        return "delivered", claim.id
+
+    def _failed(self, claim: _Claim, exc: Exception, bound: Any) -> str:
+        message = str(exc) if isinstance(exc, DeliveryFailed) else f"{type(exc).__name__}: {exc}"
+        message = message[:ERROR_LIMIT]
+        if self.policy.exhausted(claim.attempts):
+            self._record(claim, status=HookStatus.DEAD.value, last_error=message)
+            bound.error("hook.dead", error=message)
+            return "dead"
+        retry_at = self.context.now() + self.policy.delay(claim.attempts, self.rng)
+        self._record(claim, next_attempt_at=retry_at, last_error=message)
+        bound.warning("hook.failed", error=message, retry_at=retry_at.isoformat())
+        return "failed"
+
+    def run_once(self) -> DispatchResult:
+        """Claim the due items (one per ordering key) and deliver them concurrently."""
+        result = DispatchResult()
+        claims = self._claim_batch()
+        if not claims:
+            return result
+        workers = min(self.concurrency, len(claims))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hook") as pool:
+            for outcome, item_id in pool.map(self._deliver, claims):
+                getattr(result, outcome).append(item_id)
+        return result
+
+    def drain(self, *, max_rounds: int = 1000) -> DispatchResult:
+        """Deliver until nothing is due now (items waiting for a retry are left waiting)."""
+        total = DispatchResult()
+        for _ in range(max_rounds):
+            step = self.run_once()
+            total.merge(step)
+            if not step.attempted:
+                break
+        return total
+
+    def run_forever(self, stop: threading.Event, *, idle_seconds: float = 1.0) -> None:
+        """The dispatcher loop of `serve` and `hooks run`, until `stop` is set."""
+        log.info("hooks.dispatcher_started", worker=self.worker, receivers=len(self.receivers))
+        while not stop.is_set():
+            try:
+                step = self.run_once()
+            except Exception:  # a database hiccup must not kill the loop; log and go on
+                log.exception("hooks.dispatcher_error", worker=self.worker)
+                stop.wait(idle_seconds)
+                continue
+            if not step.attempted:
+                stop.wait(idle_seconds)
+        log.info("hooks.dispatcher_stopped", worker=self.worker)
