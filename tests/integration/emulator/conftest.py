@@ -43,7 +43,7 @@ def procurement_api(live_emulator: RunningEmulator, emu: Emulator) -> Iterator[A
         "cloudcommerceprocurement",
         "v1",
         static_discovery=True,
-        credentials=AnonymousCredentials(),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": live_emulator.url},
     )
     yield service.providers()

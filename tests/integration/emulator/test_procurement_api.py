@@ -192,7 +192,7 @@ def test_the_client_works_with_a_trailing_slash_on_the_endpoint(
         "cloudcommerceprocurement",
         "v1",
         static_discovery=True,
-        credentials=AnonymousCredentials(),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": live_emulator.url + "/"},
     )
     name = purchase(control)["entitlement"]["name"]
