@@ -43,7 +43,10 @@ def truncate_reason(reason: str) -> str:
 
 def snapshot(entitlement: r.Entitlement) -> r.Entitlement:
     """A copy that later transitions do not change (safe to read outside the lock)."""
-    return copy.deepcopy(entitlement)
+    clone = copy.copy(entitlement)
+    clone.periods = list(entitlement.periods)  # PlanPeriod and datetime are immutable
+    clone.offer_history = list(entitlement.offer_history)
+    return clone
 
 
 class BackendCore:

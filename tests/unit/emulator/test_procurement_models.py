@@ -262,3 +262,12 @@ def test_service_control_finds_entitlements_by_usage_reporting_id_with_their_per
     assert world.backend.find_by_usage_reporting_id(entitlement.usage_reporting_id) == []
     kept = world.backend.find_by_usage_reporting_id(entitlement.usage_reporting_id, True)
     assert [e.id for e in kept] == [entitlement.id]
+
+
+def test_returned_entitlements_are_snapshots_later_transitions_do_not_change() -> None:
+    world = make_world()
+    before = world.active()
+    world.backend.cancel(PROVIDER, before.id)
+    assert before.state == "ENTITLEMENT_ACTIVE"
+    assert before.periods[0].end is None
+    assert world.get(before).periods[0].end == START
