@@ -141,3 +141,17 @@ def serve_app(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def emulator_entitlement(
+    emulator: Any, plan: str, provider: str = "DEMO-sandbox"
+) -> SeededEntitlement:
+    """Purchase and approve `plan` in the emulator; the matching row to seed in our database."""
+    procurement = emulator.procurement
+    account, entitlement = procurement.purchase(provider, "example-product", plan)
+    procurement.approve_account(provider, account.id, "signup")
+    procurement.approve_entitlement(provider, entitlement.id)
+    (view,) = procurement.find_by_usage_reporting_id(entitlement.usage_reporting_id)
+    return SeededEntitlement(
+        entitlement.id, plan, view.periods[0].start, entitlement.usage_reporting_id
+    )

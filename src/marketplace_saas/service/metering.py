@@ -8,7 +8,7 @@ already stored (even by a concurrent request), is a duplicate, never counted twi
 Each record joins the window (entitlement, hour, plan) holding its time. A record whose window was
 already reported is late: with `USAGE_LATE_POLICY=carry` (default) it joins the entitlement's
 first window not yet reported, keeping its own time; with `reject` it is refused. The reporter is
-in `service/metering_report.py`; `report_usage` is re-exported here.
+`service/metering_report.py`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,259 @@
+"""Service Control v1 (`services.check`, `services.report`), through Google's discovery client.
+
+`ServiceControlGateway` builds `servicecontrol v1` from the discovery document bundled with
+`google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator).
+Every call has a timeout and is retried, bounded, with exponential backoff and full jitter on
+408/429/5xx, timeouts and connection errors. This module is also the one place that classifies
+Service Control's answers:
+
+    ServiceControlError                 a request failed as a whole (400, 403, ...): do not retry it
+     └── TransientServiceControlError   429, 5xx, timeouts, broken connections after the retries;
+                                        for a report, whether Google recorded it is unknown
+
+    check_verdict(checkErrors)   -> OK | SUSPEND (stop serving the customer) | RETRY | REFUSED
+    report_error_is_transient(status) -> whether a `reportErrors` entry is worth re-sending
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+import google.auth
+import google_auth_httplib2
+import httplib2
+from google.auth.credentials import AnonymousCredentials, Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from marketplace_saas.config import Settings
+
+SCOPE = "https://www.googleapis.com/auth/servicecontrol"
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    httplib2.HttpLib2Error,
+    http.client.HTTPException,
+)
+
+# CheckError codes after which Google recommends to stop serving the customer (reference 4.4).
+SUSPEND_CODES = frozenset({"SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"})
+# Backend outages and artificial faults: retry, never a reason to cut service off.
+RETRY_CODES = frozenset({"LOAD_SHEDDING", "INJECTED_ERROR", "ERROR_CODE_UNSPECIFIED"})
+# "should be ignored" (the discovery document).
+IGNORED_CODES = frozenset({"SECURITY_POLICY_BACKEND_UNAVAILABLE"})
+# google.rpc codes of a `reportErrors` status worth re-sending: UNKNOWN, DEADLINE_EXCEEDED,
+# RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
+TRANSIENT_RPC_CODES = frozenset({2, 4, 8, 10, 13, 14})
+
+
+class ServiceControlError(Exception):
+    """A Service Control request failed; `status_code` and `status` say how."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, status: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.status = status
+
+    def __str__(self) -> str:
+        code = f" [{self.status_code} {self.status or ''}]".rstrip() if self.status_code else ""
+        return f"{self.message}{code}"
+
+
+class TransientServiceControlError(ServiceControlError):
+    """Retry later: unavailable, rate limited, timed out, or the connection broke."""
+
+
+class Verdict(Enum):
+    OK = "ok"
+    SUSPEND = "suspend"  # stop serving the customer until a later check passes
+    RETRY = "retry"  # an outage on Google's side: try again later, change nothing
+    REFUSED = "refused"  # any other error: try again later, and make it visible
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    verdict: Verdict
+    code: str | None = None
+    detail: str | None = None
+
+
+def check_verdict(check_errors: Sequence[dict[str, Any]]) -> CheckVerdict:
+    """What a check's `checkErrors` mean for us; the most serious error wins."""
+    found: list[CheckVerdict] = []
+    for error in check_errors:
+        code = str(error.get("code", "ERROR_CODE_UNSPECIFIED"))
+        detail = str(error.get("detail") or error.get("status", {}).get("message") or code)
+        if code in IGNORED_CODES:
+            continue
+        if code in SUSPEND_CODES:
+            found.append(CheckVerdict(Verdict.SUSPEND, code, detail))
+        elif code.endswith("_UNAVAILABLE") or code in RETRY_CODES:
+            found.append(CheckVerdict(Verdict.RETRY, code, detail))
+        else:
+            found.append(CheckVerdict(Verdict.REFUSED, code, detail))
+    for verdict in (Verdict.SUSPEND, Verdict.REFUSED, Verdict.RETRY):
+        for item in found:
+            if item.verdict is verdict:
+                return item
+    return CheckVerdict(Verdict.OK)
+
+
+def report_error_is_transient(status: dict[str, Any]) -> bool:
+    return int(status.get("code", 2)) in TRANSIENT_RPC_CODES
+
+
+class ServiceControlApi(Protocol):
+    """What the reporter needs from Service Control (tests may wrap or replace it)."""
+
+    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]: ...
+    def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+def credentials_for(settings: Settings) -> Credentials:
+    """Anonymous for the sandbox and emulators; Application Default Credentials otherwise."""
+    if settings.sandbox or settings.service_control_api_endpoint:
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
+    credentials, _project = google.auth.default(scopes=[SCOPE])
+    return credentials
+
+
+def _error_from_http(exc: HttpError) -> ServiceControlError:
+    status_code = int(exc.resp.status)
+    status, message = None, str(exc.reason or "")
+    try:
+        body = json.loads(exc.content or b"{}")
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        status = error.get("status") or None
+        message = error.get("message") or message
+    except ValueError:
+        pass
+    kind = (
+        TransientServiceControlError if status_code in RETRYABLE_STATUSES else ServiceControlError
+    )
+    return kind(message or f"HTTP {status_code}", status_code=status_code, status=status)
+
+
+def _close_http(http: Any) -> None:
+    inner = getattr(http, "http", http)  # AuthorizedHttp wraps an httplib2.Http
+    close = getattr(inner, "close", None)
+    if callable(close):
+        close()
+
+
+class ServiceControlGateway:
+    """`services.check` and `services.report`, safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: Credentials | None = None,
+        http_factory: Callable[[], Any] | None = None,
+        timeout: float = 20.0,
+        max_attempts: int = 4,
+        backoff_base: float = 0.2,
+        backoff_max: float = 4.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._credentials = credentials if credentials is not None else credentials_for(settings)
+        self._timeout = timeout
+        self._http_factory = http_factory or self._authorized_http
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._sleep = sleep
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[tuple[threading.Thread, Any]] = []
+        self._build_http = httplib2.Http(timeout=timeout)
+        options: dict[str, str] = {}
+        if settings.service_control_api_endpoint:
+            endpoint = settings.service_control_api_endpoint
+            options["api_endpoint"] = endpoint if endpoint.endswith("/") else endpoint + "/"
+        self._service: Any = build(
+            "servicecontrol",
+            "v1",
+            http=self._build_http,
+            static_discovery=True,
+            client_options=options or None,
+            cache_discovery=False,
+        )
+
+    def _authorized_http(self) -> Any:
+        return google_auth_httplib2.AuthorizedHttp(
+            self._credentials, http=httplib2.Http(timeout=self._timeout)
+        )
+
+    def _http(self) -> Any:
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._http_factory()
+            self._local.http = http
+            with self._lock:
+                # Close the connections of threads that have ended (a finished worker pool).
+                dead = [(t, h) for t, h in self._opened if not t.is_alive()]
+                self._opened = [(t, h) for t, h in self._opened if t.is_alive()]
+                self._opened.append((threading.current_thread(), http))
+            for _thread, old in dead:
+                _close_http(old)
+        return http
+
+    def _drop_http(self) -> None:
+        """Forget this thread's http (after a broken connection) and close its sockets."""
+        http = getattr(self._local, "http", None)
+        self._local.http = None
+        if http is not None:
+            with self._lock:
+                self._opened = [(t, h) for t, h in self._opened if h is not http]
+            _close_http(http)
+
+    def close(self) -> None:
+        """Close every connection this gateway opened, in any thread."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for _thread, connection in opened:
+            _close_http(connection)
+        _close_http(self._build_http)
+
+    def _execute(self, request: Any) -> dict[str, Any]:
+        last: ServiceControlError | None = None
+        for attempt in range(self._max_attempts):
+            if attempt:
+                ceiling = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
+                self._sleep(random.uniform(0, ceiling))
+            try:
+                result: dict[str, Any] = request.execute(http=self._http(), num_retries=0)
+                return result
+            except HttpError as exc:
+                error = _error_from_http(exc)
+                if not isinstance(error, TransientServiceControlError):
+                    raise error from exc
+                last = error
+            except TRANSPORT_ERRORS as exc:
+                self._drop_http()  # a broken connection may leave the http unusable
+                last = TransientServiceControlError(f"{type(exc).__name__}: {exc}")
+        assert last is not None
+        raise last
+
+    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
+        request = self._service.services().check(
+            serviceName=service_name, body={"operation": operation}
+        )
+        return self._execute(request)
+
+    def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        request = self._service.services().report(
+            serviceName=service_name, body={"operations": operations}
+        )
+        return self._execute(request)
