@@ -26,7 +26,22 @@ def sync(container: Container) -> object:
     return sync_all(container, actor="sync")
 
 
+def deliver_hooks(container: Container) -> object:
+    """Deliver the due provisioning hooks to HOOK_RECEIVERS (failed ones wait for their backoff)."""
+    from marketplace_saas.service.hooks import dispatch_due
+
+    return dispatch_due(container)
+
+
+HOOK_POLL_SECONDS = 2.0
+
+
 def jobs(settings: Settings) -> list[Job]:
+    from marketplace_saas.adapters.hooks import validate_receivers
+
+    # A misconfigured receiver stops `serve` here, before anything is delivered.
+    hooks = [Job("hooks", HOOK_POLL_SECONDS, deliver_hooks)] if validate_receivers(settings) else []
     return [
         Job("sync", settings.sync_interval_seconds, sync),
+        *hooks,
     ]

@@ -21,25 +21,29 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from marketplace_saas.adapters.db.models import HookOutbox
-from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers
+from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers, validate_receivers
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.hooks import BLOCKING_STATUSES, HookPayload, HookStatus, RetryPolicy
 
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
 log = structlog.get_logger(__name__)
 
-LEASE_MARGIN_SECONDS = 5.0
+MIN_LEASE_SECONDS = 2.0
 ERROR_LIMIT = 4000
 
 AfterDelivery = Callable[[Delivery], None]
@@ -125,8 +129,10 @@ class Dispatcher:
         self.policy = policy or RetryPolicy(max_attempts=settings.hook_max_attempts)
         self.concurrency = max(1, concurrency)
         self.batch_size = batch_size
+        # Twice the longest a delivery can take (callables have no timeout: the heartbeat
+        # extends the lease while they run).
         per_item = settings.hook_timeout_seconds * max(1, len(receivers))
-        self.lease = timedelta(seconds=lease_seconds or per_item + LEASE_MARGIN_SECONDS)
+        self.lease = timedelta(seconds=lease_seconds or max(2 * per_item, MIN_LEASE_SECONDS))
         self.after_delivery = after_delivery
         self.rng = rng or random.Random()
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
@@ -298,3 +304,37 @@ class Dispatcher:
             if not step.attempted:
                 stop.wait(idle_seconds)
         log.info("hooks.dispatcher_stopped", worker=self.worker)
+
+
+def build_dispatcher(container: Container, **options: Any) -> Dispatcher | None:
+    """The dispatcher for this container's settings; None when HOOK_RECEIVERS is empty.
+
+    Raises `ConfigurationError` on a misconfigured receiver. With no receiver the outbox keeps
+    its items pending (nothing is lost); they go out once receivers are configured.
+    """
+    from marketplace_saas.service.provisioning import approve_after_provisioning
+
+    receivers = validate_receivers(container.settings)
+    if not receivers:
+        return None
+
+    def after_delivery(delivery: Delivery) -> None:
+        approve_after_provisioning(container, delivery)
+
+    return Dispatcher(container, receivers, after_delivery=after_delivery, **options)
+
+
+_DISPATCHERS: weakref.WeakKeyDictionary[Container, Dispatcher | None] = weakref.WeakKeyDictionary()
+_DISPATCHERS_LOCK = threading.Lock()
+
+
+def dispatch_due(container: Container) -> DispatchResult | None:
+    """Deliver everything due now (the periodic job of `serve`); one dispatcher per container."""
+    with _DISPATCHERS_LOCK:
+        if container not in _DISPATCHERS:
+            _DISPATCHERS[container] = build_dispatcher(container)
+        dispatcher = _DISPATCHERS[container]
+    if dispatcher is None:
+        return None
+    result = dispatcher.drain()
+    return result if result.attempted else None

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from marketplace_saas import webhooks
+from marketplace_saas.domain.hooks import AccountInfo, EntitlementInfo, HookPayload
 
 SECRET = "test-webhook-secret-0123456789abcdef0123"
 
@@ -179,3 +180,14 @@ def record_call(hook: str, payload: Any, *, idempotency_key: str) -> None:
 
 def failing_call(hook: str, payload: Any, *, idempotency_key: str) -> None:
     raise RuntimeError(f"provisioning backend down for {hook}")
+
+
+def payload(entitlement_id: str, plan: str = "basic") -> HookPayload:
+    """A typical entitlement hook payload."""
+    return HookPayload(
+        account=AccountInfo(id="acct-1", state="ACCOUNT_ACTIVE"),
+        entitlement=EntitlementInfo(
+            id=entitlement_id, account_id="acct-1", state="ENTITLEMENT_ACTIVE", plan=plan
+        ),
+        plan=plan,
+    )

@@ -13,12 +13,7 @@ import sqlalchemy as sa
 from marketplace_saas.adapters.db.models import HookOutbox
 from marketplace_saas.adapters.hooks import validate_receivers
 from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.domain.hooks import (
-    AccountInfo,
-    EntitlementInfo,
-    HookPayload,
-    RetryPolicy,
-)
+from marketplace_saas.domain.hooks import HookPayload, RetryPolicy
 from marketplace_saas.service import hooks_admin
 from marketplace_saas.service.hooks import Dispatcher
 from marketplace_saas.service.outbox import enqueue_hook
@@ -29,6 +24,7 @@ from tests.integration.backend.hooks_support import (
     StepClock,
     WebhookServer,
     garbage_server,
+    payload,
     webhook_server,
 )
 from tests.support.infra import free_port
@@ -62,16 +58,6 @@ def make(migrated_database_url: str, clock: StepClock) -> Iterator[Factory]:
     yield factory
     for container in made:
         container.close()
-
-
-def payload(entitlement_id: str, plan: str = "basic") -> HookPayload:
-    return HookPayload(
-        account=AccountInfo(id="acct-1", state="ACCOUNT_ACTIVE"),
-        entitlement=EntitlementInfo(
-            id=entitlement_id, account_id="acct-1", state="ENTITLEMENT_ACTIVE", plan=plan
-        ),
-        plan=plan,
-    )
 
 
 def enqueue(container: Container, hook: str, entitlement_id: str, version: str) -> int:

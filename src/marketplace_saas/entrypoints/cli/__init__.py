@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "entitlements",
     "events",
     "db",
+    "hooks",
 ]
 
 

@@ -1,0 +1,146 @@
+"""Build the typed payload of a hook from our records, inside the enqueuer's transaction.
+
+    build_payload(session, hook, entitlement=row)              entitlement hooks
+    build_payload(session, hook, account_id="...")             account hooks
+    coerce_payload(session, hook, ordering_key, payload)       what `enqueue_hook` stores
+
+Defaults follow the hook: `plan` is the plan we serve (or the entitlement's plan);
+`previous_plan` is the plan before the last plan change; `reason` is the cancellation reason for
+`entitlement.cancelled` / `entitlement.pending_cancellation`, and the Service Control error for
+`entitlement.suspended`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from marketplace_saas.adapters.db.models import Account, Customer, Entitlement, PlanHistory
+from marketplace_saas.domain.events import Hook
+from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, EntitlementInfo, HookPayload
+
+_TYPED_KEYS = frozenset({"customer", "account", "entitlement"})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def entitlement_info(row: Entitlement) -> EntitlementInfo:
+    return EntitlementInfo(
+        id=row.id,
+        account_id=row.account_id,
+        state=row.state,
+        product=row.product,
+        plan=row.plan,
+        new_pending_plan=row.new_pending_plan,
+        usage_reporting_id=row.usage_reporting_id,
+        offer=row.offer,
+        offer_end_time=_iso(row.offer_end_time),
+        subscription_end_time=_iso(row.subscription_end_time),
+        cancellation_reason=row.cancellation_reason,
+    )
+
+
+def _account_and_customer(
+    session: Session, account_id: str | None
+) -> tuple[AccountInfo | None, CustomerInfo | None]:
+    if account_id is None:
+        return None, None
+    account = session.get(Account, account_id)
+    if account is None:
+        return AccountInfo(id=account_id), None
+    info = AccountInfo(id=account.id, state=account.state, signup_approval=account.signup_approval)
+    if account.customer_id is None:
+        return info, None
+    customer = session.get(Customer, account.customer_id)
+    if customer is None:
+        return info, CustomerInfo(id=account.customer_id)
+    return info, CustomerInfo(
+        id=customer.id, name=customer.name, email=customer.email, company=customer.company
+    )
+
+
+def _previous_plan(session: Session, entitlement_id: str) -> str | None:
+    return session.scalars(
+        sa.select(PlanHistory.previous_plan)
+        .where(PlanHistory.entitlement_id == entitlement_id)
+        .order_by(PlanHistory.effective_at.desc(), PlanHistory.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _default_reason(hook: str, row: Entitlement | None) -> str | None:
+    if row is None:
+        return None
+    if hook in (Hook.ENTITLEMENT_CANCELLED, Hook.ENTITLEMENT_PENDING_CANCELLATION):
+        return row.cancellation_reason
+    if hook == Hook.ENTITLEMENT_SUSPENDED:
+        return row.service_suspended_reason
+    return None
+
+
+def build_payload(
+    session: Session,
+    hook: str,
+    *,
+    entitlement: Entitlement | None = None,
+    account_id: str | None = None,
+    plan: str | None = None,
+    previous_plan: str | None = None,
+    reason: str | None = None,
+    provision_before_approve: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> HookPayload:
+    """The payload for `hook` about `entitlement` (or, for account hooks, `account_id`)."""
+    if entitlement is None and account_id is None:
+        raise ValueError("a hook payload needs an entitlement or an account id")
+    account, customer = _account_and_customer(
+        session, entitlement.account_id if entitlement is not None else account_id
+    )
+    if entitlement is not None:
+        if plan is None:
+            plan = entitlement.service_plan or entitlement.plan
+        if previous_plan is None and hook == Hook.ENTITLEMENT_PLAN_CHANGED:
+            previous_plan = _previous_plan(session, entitlement.id)
+    return HookPayload(
+        customer=customer,
+        account=account,
+        entitlement=entitlement_info(entitlement) if entitlement is not None else None,
+        plan=plan,
+        previous_plan=previous_plan,
+        reason=reason if reason is not None else _default_reason(hook, entitlement),
+        provision_before_approve=provision_before_approve,
+        extra=dict(extra or {}),
+    )
+
+
+def coerce_payload(
+    session: Session,
+    hook: str,
+    ordering_key: str,
+    payload: HookPayload | Mapping[str, Any],
+) -> dict[str, Any]:
+    """The dict to store: a `HookPayload` as is; a plain mapping in the typed shape as is; any
+    other mapping (ids only, e.g. `{"entitlementId": ...}`) filled in from our records, the
+    original kept under `extra`."""
+    if isinstance(payload, HookPayload):
+        return payload.to_dict()
+    data = dict(payload)
+    if _TYPED_KEYS & data.keys():
+        return HookPayload.from_dict(data).to_dict()
+    entitlement_id = data.get("entitlementId") or data.get("entitlement_id")
+    account_id = data.get("accountId") or data.get("account_id")
+    row = session.get(Entitlement, entitlement_id) if entitlement_id else None
+    if row is None and account_id is None:
+        row = session.get(Entitlement, ordering_key)
+        account_id = None if row is not None else ordering_key
+    if row is None and account_id is None:
+        return HookPayload(extra=data).to_dict()
+    return build_payload(
+        session, hook, entitlement=row, account_id=account_id, extra=data
+    ).to_dict()

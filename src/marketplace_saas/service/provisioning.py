@@ -1,0 +1,106 @@
+"""Provision before approve (`PROVISION_BEFORE_APPROVE=1`): approve only once the workspace exists.
+
+Where the lifecycle would approve an entitlement waiting in ENTITLEMENT_ACTIVATION_REQUESTED, it
+calls `approve_or_provision` instead. With the policy off that is `approve_entitlement`. With the
+policy on it:
+
+1. sets the entitlement's `messageToUser` ("Setting up your workspace") through the Procurement
+   API, so the customer sees progress in the Marketplace (a failure there is logged, not fatal);
+2. enqueues `entitlement.active` with `provision_before_approve: true` (the entitlement still in
+   ENTITLEMENT_ACTIVATION_REQUESTED), under the idempotency key `entitlement.active:{id}:provision`
+   so that doing this twice queues one hook;
+3. returns. The dispatcher delivers the hook; only when every receiver succeeded does it call
+   `approve_after_provisioning`, which approves the entitlement. A failed approval fails the
+   attempt: the hook is retried (same idempotency key) and the approval with it. A hook that dies
+   leaves the entitlement unapproved and the dead item visible in `hooks list --status dead`.
+
+Google answers the approval with ENTITLEMENT_ACTIVE, which raises the usual `entitlement.active`
+(an idempotent no-op for a receiver keyed on the entitlement id).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from marketplace_saas.adapters.db.models import Entitlement
+from marketplace_saas.adapters.hooks import Delivery
+from marketplace_saas.adapters.procurement_errors import ProcurementError
+from marketplace_saas.domain.entitlements import ACTIVATION_REQUESTED
+from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
+from marketplace_saas.domain.events import Hook
+from marketplace_saas.domain.hooks import idempotency_key
+from marketplace_saas.service import approvals
+from marketplace_saas.service.hook_payloads import build_payload
+from marketplace_saas.service.outbox import enqueue_hook
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+log = structlog.get_logger(__name__)
+
+SETTING_UP_MESSAGE = "Setting up your workspace"
+ACTOR = "hooks"
+
+
+def provisioning_key(entitlement_id: str) -> str:
+    return idempotency_key(Hook.ENTITLEMENT_ACTIVE, entitlement_id, "provision")
+
+
+def approve_or_provision(container: Container, entitlement_id: str, *, actor: str) -> str:
+    """Approve now, or (PROVISION_BEFORE_APPROVE) start provisioning and approve after it.
+
+    Returns the outcome: the approval's (`approved`, `already_approved`) or `provisioning`.
+    """
+    if not container.settings.provision_before_approve:
+        return approvals.approve_entitlement(container, entitlement_id, actor=actor).outcome
+    return begin_provisioning(container, entitlement_id, actor=actor)
+
+
+def begin_provisioning(container: Container, entitlement_id: str, *, actor: str) -> str:
+    """Show "Setting up your workspace" and queue the provisioning hook (safe to repeat)."""
+    bound = log.bind(entitlement_id=entitlement_id, actor=actor)
+    try:
+        approvals.set_message_to_user(
+            container, entitlement_id, actor=actor, message=SETTING_UP_MESSAGE
+        )
+    except (ProcurementError, NothingToDecide) as exc:
+        bound.warning("provisioning.message_not_set", error=str(exc))
+    # set_message_to_user re-read and recorded the entitlement: our row is current.
+    with container.sessions.begin() as session:
+        row = session.get(Entitlement, entitlement_id)
+        if row is None:
+            raise ResourceNotFound("entitlement", entitlement_id)
+        if row.state != ACTIVATION_REQUESTED:
+            bound.info("provisioning.not_waiting", state=row.state)
+            return "not_waiting"
+        payload = build_payload(
+            session, Hook.ENTITLEMENT_ACTIVE, entitlement=row, provision_before_approve=True
+        )
+        enqueue_hook(
+            session,
+            Hook.ENTITLEMENT_ACTIVE.value,
+            ordering_key=entitlement_id,
+            idempotency_key=provisioning_key(entitlement_id),
+            payload=payload.to_dict(),
+        )
+    bound.info("provisioning.queued")
+    return "provisioning"
+
+
+def approve_after_provisioning(container: Container, delivery: Delivery) -> None:
+    """The dispatcher's after-delivery step: approve an entitlement whose workspace now exists.
+
+    Raises (and so fails the attempt, to be retried) when Google could not be reached.
+    """
+    entitlement = delivery.payload.entitlement
+    if not delivery.payload.provision_before_approve or entitlement is None:
+        return
+    try:
+        result = approvals.approve_entitlement(container, entitlement.id, actor=ACTOR)
+    except (NothingToDecide, ResourceNotFound) as exc:
+        # Approved meanwhile by an operator, or cancelled: nothing left to approve.
+        log.info("provisioning.nothing_to_approve", entitlement_id=entitlement.id, error=str(exc))
+        return
+    log.info("provisioning.approved", entitlement_id=entitlement.id, outcome=result.outcome)
