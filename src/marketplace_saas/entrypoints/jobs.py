@@ -33,7 +33,15 @@ def deliver_hooks(container: Container) -> object:
     return dispatch_due(container)
 
 
+def report_usage(container: Container) -> object:
+    """Close the usage windows that are due and send them (hourly windows, checked often)."""
+    from marketplace_saas.service.metering_report import report_usage as send_due_reports
+
+    return send_due_reports(container, actor="scheduler")
+
+
 HOOK_POLL_SECONDS = 2.0
+USAGE_REPORT_SECONDS = 300.0  # a window goes out within 5 minutes of its grace period ending
 
 
 def jobs(settings: Settings) -> list[Job]:
@@ -43,5 +51,6 @@ def jobs(settings: Settings) -> list[Job]:
     hooks = [Job("hooks", HOOK_POLL_SECONDS, deliver_hooks)] if validate_receivers(settings) else []
     return [
         Job("sync", settings.sync_interval_seconds, sync),
+        Job("usage", USAGE_REPORT_SECONDS, report_usage),
         *hooks,
     ]

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters.db import usage_store
+from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
 from marketplace_saas.adapters.db.usage_store import MeteredEntitlement
 from marketplace_saas.adapters.usage_catalog import UsageCatalog, load_catalog
 from marketplace_saas.config import Settings
@@ -245,3 +247,93 @@ def _placement(
     entitlements = usage_store.load_entitlements(session, ids)
     until = usage_store.reported_until(session, entitlements)
     return _Placement(entitlements, until, catalog, late_policy)
+
+
+# -- visibility -----------------------------------------------------------------------------------
+
+
+def usage_history(container: MeteringContainer, entitlement_id: str) -> list[dict[str, Any]]:
+    """Per window of one entitlement, oldest first: ingested sums, reported values, status.
+
+    Windows with records but no ledger row yet show status `open`.
+    """
+    windows: dict[datetime, dict[str, Any]] = {}
+    with container.sessions() as session:
+        ingested = (
+            sa.select(UsageRecord.window_start, UsageRecord.metric, sa.func.sum(UsageRecord.value))
+            .where(UsageRecord.entitlement_id == entitlement_id)
+            .group_by(UsageRecord.window_start, UsageRecord.metric)
+        )
+        for start, metric, total in session.execute(ingested):
+            window = windows.setdefault(start, _empty_window(start))
+            window["ingested"][metric] = str(total.normalize() if total else total)
+        reports = sa.select(UsageReport).where(UsageReport.entitlement_id == entitlement_id)
+        for report in session.scalars(reports):
+            window = windows.setdefault(report.window_start, _empty_window(report.window_start))
+            window.update(
+                end=report.window_end,
+                plan=report.plan,
+                status=report.status,
+                operation_id=report.operation_id,
+                attempts=report.attempts,
+                error=report.error,
+                reported={
+                    str(v["metric"]): str(v["value"])
+                    for v in report.metric_values.values()
+                    if isinstance(v, dict) and "type" in v
+                },
+            )
+    return [windows[start] for start in sorted(windows)]
+
+
+def _empty_window(start: datetime) -> dict[str, Any]:
+    return {
+        "start": start,
+        "end": None,
+        "plan": None,
+        "status": "open",
+        "operation_id": None,
+        "attempts": 0,
+        "error": None,
+        "ingested": {},
+        "reported": {},
+    }
+
+
+def pending_usage(container: MeteringContainer) -> dict[str, Any]:
+    """What is not reported yet: unfinished ledger rows, and unreported records per entitlement."""
+    with container.sessions() as session:
+        unfinished = session.scalars(
+            sa.select(UsageReport)
+            .where(UsageReport.status.in_(("pending", "sent")))
+            .order_by(UsageReport.window_start, UsageReport.entitlement_id)
+        ).all()
+        records = session.execute(
+            sa.select(
+                UsageRecord.entitlement_id,
+                sa.func.count(),
+                sa.func.min(UsageRecord.window_start),
+            )
+            .where(UsageRecord.operation_id.is_(None))
+            .group_by(UsageRecord.entitlement_id)
+            .order_by(UsageRecord.entitlement_id)
+        ).all()
+    return {
+        "windows": [
+            {
+                "entitlement": r.entitlement_id,
+                "start": r.window_start,
+                "end": r.window_end,
+                "plan": r.plan,
+                "status": r.status,
+                "attempts": r.attempts,
+                "error": r.error,
+                "operation_id": r.operation_id,
+            }
+            for r in unfinished
+        ],
+        "unreported_records": [
+            {"entitlement": entitlement_id, "records": count, "oldest_window": oldest}
+            for entitlement_id, count, oldest in records
+        ],
+    }

@@ -42,6 +42,7 @@ COMMAND_MODULES = [
     "events",
     "db",
     "hooks",
+    "usage",
 ]
 
 

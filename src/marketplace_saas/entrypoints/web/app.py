@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
 
-ROUTER_MODULES = ["health", "push", "signup"]
+ROUTER_MODULES = ["health", "push", "signup", "usage"]
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
