@@ -34,13 +34,17 @@ class Notification:
 
 
 class InvalidNotification(ValueError):
-    """A message that will never become valid: the reason, and what could be read of it."""
+    """A message that will never become valid: the reason, and what could be read of it.
+
+    `event_id` is the eventId the message claims (None when it has none); the inbox keys invalid
+    messages on `digest_event_id(data)` so that they can never shadow a valid message's eventId.
+    """
 
     def __init__(
         self,
         reason: str,
         *,
-        event_id: str,
+        event_id: str | None = None,
         event_type: str | None = None,
         provider_id: str | None = None,
         kind: str | None = None,
@@ -70,26 +74,22 @@ def _fits(value: str | None) -> bool:
 
 def parse_notification(data: bytes, *, provider_id: str) -> Notification:
     """Parse the UTF-8 JSON payload of a Pub/Sub message for `provider_id`."""
-    fallback_id = digest_event_id(data)
     if len(data) > MAX_NOTIFICATION_BYTES:
         raise InvalidNotification(
-            f"message is {len(data)} bytes, over the {MAX_NOTIFICATION_BYTES}-byte limit",
-            event_id=fallback_id,
+            f"message is {len(data)} bytes, over the {MAX_NOTIFICATION_BYTES}-byte limit"
         )
     try:
         payload: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidNotification(
-            f"message is not UTF-8 JSON: {exc}", event_id=fallback_id
-        ) from exc
+        raise InvalidNotification(f"message is not UTF-8 JSON: {exc}") from exc
     if not isinstance(payload, dict):
-        raise InvalidNotification("message is JSON but not an object", event_id=fallback_id)
+        raise InvalidNotification("message is JSON but not an object")
 
     event_id = _text(payload.get("eventId"))
     event_type = _text(payload.get("eventType"))
     sender = _text(payload.get("providerId"))
     seen: dict[str, Any] = {
-        "event_id": event_id if event_id and _fits(event_id) else fallback_id,
+        "event_id": event_id if _fits(event_id) else None,
         "event_type": event_type if _fits(event_type) else None,
         "provider_id": sender if _fits(sender) else None,
     }

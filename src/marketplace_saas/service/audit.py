@@ -115,7 +115,10 @@ class CallLog:
         self.calls.append(Call(action, at, outcome, seconds, account_id, entitlement_id, details))
 
     def flush(self, session: Session, *, actor: str, event_id: str | None = None) -> None:
-        """Write the remembered calls in the caller's transaction, and forget them."""
+        """Write the remembered calls in the caller's transaction.
+
+        The list is kept: if that transaction rolls back, the failure path writes them again.
+        """
         for call in self.calls:
             session.add(
                 AuditLog(
@@ -130,4 +133,3 @@ class CallLog:
                     details={**call.details, "seconds": call.seconds},
                 )
             )
-        self.calls.clear()

@@ -1,0 +1,370 @@
+"""One handler per event type, in one table (`EVENT_HANDLERS`).
+
+A notification is a hint. Every handler re-reads its account or entitlement from the Procurement
+API, takes the decisions the policies allow on the state it finds (approve the account, the
+entitlement, a plan change), reads again after deciding, and returns the `Effects` to write: the
+caller (`service.notifications`) commits them in one short transaction with the inbox row, so no
+transaction is open while Google is called. A notification older than what we applied
+(`updateTime`) changes nothing and calls nobody.
+
+Decisions follow the state, not the event type: an entitlement found waiting for approval is
+handled whichever message brought us to it, so lost or reordered messages still end right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
+from marketplace_saas.domain.entitlements import (
+    APPROVAL_APPROVED,
+    AccountView,
+    EntitlementView,
+    is_stale,
+)
+from marketplace_saas.domain.events import EventType
+from marketplace_saas.domain.notifications import Notification
+from marketplace_saas.domain.policies import (
+    Decision,
+    account_decision,
+    entitlement_decision,
+    plan_change_decision,
+)
+from marketplace_saas.service import records
+from marketplace_saas.service.audit import CallLog
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+Write = Callable[[Session, records.Context], records.Applied]
+
+
+@dataclass
+class Effects:
+    """What a handler found, and the writes that record it (run in one transaction)."""
+
+    status: str = "processed"  # processed | ignored
+    detail: str = ""
+    writes: list[Write] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+
+
+Handler = Callable[["Container", Notification, CallLog], Effects]
+
+
+class DecisionNotTaken(RuntimeError):
+    """Google refused a decision as already taken, yet the resource still waits for it."""
+
+
+# -- reading and deciding ---------------------------------------------------------------------
+
+
+def _decide(calls: CallLog, action: str, fn: Callable[[], None], **ids: str) -> bool:
+    """Make one decision call; a benign refusal (already decided) is fine: the re-read tells."""
+    try:
+        calls.call(action, fn, **ids)
+    except ProcurementError as exc:
+        if benign_outcome(exc) is None:
+            raise
+        return False
+    return True
+
+
+def _get_entitlement(container: Container, calls: CallLog, eid: str) -> EntitlementView | None:
+    resource = calls.call(
+        "get_entitlement", container.procurement.get_entitlement, eid, entitlement_id=eid
+    )
+    return EntitlementView.from_api(resource) if resource is not None else None
+
+
+def _get_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
+    resource = calls.call(
+        "get_account", container.procurement.get_account, account_id, account_id=account_id
+    )
+    return AccountView.from_api(resource) if resource is not None else None
+
+
+def _write_entitlement(container: Container, eid: str, view: EntitlementView | None) -> Write:
+    def write(session: Session, ctx: records.Context) -> records.Applied:
+        return records.apply_entitlement(
+            session,
+            provider_id=container.settings.provider_id,
+            entitlement_id=eid,
+            view=view,
+            ctx=ctx,
+        )
+
+    return write
+
+
+def _write_account(container: Container, view: AccountView) -> Write:
+    def write(session: Session, ctx: records.Context) -> records.Applied:
+        return records.apply_account(
+            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+        )
+
+    return write
+
+
+def _erase_account(account_id: str) -> Write:
+    def write(session: Session, ctx: records.Context) -> records.Applied:
+        return records.erase_account(session, account_id=account_id, ctx=ctx)
+
+    return write
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What our records say before we call Google (read in a short session, then closed)."""
+
+    applied: datetime | None  # the updateTime we applied
+    account_known: bool
+    signed_up: bool
+
+
+def _known_entitlement(container: Container, eid: str) -> datetime | None:
+    """The updateTime of the version we applied."""
+    with container.sessions() as session:
+        row = repo.entitlement_by_id(session, eid)
+        return row.google_update_time if row else None
+
+
+def _known_account(container: Container, account_id: str) -> _Known:
+    with container.sessions() as session:
+        row = repo.account_by_id(session, account_id)
+        if row is None:
+            return _Known(None, False, False)
+        return _Known(row.google_update_time, True, row.signed_up_at is not None)
+
+
+def _ensure_account_approved(
+    container: Container, calls: CallLog, account_id: str, effects: Effects, signed_up: bool
+) -> None:
+    """Before approving an entitlement, the account's `signup` approval must be granted."""
+    account = _get_account(container, calls, account_id)
+    if account is None:
+        return
+    decision = account_decision(
+        container.settings.approval_policy, signup_state=account.signup_state, signed_up=signed_up
+    )
+    if decision is Decision.APPROVE:
+        _decide(
+            calls,
+            "approve_account",
+            lambda: container.procurement.approve_account(account_id, "signup"),
+            account_id=account_id,
+        )
+        effects.decisions.append("approve_account")
+        account = _get_account(container, calls, account_id) or account
+    effects.writes.insert(0, _write_account(container, account))
+
+
+# -- entitlement handlers -----------------------------------------------------------------------
+
+
+def _refresh_entitlement(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """GET the entitlement, take the decisions its state and our policies call for, record it."""
+    eid = note.subject_id
+    if is_stale(_known_entitlement(container, eid), note.update_time):
+        return Effects(detail="stale: a newer version is already applied")
+    view = _get_entitlement(container, calls, eid)
+    effects = Effects()
+    if view is None:
+        effects.detail = "deleted: the API answers 404"
+        effects.writes.append(_write_entitlement(container, eid, None))
+        return effects
+
+    settings = container.settings
+    known = _known_account(container, view.account_id)
+    if entitlement_decision(settings.approval_policy, view, signed_up=known.signed_up) is (
+        Decision.APPROVE
+    ):
+        _ensure_account_approved(container, calls, view.account_id, effects, known.signed_up)
+        _decide(
+            calls,
+            "approve_entitlement",
+            lambda: container.procurement.approve_entitlement(eid),
+            entitlement_id=eid,
+        )
+        effects.decisions.append("approve_entitlement")
+        view = _get_entitlement(container, calls, eid)
+        if (
+            view is not None
+            and entitlement_decision(settings.approval_policy, view, signed_up=known.signed_up)
+            is Decision.APPROVE
+        ):
+            raise DecisionNotTaken(f"entitlement {eid} is still waiting for approval")
+    elif plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE:
+        pending = view.new_pending_plan or ""
+        _decide(
+            calls,
+            "approve_plan_change",
+            lambda: container.procurement.approve_plan_change(eid, pending),
+            entitlement_id=eid,
+        )
+        effects.decisions.append(f"approve_plan_change:{pending}")
+        view = _get_entitlement(container, calls, eid)
+        if (
+            view is not None
+            and view.new_pending_plan == pending
+            and (plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE)
+        ):
+            raise DecisionNotTaken(f"the plan change of {eid} to {pending} is still pending")
+    elif not known.account_known:
+        # An entitlement of an account we have not seen: record the account too.
+        account = _get_account(container, calls, view.account_id)
+        if account is not None:
+            effects.writes.append(_write_account(container, account))
+    effects.writes.append(_write_entitlement(container, eid, view))
+    effects.detail = view.state if view is not None else "deleted: the API answers 404"
+    return effects
+
+
+def on_creation_requested(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The customer chose a plan: approve per APPROVAL_POLICY, or record it and wait."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_offer_accepted(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """A private offer was accepted on an auto-approval product: record the upcoming start."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_active(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The plan is active: turn our service on at the plan from GET."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_plan_change_requested(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """A new plan awaits approval: approve per PLAN_CHANGE_POLICY; the service does not change."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_plan_changed(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The plan change took effect: move our service to the plan from GET."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_plan_change_cancelled(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The pending plan change was withdrawn or rejected: the old plan carries on."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_pending_cancellation(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """Cancelled at the end of the term: keep serving until CANCELLED."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_cancellation_reverted(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The customer took the cancellation back: it renews again."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_cancelling(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """Cancellation in progress: record the state, wait for CANCELLED."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_cancelled(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """Cancelled: turn our service off (the last usage window ends here)."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_renewed(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """A new term started: refresh the offer's end time."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_offer_ended(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """A private offer ended: either CANCELLED follows, or it carries on at list price."""
+    return _refresh_entitlement(container, note, calls)
+
+
+def on_entitlement_deleted(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """Google deleted the entitlement (GET answers 404): mark it deleted, keep it for billing."""
+    return _refresh_entitlement(container, note, calls)
+
+
+# -- account handlers -------------------------------------------------------------------------
+
+
+def on_account_active(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """An account exists (messages without eventType land here): record it, approve per policy."""
+    account_id = note.subject_id
+    known = _known_account(container, account_id)
+    if is_stale(known.applied, note.update_time):
+        return Effects(detail="stale: a newer version is already applied")
+    view = _get_account(container, calls, account_id)
+    if view is None:
+        return Effects(detail="deleted: the API answers 404", writes=[_erase_account(account_id)])
+    effects = Effects()
+    decision = account_decision(
+        container.settings.approval_policy,
+        signup_state=view.signup_state,
+        signed_up=known.signed_up,
+    )
+    if decision is Decision.APPROVE and view.signup_state != APPROVAL_APPROVED:
+        _decide(
+            calls,
+            "approve_account",
+            lambda: container.procurement.approve_account(account_id, "signup"),
+            account_id=account_id,
+        )
+        effects.decisions.append("approve_account")
+        view = _get_account(container, calls, account_id)
+        if view is None:
+            return Effects(
+                detail="deleted: the API answers 404", writes=[_erase_account(account_id)]
+            )
+    effects.writes.append(_write_account(container, view))
+    effects.detail = f"signup {view.signup_state or 'unknown'}"
+    return effects
+
+
+def on_account_deleted(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """The account is gone: erase the customer's personal data, keep what billing needs."""
+    view = _get_account(container, calls, note.subject_id)
+    if view is not None:  # still there: the message was a hint about something else
+        return Effects(detail="account still exists", writes=[_write_account(container, view)])
+    return Effects(detail="deleted: personal data erased", writes=[_erase_account(note.subject_id)])
+
+
+EVENT_HANDLERS: dict[EventType, Handler] = {
+    EventType.ACCOUNT_CREATION_REQUESTED: on_account_active,  # deprecated by Google
+    EventType.ACCOUNT_ACTIVE: on_account_active,
+    EventType.ACCOUNT_DELETED: on_account_deleted,
+    EventType.ENTITLEMENT_CREATION_REQUESTED: on_creation_requested,
+    EventType.ENTITLEMENT_OFFER_ACCEPTED: on_offer_accepted,
+    EventType.ENTITLEMENT_ACTIVE: on_active,
+    EventType.ENTITLEMENT_PLAN_CHANGE_REQUESTED: on_plan_change_requested,
+    EventType.ENTITLEMENT_PLAN_CHANGED: on_plan_changed,
+    EventType.ENTITLEMENT_PLAN_CHANGE_CANCELLED: on_plan_change_cancelled,
+    EventType.ENTITLEMENT_PENDING_CANCELLATION: on_pending_cancellation,
+    EventType.ENTITLEMENT_CANCELLATION_REVERTED: on_cancellation_reverted,
+    EventType.ENTITLEMENT_CANCELLING: on_cancelling,
+    EventType.ENTITLEMENT_CANCELLED: on_cancelled,
+    EventType.ENTITLEMENT_RENEWED: on_renewed,
+    EventType.ENTITLEMENT_OFFER_ENDED: on_offer_ended,
+    EventType.ENTITLEMENT_DELETED: on_entitlement_deleted,
+}
+
+
+def handler_for(note: Notification) -> tuple[Handler | None, str]:
+    """The handler for a notification, or None and why it is ignored."""
+    if note.event_type is None:
+        if note.kind == "account":
+            return on_account_active, ""
+        return None, "entitlement message without eventType"
+    try:
+        event_type = EventType(note.event_type)
+    except ValueError:
+        return None, f"unknown eventType {note.event_type}"
+    if not event_type.value.startswith(note.kind.upper()):
+        return None, f"{event_type.value} carries an '{note.kind}' object"
+    return EVENT_HANDLERS[event_type], ""

@@ -1,0 +1,300 @@
+"""Handle one procurement notification: store it, process it, decide ack or nack, here only.
+
+    handle_message(container, data, message_id=..., source="pull"|"push") -> Disposition
+    replay(container, event_id) -> ReplayResult
+
+1. Parse. A message that can never become valid (not JSON, no ids, another provider's, over
+   64 KiB) gets an inbox row with status `invalid` and the reason, a warning, and an ACK.
+2. Store the raw message first, in its own transaction (unique eventId). A repeated delivery
+   counts `deliveries`; if the first one is already settled (processed, ignored, parked) it is
+   acknowledged without being processed again.
+3. Process: the handler of `lifecycle.EVENT_HANDLERS` calls Google, then its writes, the audit rows
+   of its calls and the inbox status commit in one short transaction. Unknown event types are
+   recorded as `ignored`.
+4. Decide, in `_settle` alone: done -> ACK; a transient failure (Procurement API unavailable,
+   database busy or unreachable) or a bug (any other exception, recorded with its traceback) ->
+   the attempt is counted and the message is NACKed for Pub/Sub to redeliver, until
+   `MAX_DELIVERY_ATTEMPTS`: then it is `parked` (ACK), visible and replayable.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.models import InboxMessage
+from marketplace_saas.adapters.logging import get_logger
+from marketplace_saas.adapters.procurement_errors import TransientProcurementError
+from marketplace_saas.domain.notifications import (
+    MAX_NOTIFICATION_BYTES,
+    InvalidNotification,
+    Notification,
+    digest_event_id,
+    parse_notification,
+)
+from marketplace_saas.service import lifecycle, records
+from marketplace_saas.service.audit import CallLog
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+LISTENER = "listener"
+
+# Inbox statuses after which a redelivery is acknowledged without processing again.
+SETTLED = frozenset({"processed", "ignored", "invalid", "parked"})
+
+# Failures worth another attempt later: the API or the database will be back.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TransientProcurementError,
+    OperationalError,  # database unreachable, locked, serialization failure
+    IntegrityError,  # a concurrent worker inserted the same row first: the retry sees it
+)
+
+
+class Disposition(Enum):
+    ACK = "ack"
+    NACK = "nack"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    event_id: str
+    status: str
+    error: str | None = None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+# -- storing --------------------------------------------------------------------------------------
+
+
+def _store_invalid(
+    container: Container,
+    data: bytes,
+    error: InvalidNotification,
+    *,
+    message_id: str | None,
+    source: str,
+) -> InboxMessage:
+    key = digest_event_id(data)
+    claimed = f" (claimed eventId {error.event_id!r})" if error.event_id else ""
+    now = container.now()
+    with container.sessions.begin() as session:
+        row = repo.inbox_by_event_id(session, key, locked=True)
+        if row is not None:
+            row.deliveries += 1
+            return row
+        row = InboxMessage(
+            event_id=key,
+            event_type=error.event_type,
+            provider_id=error.provider_id,
+            subject_kind=error.kind,
+            subject_id=error.subject_id,
+            payload=_text(data[:MAX_NOTIFICATION_BYTES]),
+            message_id=message_id,
+            source=source,
+            status="invalid",
+            attempts=0,
+            deliveries=1,
+            received_at=now,
+            processed_at=now,
+            last_error=error.reason + claimed,
+        )
+        session.add(row)
+        return row
+
+
+def _store_received(
+    container: Container,
+    note: Notification,
+    data: bytes,
+    *,
+    message_id: str | None,
+    source: str,
+) -> tuple[InboxMessage, bool]:
+    """The inbox row for this eventId, and whether it is a repeated delivery."""
+    with container.sessions.begin() as session:
+        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
+        if row is not None:
+            row.deliveries += 1
+            return row, True
+        row = InboxMessage(
+            event_id=note.event_id,
+            event_type=note.event_type,
+            provider_id=note.provider_id,
+            subject_kind=note.kind,
+            subject_id=note.subject_id,
+            subject_update_time=note.update_time,
+            payload=_text(data),
+            message_id=message_id,
+            source=source,
+            status="received",
+            attempts=0,
+            deliveries=1,
+            received_at=container.now(),
+        )
+        session.add(row)
+        return row, False
+
+
+# -- processing and settling ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Done:
+    status: str
+    detail: str
+    decisions: tuple[str, ...]
+    changed: bool
+
+
+def _process(container: Container, note: Notification, calls: CallLog, *, actor: str) -> _Done:
+    """Run the handler, then commit its writes, its calls and the inbox status together."""
+    handler, why_ignored = lifecycle.handler_for(note)
+    effects = (
+        handler(container, note, calls)
+        if handler is not None
+        else lifecycle.Effects(status="ignored", detail=why_ignored)
+    )
+    ctx = records.Context(
+        actor=actor,
+        now=container.now(),
+        event_id=note.event_id,
+        event_type=note.event_type,
+        event_update_time=note.update_time,
+    )
+    changed = False
+    with container.sessions.begin() as session:
+        for write in effects.writes:
+            changed = write(session, ctx).changed or changed
+        calls.flush(session, actor=actor, event_id=note.event_id)
+        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
+        if row is not None:
+            row.status = effects.status
+            row.attempts += 1
+            row.processed_at = ctx.now
+            row.last_error = None if effects.status == "processed" else effects.detail
+            row.traceback = None
+    return _Done(effects.status, effects.detail, tuple(effects.decisions), changed)
+
+
+def _record_failure(
+    container: Container,
+    note: Notification,
+    calls: CallLog,
+    exc: BaseException,
+    *,
+    transient: bool,
+    actor: str,
+) -> tuple[str, int]:
+    """Count the failed attempt; park the message once it has used all its attempts."""
+    limit = container.settings.max_delivery_attempts
+    with container.sessions.begin() as session:
+        calls.flush(session, actor=actor, event_id=note.event_id)
+        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
+        if row is None:  # pragma: no cover - stored before processing; kept for safety
+            return "retrying", 1
+        row.attempts += 1
+        row.status = "parked" if row.attempts >= limit else "retrying"
+        row.last_error = f"{'transient' if transient else 'error'}: {type(exc).__name__}: {exc}"
+        row.traceback = None if transient else "".join(traceback.format_exception(exc))
+        if row.status == "parked":
+            row.processed_at = container.now()
+        return row.status, row.attempts
+
+
+def _settle(container: Container, note: Notification, *, actor: str, log: Any) -> str:
+    """The one place that turns an outcome into an inbox status (and so into ack or nack)."""
+    calls = CallLog(container.now)
+    try:
+        done = _process(container, note, calls, actor=actor)
+    except TRANSIENT as exc:
+        status, attempts = _record_failure(container, note, calls, exc, transient=True, actor=actor)
+        log.warning("notification.retry", status=status, attempts=attempts, error=str(exc))
+        return status
+    except Exception as exc:
+        status, attempts = _record_failure(
+            container, note, calls, exc, transient=False, actor=actor
+        )
+        log.exception("notification.failed", status=status, attempts=attempts)
+        return status
+    log.info(
+        "notification." + done.status,
+        detail=done.detail,
+        decisions=list(done.decisions),
+        changed=done.changed,
+    )
+    return done.status
+
+
+def _logger(note: Notification, **extra: Any) -> Any:
+    subject = "account_id" if note.kind == "account" else "entitlement_id"
+    return get_logger(
+        __name__,
+        event_id=note.event_id,
+        event_type=note.event_type,
+        **{subject: note.subject_id},
+        **extra,
+    )
+
+
+def handle_message(
+    container: Container, data: bytes, *, message_id: str | None = None, source: str = "pull"
+) -> Disposition:
+    """Store, process and settle one notification; ACK only once its effects are committed."""
+    try:
+        note = parse_notification(data, provider_id=container.settings.provider_id)
+    except InvalidNotification as error:
+        row = _store_invalid(container, data, error, message_id=message_id, source=source)
+        get_logger(__name__, message_id=message_id, source=source).warning(
+            "notification.invalid", reason=error.reason, inbox_event_id=row.event_id
+        )
+        return Disposition.ACK
+    log = _logger(note, message_id=message_id, source=source)
+    try:
+        row, repeated = _store_received(container, note, data, message_id=message_id, source=source)
+    except IntegrityError:  # the same eventId, stored a moment ago by another worker
+        row, repeated = _store_received(container, note, data, message_id=message_id, source=source)
+    if repeated and row.status in SETTLED:
+        log.info("notification.duplicate", status=row.status, deliveries=row.deliveries)
+        return Disposition.ACK
+    status = _settle(container, note, actor=LISTENER, log=log)
+    return Disposition.NACK if status == "retrying" else Disposition.ACK
+
+
+def replay(container: Container, event_id: str) -> ReplayResult:
+    """Process a stored notification again (a parked one, or any other), now."""
+    with container.sessions() as session:
+        row = repo.inbox_by_event_id(session, event_id)
+        if row is None:
+            raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
+        payload = row.payload.encode("utf-8")
+    try:
+        note = parse_notification(payload, provider_id=container.settings.provider_id)
+    except InvalidNotification as error:
+        return ReplayResult(event_id, "invalid", error.reason)
+    log = _logger(note, source="replay")
+    status = _settle(container, note, actor="replay", log=log)
+    if status == "retrying":
+        status = _park_after_replay(container, event_id)
+    with container.sessions() as session:
+        row = repo.inbox_by_event_id(session, event_id)
+        last_error = row.last_error if row is not None and status != "processed" else None
+    return ReplayResult(event_id, status, last_error)
+
+
+def _park_after_replay(container: Container, event_id: str) -> str:
+    """A replay has no Pub/Sub delivery to retry it: a failed replay stays parked."""
+    with container.sessions.begin() as session:
+        row = repo.inbox_by_event_id(session, event_id, locked=True)
+        if row is not None:
+            row.status = "parked"
+            row.processed_at = container.now()
+    return "parked"
