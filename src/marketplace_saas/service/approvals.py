@@ -417,6 +417,12 @@ def approve_pending_entitlements(
         if view.state != ACTIVATION_REQUESTED or view.approved_awaiting_start:
             continue
         try:
+            if container.settings.provision_before_approve:
+                # PROVISION_BEFORE_APPROVE: approved by the hook dispatcher once provisioned.
+                from marketplace_saas.service.provisioning import begin_provisioning
+
+                results.append(begin_provisioning(container, view.id, actor=actor))
+                continue
             results.append(approve_entitlement(container, view.id, actor=actor))
         except (ResourceNotFound, NothingToDecide):
             continue  # it moved on between the list and the approval: nothing to approve

@@ -119,22 +119,30 @@ def build_payload(
     )
 
 
+def _bare(data: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def coerce_payload(
     session: Session,
     hook: str,
     ordering_key: str,
     payload: HookPayload | Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The dict to store: a `HookPayload` as is; a plain mapping in the typed shape as is; any
-    other mapping (ids only, e.g. `{"entitlementId": ...}`) filled in from our records, the
-    original kept under `extra`."""
+    """The dict to store: a `HookPayload` as is; a mapping in the typed shape as is; a mapping of
+    ids only (`{"entitlementId": ...}`, `{"entitlement": "<id>", "reason": ...}`) filled in from
+    our records, its `reason` / `previous_plan` / `plan` kept, the whole of it under `extra`."""
     if isinstance(payload, HookPayload):
         return payload.to_dict()
     data = dict(payload)
-    if _TYPED_KEYS & data.keys():
+    if any(isinstance(data.get(key), Mapping) for key in _TYPED_KEYS):
         return HookPayload.from_dict(data).to_dict()
-    entitlement_id = data.get("entitlementId") or data.get("entitlement_id")
-    account_id = data.get("accountId") or data.get("account_id")
+    entitlement_id = _bare(data, "entitlementId", "entitlement_id", "entitlement")
+    account_id = _bare(data, "accountId", "account_id", "account")
     row = session.get(Entitlement, entitlement_id) if entitlement_id else None
     if row is None and account_id is None:
         row = session.get(Entitlement, ordering_key)
@@ -142,5 +150,12 @@ def coerce_payload(
     if row is None and account_id is None:
         return HookPayload(extra=data).to_dict()
     return build_payload(
-        session, hook, entitlement=row, account_id=account_id, extra=data
+        session,
+        hook,
+        entitlement=row,
+        account_id=account_id,
+        plan=_bare(data, "plan"),
+        previous_plan=_bare(data, "previous_plan", "previousPlan"),
+        reason=_bare(data, "reason"),
+        extra=data,
     ).to_dict()

@@ -1,37 +1,29 @@
 """The provisioning-hook outbox: hooks are written in the same transaction as the change.
 
-`enqueue_hook` inserts one `hook_outbox` row in the caller's session and transaction; a row with
-the same `idempotency_key` already there is left alone, so applying a change twice raises its hook
-once. Delivery (retries, ordering per `ordering_key`) lives with the hooks adapter.
+    enqueue_hook(session, hook, ordering_key=..., idempotency_key=..., payload=...)
+
+inserts one `hook_outbox` row in the caller's session and transaction; a row with the same
+`idempotency_key` already there is left alone, so applying a change twice raises its hook once.
+`payload` is a `HookPayload` (build one with `service.hook_payloads.build_payload`), or a mapping:
+one in the `HookPayload` shape is stored as is; one naming only ids (`entitlementId`,
+`accountId`, or `entitlement` as a bare id) is filled in from our records, the original kept under
+`extra`, so that every receiver sees the same shape. Delivery (retries, ordering per
+`ordering_key`) is `service.hooks`; operator actions are `service.hooks_admin`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import HookOutbox, utcnow
+from marketplace_saas.domain.hooks import HOOK_NAMES, HookPayload, HookStatus
+from marketplace_saas.service.hook_payloads import coerce_payload
 
-# Both dialects spell "insert unless the unique key exists" the same way.
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-HOOK_NAMES = frozenset(
-    {
-        "customer.signed_up",
-        "entitlement.active",
-        "entitlement.plan_changed",
-        "entitlement.pending_cancellation",
-        "entitlement.cancellation_reverted",
-        "entitlement.cancelled",
-        "entitlement.suspended",
-        "entitlement.restored",
-        "account.deleted",
-        "entitlement.offer_ended",
-        "entitlement.renewed",
-    }
-)
+__all__ = ["HOOK_NAMES", "enqueue_hook"]
 
 
 def enqueue_hook(
@@ -40,26 +32,40 @@ def enqueue_hook(
     *,
     ordering_key: str,
     idempotency_key: str,
-    payload: dict[str, Any],
+    payload: HookPayload | Mapping[str, Any],
 ) -> None:
     """Queue `hook` in the caller's transaction; a repeated `idempotency_key` is ignored."""
     if hook not in HOOK_NAMES:
         raise ValueError(f"unknown hook {hook!r}; known hooks: {sorted(HOOK_NAMES)}")
     if not idempotency_key or len(idempotency_key) > 200:
         raise ValueError("idempotency_key must be 1 to 200 characters")
+    if not ordering_key or len(ordering_key) > 200:
+        raise ValueError("ordering_key must be 1 to 200 characters")
     now = utcnow()
     values = {
         "hook": hook,
         "idempotency_key": idempotency_key,
         "ordering_key": ordering_key,
-        "payload": payload,
-        "status": "pending",
+        "payload": coerce_payload(session, hook, ordering_key, payload),
+        "status": HookStatus.PENDING.value,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
     }
     dialect = session.get_bind().dialect.name
-    if dialect not in _INSERTS:  # pragma: no cover - the project supports these two only
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = (
+            postgresql.insert(HookOutbox)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+    elif dialect == "sqlite":
+        statement = (
+            sqlite.insert(HookOutbox)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+    else:  # pragma: no cover - the project supports SQLite and PostgreSQL only
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    statement = _INSERTS[dialect](HookOutbox).values(**values)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["idempotency_key"]))
+    session.execute(statement)

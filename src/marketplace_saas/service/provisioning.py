@@ -26,12 +26,15 @@ import structlog
 
 from marketplace_saas.adapters.db.models import Entitlement
 from marketplace_saas.adapters.hooks import Delivery
-from marketplace_saas.adapters.procurement_errors import ProcurementError
-from marketplace_saas.domain.entitlements import ACTIVATION_REQUESTED
+from marketplace_saas.adapters.procurement_errors import (
+    ProcurementError,
+    TransientProcurementError,
+)
+from marketplace_saas.domain.entitlements import ACTIVATION_REQUESTED, EntitlementView
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import idempotency_key
-from marketplace_saas.service import approvals
+from marketplace_saas.service import approvals, records
 from marketplace_saas.service.hook_payloads import build_payload
 from marketplace_saas.service.outbox import enqueue_hook
 
@@ -48,33 +51,63 @@ def provisioning_key(entitlement_id: str) -> str:
     return idempotency_key(Hook.ENTITLEMENT_ACTIVE, entitlement_id, "provision")
 
 
-def approve_or_provision(container: Container, entitlement_id: str, *, actor: str) -> str:
+def approve_or_provision(
+    container: Container, entitlement_id: str, *, actor: str
+) -> approvals.ApprovalResult:
     """Approve now, or (PROVISION_BEFORE_APPROVE) start provisioning and approve after it.
 
-    Returns the outcome: the approval's (`approved`, `already_approved`) or `provisioning`.
+    The outcome is the approval's (`approved`, `already_approved`), or `provisioning` (the hook
+    is queued), or `not_waiting` (the entitlement no longer waits for an approval).
     """
     if not container.settings.provision_before_approve:
-        return approvals.approve_entitlement(container, entitlement_id, actor=actor).outcome
+        return approvals.approve_entitlement(container, entitlement_id, actor=actor)
     return begin_provisioning(container, entitlement_id, actor=actor)
 
 
-def begin_provisioning(container: Container, entitlement_id: str, *, actor: str) -> str:
-    """Show "Setting up your workspace" and queue the provisioning hook (safe to repeat)."""
+def _record_from_api(container: Container, entitlement_id: str, actor: str) -> None:
+    resource = container.procurement.get_entitlement(entitlement_id)
+    if resource is None:
+        raise ResourceNotFound("entitlement", entitlement_id)
+    with container.sessions.begin() as session:
+        records.apply_entitlement(
+            session,
+            provider_id=container.settings.provider_id,
+            entitlement_id=entitlement_id,
+            view=EntitlementView.from_api(resource),
+            ctx=records.Context(actor=actor, now=container.now()),
+        )
+
+
+def begin_provisioning(
+    container: Container, entitlement_id: str, *, actor: str
+) -> approvals.ApprovalResult:
+    """Show "Setting up your workspace" and queue the provisioning hook (safe to repeat).
+
+    Raises `TransientProcurementError` when Google is unavailable (the caller retries).
+    """
     bound = log.bind(entitlement_id=entitlement_id, actor=actor)
+    recorded = True
     try:
+        # Re-reads the entitlement, patches messageToUser, records what the API says.
         approvals.set_message_to_user(
             container, entitlement_id, actor=actor, message=SETTING_UP_MESSAGE
         )
-    except (ProcurementError, NothingToDecide) as exc:
+    except NothingToDecide as exc:
+        bound.info("provisioning.message_not_set", reason=str(exc))
+    except TransientProcurementError:
+        raise
+    except ProcurementError as exc:  # the message is a courtesy: provisioning goes on
         bound.warning("provisioning.message_not_set", error=str(exc))
-    # set_message_to_user re-read and recorded the entitlement: our row is current.
+        recorded = False
+    if not recorded:
+        _record_from_api(container, entitlement_id, actor)
     with container.sessions.begin() as session:
         row = session.get(Entitlement, entitlement_id)
         if row is None:
             raise ResourceNotFound("entitlement", entitlement_id)
         if row.state != ACTIVATION_REQUESTED:
             bound.info("provisioning.not_waiting", state=row.state)
-            return "not_waiting"
+            return approvals.ApprovalResult("entitlement", entitlement_id, "not_waiting", row.state)
         payload = build_payload(
             session, Hook.ENTITLEMENT_ACTIVE, entitlement=row, provision_before_approve=True
         )
@@ -83,10 +116,11 @@ def begin_provisioning(container: Container, entitlement_id: str, *, actor: str)
             Hook.ENTITLEMENT_ACTIVE.value,
             ordering_key=entitlement_id,
             idempotency_key=provisioning_key(entitlement_id),
-            payload=payload.to_dict(),
+            payload=payload,
         )
+        state = row.state
     bound.info("provisioning.queued")
-    return "provisioning"
+    return approvals.ApprovalResult("entitlement", entitlement_id, "provisioning", state)
 
 
 def approve_after_provisioning(container: Container, delivery: Delivery) -> None:
