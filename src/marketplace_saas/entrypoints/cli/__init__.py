@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already explained by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
     run = getattr(args, "run", None)
     if run is None:
         parser.print_help(sys.stderr)

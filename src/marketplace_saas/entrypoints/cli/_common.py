@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+
+import structlog
 
 from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.logging import configure_logging
@@ -39,10 +42,22 @@ class NotFound(CliError):
         super().__init__(f"{what} not found")
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written (tests swap it between runs)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup_logging(args: argparse.Namespace) -> None:
+    """Log lines on stderr (stdout is for data): INFO for serve/listen, WARNING otherwise."""
     default = "INFO" if args.command in LONG_RUNNING else "WARNING"
     level = args.log_level or os.environ.get("LOG_LEVEL") or default
     configure_logging(level=level, json=os.environ.get("LOG_FORMAT") == "json")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]
 
 
 def load_settings() -> Settings:
@@ -55,22 +70,20 @@ def load_settings() -> Settings:
     return settings
 
 
-def build_container(settings: Settings) -> Container:
+@contextmanager
+def open_container(settings: Settings | None = None) -> Iterator[Container]:
     """The container for a command: bootstrap(), with the Procurement API calls measured."""
     from marketplace_saas.adapters.procurement import ProcurementGateway
     from marketplace_saas.bootstrap import bootstrap
 
-    gateway = metrics.instrumented(ProcurementGateway(settings), api="procurement")
-    return bootstrap(settings, procurement=gateway)
-
-
-@contextmanager
-def open_container(settings: Settings | None = None) -> Iterator[Container]:
-    container = build_container(settings or load_settings())
+    settings = settings or load_settings()
+    gateway = ProcurementGateway(settings)
+    container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
     try:
         yield container
     finally:
         container.close()
+        gateway.close()
 
 
 def stop_on_signals() -> threading.Event:

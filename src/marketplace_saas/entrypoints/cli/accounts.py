@@ -71,10 +71,20 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _after(args: argparse.Namespace, container: Any, account_id: str, done: str) -> int:
+def _after(args: argparse.Namespace, container: Any, account_id: str, message: str) -> int:
     with container.sessions() as session:
         record = _records.get_account(session, account_id)
-    emit(args, record or {"id": account_id}, message=None if args.json else done)
+    emit(args, record or {"id": account_id}, message=None if args.json else message)
+    return 0
+
+
+def _decided(args: argparse.Namespace, container: Any, result: Any) -> int:
+    """Print the decision's outcome and the account as recorded after it."""
+    with container.sessions() as session:
+        record = _records.get_account(session, result.resource_id)
+    data = {**(record or {"id": result.resource_id}), "outcome": result.outcome}
+    message = f"{result.outcome}: account {result.resource_id} (sign-up {result.state or '-'})"
+    emit(args, data, message=None if args.json else message)
     return 0
 
 
@@ -83,8 +93,8 @@ def run_approve(args: argparse.Namespace) -> int:
 
     account_id = _bare(args.account_id)
     with open_container() as container:
-        approvals.approve_account(container, account_id, actor=OPERATOR)
-        return _after(args, container, account_id, f"approved account {account_id}")
+        result = approvals.approve_account(container, account_id, actor=OPERATOR)
+        return _decided(args, container, result)
 
 
 def run_reject(args: argparse.Namespace) -> int:
@@ -92,8 +102,8 @@ def run_reject(args: argparse.Namespace) -> int:
 
     account_id = _bare(args.account_id)
     with open_container() as container:
-        approvals.reject_account(container, account_id, actor=OPERATOR, reason=args.reason)
-        return _after(args, container, account_id, f"rejected account {account_id}")
+        result = approvals.reject_account(container, account_id, actor=OPERATOR, reason=args.reason)
+        return _decided(args, container, result)
 
 
 def run_reset(args: argparse.Namespace) -> int:

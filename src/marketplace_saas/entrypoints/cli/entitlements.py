@@ -88,10 +88,13 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _done(args: argparse.Namespace, container: Any, entitlement_id: str, message: str) -> int:
+def _done(args: argparse.Namespace, container: Any, result: Any) -> int:
+    """Print the decision's outcome and the entitlement as recorded after it."""
     with container.sessions() as session:
-        record = _records.get_entitlement(session, entitlement_id)
-    emit(args, record or {"id": entitlement_id}, message=None if args.json else message)
+        record = _records.get_entitlement(session, result.resource_id)
+    data = {**(record or {"id": result.resource_id}), "outcome": result.outcome}
+    message = f"{result.outcome}: entitlement {result.resource_id} is {result.state or 'gone'}"
+    emit(args, data, message=None if args.json else message)
     return 0
 
 
@@ -100,8 +103,8 @@ def run_approve(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.approve_entitlement(container, entitlement_id, actor=OPERATOR)
-        return _done(args, container, entitlement_id, f"approved entitlement {entitlement_id}")
+        result = approvals.approve_entitlement(container, entitlement_id, actor=OPERATOR)
+        return _done(args, container, result)
 
 
 def run_reject(args: argparse.Namespace) -> int:
@@ -109,8 +112,10 @@ def run_reject(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.reject_entitlement(container, entitlement_id, actor=OPERATOR, reason=args.reason)
-        return _done(args, container, entitlement_id, f"rejected entitlement {entitlement_id}")
+        result = approvals.reject_entitlement(
+            container, entitlement_id, actor=OPERATOR, reason=args.reason
+        )
+        return _done(args, container, result)
 
 
 def run_approve_plan_change(args: argparse.Namespace) -> int:
@@ -118,10 +123,8 @@ def run_approve_plan_change(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.approve_plan_change(container, entitlement_id, actor=OPERATOR)
-        return _done(
-            args, container, entitlement_id, f"approved the plan change of {entitlement_id}"
-        )
+        result = approvals.approve_plan_change(container, entitlement_id, actor=OPERATOR)
+        return _done(args, container, result)
 
 
 def run_reject_plan_change(args: argparse.Namespace) -> int:
@@ -129,10 +132,10 @@ def run_reject_plan_change(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.reject_plan_change(container, entitlement_id, actor=OPERATOR, reason=args.reason)
-        return _done(
-            args, container, entitlement_id, f"rejected the plan change of {entitlement_id}"
+        result = approvals.reject_plan_change(
+            container, entitlement_id, actor=OPERATOR, reason=args.reason
         )
+        return _done(args, container, result)
 
 
 def run_suspend(args: argparse.Namespace) -> int:
@@ -140,8 +143,10 @@ def run_suspend(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.suspend_entitlement(container, entitlement_id, actor=OPERATOR, reason=args.reason)
-        return _done(args, container, entitlement_id, f"suspended entitlement {entitlement_id}")
+        result = approvals.suspend_entitlement(
+            container, entitlement_id, actor=OPERATOR, reason=args.reason
+        )
+        return _done(args, container, result)
 
 
 def run_message(args: argparse.Namespace) -> int:
@@ -149,5 +154,7 @@ def run_message(args: argparse.Namespace) -> int:
 
     entitlement_id = _bare(args.entitlement_id)
     with open_container() as container:
-        approvals.set_message_to_user(container, entitlement_id, actor=OPERATOR, message=args.text)
-        return _done(args, container, entitlement_id, f"message set on {entitlement_id}")
+        result = approvals.set_message_to_user(
+            container, entitlement_id, actor=OPERATOR, message=args.text
+        )
+        return _done(args, container, result)

@@ -21,7 +21,7 @@ from marketplace_saas.adapters.db import migrate
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
     CliError,
-    build_container,
+    open_container,
     stop_on_signals,
 )
 from marketplace_saas.entrypoints.jobs import jobs
@@ -38,6 +38,12 @@ def register(subparsers: Any) -> None:
         "--no-listener",
         action="store_true",
         help="do not pull from Pub/Sub (notifications arrive by push only)",
+    )
+    parser.add_argument(
+        "--emulator-port",
+        type=int,
+        default=None,
+        help="sandbox: the emulator's port (default 8780, or a free port when 8780 is taken)",
     )
     parser.set_defaults(run=run)
 
@@ -82,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
         if settings.sandbox:
             from marketplace_saas.entrypoints.sandbox import start_sandbox
 
-            sandbox = start_sandbox(settings, backend_url)
+            sandbox = start_sandbox(settings, backend_url, emulator_port=args.emulator_port)
             stack.callback(sandbox.stop)
             settings = sandbox.settings
         migrate.upgrade(settings.database_url)
-        container = build_container(settings)
-        stack.callback(container.close)
+        container = stack.enter_context(open_container(settings))
 
         web = WebServer(create_app(container), args.host, args.port)
         web.start()

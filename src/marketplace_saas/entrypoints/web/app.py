@@ -19,7 +19,7 @@ from fastapi.templating import Jinja2Templates
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
 
-ROUTER_MODULES = ["health", "push", "signup", "usage"]
+ROUTER_MODULES = ["health", "push", "signup", "usage", "admin", "api_v1"]
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"

@@ -1,0 +1,82 @@
+"""Running `marketplace-saas` as a real process in the tests, with its output in files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from marketplace_saas.config import Settings
+
+CLI = [sys.executable, "-m", "marketplace_saas.entrypoints.cli"]
+
+
+def backend_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child process load these settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MARKETPLACE_", "APPROVAL_", "PLAN_CHANGE_", "DATABASE_URL"))
+    }
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "MARKETPLACE_PROVIDER_ID": settings.provider_id,
+            "MARKETPLACE_SANDBOX": "1" if settings.sandbox else "0",
+            "APPROVAL_POLICY": settings.approval_policy,
+            "PLAN_CHANGE_POLICY": settings.plan_change_policy,
+            "MAX_DELIVERY_ATTEMPTS": str(settings.max_delivery_attempts),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if settings.procurement_api_endpoint:
+        env["PROCUREMENT_API_ENDPOINT"] = settings.procurement_api_endpoint
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A child process whose stdout and stderr go to files the test can read while it runs."""
+
+    def __init__(self, args: list[str], env: dict[str, str], folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = folder / f"{name}.out"
+        self.stderr_path = folder / f"{name}.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.popen = subprocess.Popen([*CLI, *args], env=env, stdout=out, stderr=err)
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.popen.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=30)
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.kill()
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
