@@ -83,10 +83,11 @@ class FormField:
     max_length: int = 200
     autocomplete: str = "on"
     hint: str = ""
+    noun: str = ""  # how error messages name it ("your work email"); the label by default
 
 
 DEFAULT_FIELDS: tuple[FormField, ...] = (
-    FormField("name", "Your name", autocomplete="name"),
+    FormField("name", "Your name", autocomplete="name", noun="your name"),
     FormField(
         "email",
         "Work email",
@@ -94,8 +95,9 @@ DEFAULT_FIELDS: tuple[FormField, ...] = (
         max_length=254,
         autocomplete="email",
         hint="We send your account details and service notices here.",
+        noun="your work email",
     ),
-    FormField("company", "Company", autocomplete="organization"),
+    FormField("company", "Company", autocomplete="organization", noun="your company"),
 )
 
 
@@ -124,7 +126,7 @@ def validate(fields: Sequence[FormField], form: Mapping[str, str]) -> Validated:
     for spec in fields:
         raw = form.get(spec.name, "")
         value = _clean(raw)
-        label = spec.label.lower()
+        label = spec.noun or spec.label.lower()
         values[spec.name] = value
         if not value:
             if spec.required:
@@ -132,7 +134,7 @@ def validate(fields: Sequence[FormField], form: Mapping[str, str]) -> Validated:
             continue
         if len(value) > spec.max_length:
             errors[spec.name] = f"Please keep {label} under {spec.max_length} characters."
-        elif _has_control_characters(raw):
+        elif _has_control_characters(value):
             errors[spec.name] = f"Please remove the special characters from {label}."
         elif spec.kind == "email" and not _EMAIL.match(value):
             errors[spec.name] = "Please enter an email address like name@company.com."

@@ -122,7 +122,7 @@ def test_invalid_answers_are_shown_inline_with_422_and_nothing_is_saved(
     assert response.status_code == 422
     assert "Please enter your name." in response.text
     assert "Please enter an email address like name@company.com." in response.text
-    assert "Please keep company under 200 characters." in response.text
+    assert "Please keep your company under 200 characters." in response.text
     assert 'aria-invalid="true"' in response.text
     assert row_counts(app_container) == before
 

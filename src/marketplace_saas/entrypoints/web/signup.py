@@ -106,7 +106,7 @@ def _refused(request: Request, exc: service.SignupError) -> Response:
         "Sign-up is briefly unavailable",
         "We couldn't reach Google Cloud Marketplace to confirm your purchase. Nothing was lost: "
         "please try again in a minute.",
-        icon="\u23f3",
+        icon="wait",
     )
 
 
