@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # for that audience (and, with PUSH_SERVICE_ACCOUNT, issued to that service account).
     push_audience: str | None = Field(None, alias="PUSH_AUDIENCE")
     push_service_account: str | None = Field(None, alias="PUSH_SERVICE_ACCOUNT")
+    # Operator console (docs/admin.md): `name:role:hash,...` (role viewer|operator; the hash from
+    # `marketplace-saas admin hash-password`). Empty in the sandbox: a default `admin` operator.
+    admin_operators: SecretStr = Field(SecretStr(""), alias="ADMIN_OPERATORS")
 
     @field_validator("usage_api_tokens", mode="before")
     @classmethod

@@ -1,0 +1,289 @@
+"""What every console route shares: the signed session, who is signed in, templates, answers.
+
+Sign-in state lives in a signed cookie (`mps_admin`, itsdangerous via `web.security`) holding the
+operator's name and a CSRF token; the operator's role is looked up in the configuration on every
+request, so removing someone from ADMIN_OPERATORS signs them out.
+
+Routes use `AdminRoute`, which turns the exceptions below into answers: `SignInRequired` -> 303
+to the sign-in page (401 for `/api/v1`), `Forbidden` -> 403, `NotFound` -> 404, as a page for the
+console and as JSON for the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import structlog
+from fastapi import Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+
+from marketplace_saas.adapters.operators import Operator, OperatorDirectory
+from marketplace_saas.entrypoints.web.app import TEMPLATES_DIR, get_container
+from marketplace_saas.entrypoints.web.security import (
+    CookieSettings,
+    SessionCodec,
+    csrf_matches,
+    new_csrf_token,
+    set_session_cookie,
+)
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+log = structlog.get_logger(__name__)
+
+ADMIN_DIR = Path(__file__).parent
+SESSION_SECONDS = 8 * 3600
+COOKIE = "mps_admin"
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class AdminProblem(Exception):
+    status_code = 400
+    title = "Something is wrong"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SignInRequired(AdminProblem):
+    status_code = 401
+    title = "Sign-in required"
+
+
+class Forbidden(AdminProblem):
+    status_code = 403
+    title = "Not allowed"
+
+
+class NotFound(AdminProblem):
+    status_code = 404
+    title = "Not found"
+
+
+def _datetime(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "\u2014"
+
+
+def _pretty(value: object) -> str:
+    """JSON, indented; a string that is not JSON is shown as it is."""
+    if isinstance(value, str):
+        try:
+            parsed: object = json.loads(value)
+        except ValueError:
+            return value
+        value = parsed
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=ChoiceLoader(
+            [FileSystemLoader(str(ADMIN_DIR / "templates")), FileSystemLoader(str(TEMPLATES_DIR))]
+        ),
+        autoescape=True,
+    )
+    env.filters["dt"] = _datetime
+    env.filters["pretty"] = _pretty
+    return env
+
+
+templates = Jinja2Templates(env=_environment())
+
+
+# -- the session ----------------------------------------------------------------------------------
+
+
+def _codec(container: Container) -> tuple[SessionCodec, CookieSettings]:
+    settings = container.settings
+    codec = SessionCodec(settings.session_secret_value, "admin", SESSION_SECONDS)
+    return codec, CookieSettings(COOKIE, "/", not settings.sandbox, SESSION_SECONDS)
+
+
+def read_session(request: Request) -> dict[str, Any]:
+    """The console session (empty when absent, tampered with or expired)."""
+    cached = getattr(request.state, "admin_session", None)
+    if isinstance(cached, dict):
+        return cached
+    codec, _ = _codec(get_container(request))
+    data = codec.loads(request.cookies.get(COOKIE)) or {}
+    request.state.admin_session = data
+    return data
+
+
+def write_session(request: Request, response: Response, data: dict[str, Any]) -> None:
+    codec, cookie = _codec(get_container(request))
+    request.state.admin_session = data
+    set_session_cookie(response, cookie, codec.dumps(data))
+
+
+def csrf_token(request: Request, response: Response | None = None) -> str:
+    """This session's CSRF token (a new anonymous session gets one; `response` stores it)."""
+    session = read_session(request)
+    if not session.get("csrf"):
+        session = {**session, "csrf": new_csrf_token()}
+        request.state.admin_session = session
+        request.state.admin_session_dirty = True
+    return str(session["csrf"])
+
+
+def check_csrf(request: Request, given: object) -> None:
+    if not csrf_matches(read_session(request).get("csrf"), given):
+        raise Forbidden(
+            "This form has expired or did not come from the console. Reload the page and try again."
+        )
+
+
+def directory(container: Container) -> OperatorDirectory:
+    return OperatorDirectory.from_settings(container.settings)
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        name, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (name, password) if sep else None
+
+
+def signed_in(request: Request) -> Operator | None:
+    """The console session's operator, or (for scripts) HTTP Basic credentials of one."""
+    name = read_session(request).get("op")
+    operators = directory(get_container(request))
+    if isinstance(name, str):
+        return operators.get(name)
+    credentials = _basic_credentials(request)
+    if credentials is None:
+        return None
+    operator = operators.authenticate(*credentials)
+    if operator is None:
+        log.warning("admin.basic_auth_refused", operator=credentials[0][:64])
+    return operator
+
+
+def require_viewer(request: Request) -> Operator:
+    """Dependency: anyone signed in (viewer or operator)."""
+    operator = signed_in(request)
+    if operator is None:
+        raise SignInRequired("Sign in to use the console.")
+    request.state.operator = operator
+    return operator
+
+
+def require_operator(request: Request) -> Operator:
+    """Dependency: an operator (approves, rejects, replays, retries)."""
+    operator = require_viewer(request)
+    if not operator.can_act:
+        raise Forbidden(
+            f"{operator.name} is a viewer: only operators approve, reject, replay or retry."
+        )
+    return operator
+
+
+# -- answers --------------------------------------------------------------------------------------
+
+
+def secure_headers(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    """A console page: the signed-in operator, CSRF token and flash message come along."""
+    session = read_session(request)
+    flash = session.get("flash")
+    context.setdefault("operator", getattr(request.state, "operator", None))
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {"csrf": csrf_token(request), "flash": flash, "page_title": "Console", **context},
+        status_code=status_code,
+    )
+    if flash is not None:
+        session = {k: v for k, v in read_session(request).items() if k != "flash"}
+        write_session(request, response, session)
+    elif getattr(request.state, "admin_session_dirty", False):
+        write_session(request, response, read_session(request))
+    return secure_headers(response)
+
+
+def redirect(request: Request, url: str, *, flash: tuple[str, str] | None = None) -> Response:
+    """303 to `url` (a console path), with a one-time message shown by the next page."""
+    if not url.startswith("/admin") or url.startswith("//"):
+        url = "/admin"
+    response = RedirectResponse(url, status_code=303)
+    if flash is not None:
+        kind, text = flash
+        write_session(request, response, {**read_session(request), "flash": [kind, text]})
+    return secure_headers(response)
+
+
+def _problem_page(request: Request, problem: AdminProblem) -> Response:
+    if isinstance(problem, SignInRequired):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            target = "/admin"
+        return secure_headers(
+            RedirectResponse(f"/admin/login?next={quote(target, safe='')}", status_code=303)
+        )
+    return render(
+        request,
+        "admin/problem.html",
+        problem.status_code,
+        code=problem.status_code,
+        title=problem.title,
+        message=problem.message,
+    )
+
+
+def _problem_json(problem: AdminProblem) -> Response:
+    headers = {"WWW-Authenticate": 'Basic realm="marketplace-saas"'}
+    return secure_headers(
+        JSONResponse(
+            {"error": {"code": problem.status_code, "message": problem.message or problem.title}},
+            status_code=problem.status_code,
+            headers=headers if isinstance(problem, SignInRequired) else None,
+        )
+    )
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class AdminRoute(APIRoute):
+    """A console route: sign-in, role and not-found problems become pages (or JSON for the API)."""
+
+    def get_route_handler(self) -> Handler:
+        original = super().get_route_handler()
+        is_api = self.path.startswith("/api/")
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except AdminProblem as problem:
+                if is_api:
+                    return _problem_json(problem)
+                return _problem_page(request, problem)
+
+        return handler
