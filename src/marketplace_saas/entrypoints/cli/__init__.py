@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "db",
     "hooks",
     "usage",
+    "admin",
 ]
 
 
