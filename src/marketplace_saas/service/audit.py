@@ -101,6 +101,23 @@ class CallLog:
         self._add(action, at, outcome, started, account_id, entitlement_id, details)
         return result
 
+    def start(self) -> tuple[datetime, float]:
+        """Mark the start of a call recorded later with `record` (a streamed listing)."""
+        return self.now(), time.perf_counter()
+
+    def record(
+        self,
+        action: str,
+        started: tuple[datetime, float],
+        *,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+        account_id: str | None = None,
+        entitlement_id: str | None = None,
+    ) -> None:
+        at, clock = started
+        self._add(action, at, outcome, clock, account_id, entitlement_id, details or {})
+
     def _add(
         self,
         action: str,

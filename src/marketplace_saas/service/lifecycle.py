@@ -76,21 +76,21 @@ def _decide(calls: CallLog, action: str, fn: Callable[[], None], **ids: str) -> 
     return True
 
 
-def _get_entitlement(container: Container, calls: CallLog, eid: str) -> EntitlementView | None:
+def read_entitlement(container: Container, calls: CallLog, eid: str) -> EntitlementView | None:
     resource = calls.call(
         "get_entitlement", container.procurement.get_entitlement, eid, entitlement_id=eid
     )
     return EntitlementView.from_api(resource) if resource is not None else None
 
 
-def _get_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
+def read_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
     resource = calls.call(
         "get_account", container.procurement.get_account, account_id, account_id=account_id
     )
     return AccountView.from_api(resource) if resource is not None else None
 
 
-def _write_entitlement(container: Container, eid: str, view: EntitlementView | None) -> Write:
+def write_entitlement(container: Container, eid: str, view: EntitlementView | None) -> Write:
     def write(session: Session, ctx: records.Context) -> records.Applied:
         return records.apply_entitlement(
             session,
@@ -103,7 +103,7 @@ def _write_entitlement(container: Container, eid: str, view: EntitlementView | N
     return write
 
 
-def _write_account(container: Container, view: AccountView) -> Write:
+def write_account(container: Container, view: AccountView) -> Write:
     def write(session: Session, ctx: records.Context) -> records.Applied:
         return records.apply_account(
             session, provider_id=container.settings.provider_id, view=view, ctx=ctx
@@ -112,7 +112,7 @@ def _write_account(container: Container, view: AccountView) -> Write:
     return write
 
 
-def _erase_account(account_id: str) -> Write:
+def erase_account(account_id: str) -> Write:
     def write(session: Session, ctx: records.Context) -> records.Applied:
         return records.erase_account(session, account_id=account_id, ctx=ctx)
 
@@ -147,45 +147,32 @@ def _ensure_account_approved(
     container: Container, calls: CallLog, account_id: str, effects: Effects, signed_up: bool
 ) -> None:
     """Before approving an entitlement, the account's `signup` approval must be granted."""
-    account = _get_account(container, calls, account_id)
+    account = read_account(container, calls, account_id)
     if account is None:
         return
-    decision = account_decision(
-        container.settings.approval_policy, signup_state=account.signup_state, signed_up=signed_up
-    )
-    if decision is Decision.APPROVE:
-        _decide(
-            calls,
-            "approve_account",
-            lambda: container.procurement.approve_account(account_id, "signup"),
-            account_id=account_id,
-        )
-        effects.decisions.append("approve_account")
-        account = _get_account(container, calls, account_id) or account
-    effects.writes.insert(0, _write_account(container, account))
+    decided = decide_account(container, calls, account, signed_up=signed_up)
+    effects.writes[0:0] = decided.writes
+    effects.decisions[0:0] = decided.decisions
 
 
 # -- entitlement handlers -----------------------------------------------------------------------
 
 
-def _refresh_entitlement(container: Container, note: Notification, calls: CallLog) -> Effects:
-    """GET the entitlement, take the decisions its state and our policies call for, record it."""
-    eid = note.subject_id
-    if is_stale(_known_entitlement(container, eid), note.update_time):
-        return Effects(detail="stale: a newer version is already applied")
-    view = _get_entitlement(container, calls, eid)
-    effects = Effects()
-    if view is None:
-        effects.detail = "deleted: the API answers 404"
-        effects.writes.append(_write_entitlement(container, eid, None))
-        return effects
+def decide_entitlement(
+    container: Container, calls: CallLog, view: EntitlementView, *, signed_up: bool
+) -> tuple[EntitlementView | None, Effects]:
+    """Take the decisions the policies allow on `view`; the latest view, and what to record.
 
+    Shared with the reconciliation, which finds entitlements whose notification was missed.
+    """
     settings = container.settings
-    known = _known_account(container, view.account_id)
-    if entitlement_decision(settings.approval_policy, view, signed_up=known.signed_up) is (
+    eid = view.id
+    effects = Effects()
+    latest: EntitlementView | None = view
+    if entitlement_decision(settings.approval_policy, view, signed_up=signed_up) is (
         Decision.APPROVE
     ):
-        _ensure_account_approved(container, calls, view.account_id, effects, known.signed_up)
+        _ensure_account_approved(container, calls, view.account_id, effects, signed_up)
         _decide(
             calls,
             "approve_entitlement",
@@ -193,10 +180,10 @@ def _refresh_entitlement(container: Container, note: Notification, calls: CallLo
             entitlement_id=eid,
         )
         effects.decisions.append("approve_entitlement")
-        view = _get_entitlement(container, calls, eid)
+        latest = read_entitlement(container, calls, eid)
         if (
-            view is not None
-            and entitlement_decision(settings.approval_policy, view, signed_up=known.signed_up)
+            latest is not None
+            and entitlement_decision(settings.approval_policy, latest, signed_up=signed_up)
             is Decision.APPROVE
         ):
             raise DecisionNotTaken(f"entitlement {eid} is still waiting for approval")
@@ -209,20 +196,46 @@ def _refresh_entitlement(container: Container, note: Notification, calls: CallLo
             entitlement_id=eid,
         )
         effects.decisions.append(f"approve_plan_change:{pending}")
-        view = _get_entitlement(container, calls, eid)
+        latest = read_entitlement(container, calls, eid)
         if (
-            view is not None
-            and view.new_pending_plan == pending
-            and (plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE)
+            latest is not None
+            and latest.new_pending_plan == pending
+            and plan_change_decision(settings.plan_change_policy, latest) is Decision.APPROVE
         ):
             raise DecisionNotTaken(f"the plan change of {eid} to {pending} is still pending")
-    elif not known.account_known:
+    return latest, effects
+
+
+def needs_decision(container: Container, view: EntitlementView, *, signed_up: bool) -> bool:
+    """Whether the policies would decide something about `view` now."""
+    settings = container.settings
+    return (
+        entitlement_decision(settings.approval_policy, view, signed_up=signed_up)
+        is Decision.APPROVE
+        or plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE
+    )
+
+
+def _refresh_entitlement(container: Container, note: Notification, calls: CallLog) -> Effects:
+    """GET the entitlement, take the decisions its state and our policies call for, record it."""
+    eid = note.subject_id
+    if is_stale(_known_entitlement(container, eid), note.update_time):
+        return Effects(detail="stale: a newer version is already applied")
+    view = read_entitlement(container, calls, eid)
+    if view is None:
+        return Effects(
+            detail="deleted: the API answers 404",
+            writes=[write_entitlement(container, eid, None)],
+        )
+    known = _known_account(container, view.account_id)
+    latest, effects = decide_entitlement(container, calls, view, signed_up=known.signed_up)
+    if not effects.decisions and not known.account_known:
         # An entitlement of an account we have not seen: record the account too.
-        account = _get_account(container, calls, view.account_id)
+        account = read_account(container, calls, view.account_id)
         if account is not None:
-            effects.writes.append(_write_account(container, account))
-    effects.writes.append(_write_entitlement(container, eid, view))
-    effects.detail = view.state if view is not None else "deleted: the API answers 404"
+            effects.writes.append(write_account(container, account))
+    effects.writes.append(write_entitlement(container, eid, latest))
+    effects.detail = latest.state if latest is not None else "deleted: the API answers 404"
     return effects
 
 
@@ -294,45 +307,58 @@ def on_entitlement_deleted(container: Container, note: Notification, calls: Call
 # -- account handlers -------------------------------------------------------------------------
 
 
+def decide_account(
+    container: Container, calls: CallLog, view: AccountView, *, signed_up: bool
+) -> Effects:
+    """Approve the account's `signup` if the policy allows it now; record what the API says."""
+    decision = account_decision(
+        container.settings.approval_policy, signup_state=view.signup_state, signed_up=signed_up
+    )
+    effects = Effects(detail=f"signup {view.signup_state or 'unknown'}")
+    latest: AccountView | None = view
+    if decision is Decision.APPROVE and view.signup_state != APPROVAL_APPROVED:
+        _decide(
+            calls,
+            "approve_account",
+            lambda: container.procurement.approve_account(view.id, "signup"),
+            account_id=view.id,
+        )
+        effects.decisions.append("approve_account")
+        latest = read_account(container, calls, view.id)
+    if latest is None:
+        effects.detail = "deleted: the API answers 404"
+        effects.writes.append(erase_account(view.id))
+    else:
+        effects.detail = f"signup {latest.signup_state or 'unknown'}"
+        effects.writes.append(write_account(container, latest))
+    return effects
+
+
+def needs_account_decision(container: Container, view: AccountView, *, signed_up: bool) -> bool:
+    decision = account_decision(
+        container.settings.approval_policy, signup_state=view.signup_state, signed_up=signed_up
+    )
+    return decision is Decision.APPROVE
+
+
 def on_account_active(container: Container, note: Notification, calls: CallLog) -> Effects:
     """An account exists (messages without eventType land here): record it, approve per policy."""
     account_id = note.subject_id
     known = _known_account(container, account_id)
     if is_stale(known.applied, note.update_time):
         return Effects(detail="stale: a newer version is already applied")
-    view = _get_account(container, calls, account_id)
+    view = read_account(container, calls, account_id)
     if view is None:
-        return Effects(detail="deleted: the API answers 404", writes=[_erase_account(account_id)])
-    effects = Effects()
-    decision = account_decision(
-        container.settings.approval_policy,
-        signup_state=view.signup_state,
-        signed_up=known.signed_up,
-    )
-    if decision is Decision.APPROVE and view.signup_state != APPROVAL_APPROVED:
-        _decide(
-            calls,
-            "approve_account",
-            lambda: container.procurement.approve_account(account_id, "signup"),
-            account_id=account_id,
-        )
-        effects.decisions.append("approve_account")
-        view = _get_account(container, calls, account_id)
-        if view is None:
-            return Effects(
-                detail="deleted: the API answers 404", writes=[_erase_account(account_id)]
-            )
-    effects.writes.append(_write_account(container, view))
-    effects.detail = f"signup {view.signup_state or 'unknown'}"
-    return effects
+        return Effects(detail="deleted: the API answers 404", writes=[erase_account(account_id)])
+    return decide_account(container, calls, view, signed_up=known.signed_up)
 
 
 def on_account_deleted(container: Container, note: Notification, calls: CallLog) -> Effects:
     """The account is gone: erase the customer's personal data, keep what billing needs."""
-    view = _get_account(container, calls, note.subject_id)
+    view = read_account(container, calls, note.subject_id)
     if view is not None:  # still there: the message was a hint about something else
-        return Effects(detail="account still exists", writes=[_write_account(container, view)])
-    return Effects(detail="deleted: personal data erased", writes=[_erase_account(note.subject_id)])
+        return Effects(detail="account still exists", writes=[write_account(container, view)])
+    return Effects(detail="deleted: personal data erased", writes=[erase_account(note.subject_id)])
 
 
 EVENT_HANDLERS: dict[EventType, Handler] = {

@@ -75,8 +75,15 @@ def accounts_of_customer(session: Session, customer_id: str) -> list[Account]:
     return list(session.scalars(sa.select(Account).where(Account.customer_id == customer_id)))
 
 
-def all_account_ids(session: Session) -> set[str]:
-    return set(session.scalars(sa.select(Account.id)))
+def live_account_ids(session: Session) -> set[str]:
+    """Accounts we have not marked deleted."""
+    return set(session.scalars(sa.select(Account.id).where(Account.deleted_at.is_(None))))
+
+
+def signed_up_by_account(session: Session) -> dict[str, bool]:
+    """Account id -> whether the customer completed our sign-up page."""
+    rows = session.execute(sa.select(Account.id, Account.signed_up_at)).all()
+    return {account_id: signed_up_at is not None for account_id, signed_up_at in rows}
 
 
 # -- entitlements -----------------------------------------------------------------------------

@@ -1,0 +1,256 @@
+"""Reconcile: page through every account and entitlement and repair our records to the API's truth.
+
+`sync_all(container)` is what `marketplace-saas sync` and the `serve` scheduler run; it heals
+missed notifications:
+
+- every listed account and entitlement is applied as the lifecycle would (stale versions change
+  nothing), in batches, one short transaction per batch;
+- an entitlement still waiting for a decision our policies would take (approval, plan change) gets
+  it, as if its notification had arrived;
+- what we hold but the API no longer lists is read once more: a 404 marks the entitlement deleted,
+  or erases the account's personal data, exactly as the deletion notifications do.
+
+One resource that fails (a refused decision, a transient error on its own call) is reported in
+`SyncResult.errors` and the sync goes on; a failure to list stops the sync (nothing is guessed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.logging import get_logger
+from marketplace_saas.adapters.procurement_errors import ProcurementError
+from marketplace_saas.domain.entitlements import AccountView, EntitlementView
+from marketplace_saas.domain.errors import MarketplaceError
+from marketplace_saas.service import lifecycle, records
+from marketplace_saas.service.audit import CallLog
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+BATCH = 200
+T = TypeVar("T")
+
+
+@dataclass
+class SyncResult:
+    accounts_seen: int = 0
+    accounts_changed: int = 0
+    accounts_deleted: int = 0
+    entitlements_seen: int = 0
+    entitlements_changed: int = 0
+    entitlements_deleted: int = 0
+    decisions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _signed_up(container: Container) -> dict[str, bool]:
+    with container.sessions() as session:
+        return repo.signed_up_by_account(session)
+
+
+def _streamed(
+    calls: CallLog, action: str, items: Iterator[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    """A listing consumed page by page (100,000 entitlements need not sit in memory at once);
+    the audit log gets one row for the whole listing, written with the last batch."""
+    started = calls.start()
+    count = 0
+    try:
+        for item in items:
+            count += 1
+            yield item
+    except ProcurementError as exc:
+        calls.record(action, started, outcome="error", details={"error": str(exc), "items": count})
+        raise
+    calls.record(action, started, outcome="ok", details={"items": count})
+
+
+def _flush(container: Container, calls: CallLog, actor: str) -> None:
+    if calls.calls:
+        with container.sessions.begin() as session:
+            calls.flush(session, actor=actor)
+        calls.calls.clear()
+
+
+def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+    listed: set[str] = set()
+    signed_up = _signed_up(container)
+    calls = CallLog(container.now)
+    resources = _streamed(calls, "list_accounts", container.procurement.list_accounts())
+    undecided: list[AccountView] = []
+    for batch in _batches(resources):
+        ctx = records.Context(actor=actor, now=container.now())
+        with container.sessions.begin() as session:
+            for resource in batch:
+                view = AccountView.from_api(resource)
+                listed.add(view.id)
+                if lifecycle.needs_account_decision(
+                    container, view, signed_up=signed_up.get(view.id, False)
+                ):
+                    undecided.append(view)
+                    continue
+                applied = records.apply_account(
+                    session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+                )
+                result.accounts_changed += int(applied.changed)
+            calls.flush(session, actor=actor)
+            calls.calls.clear()
+    _flush(container, calls, actor)
+    for view in undecided:
+        _decide_account(container, view, signed_up.get(view.id, False), result, actor=actor)
+    result.accounts_seen = len(listed)
+    return listed
+
+
+def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+    listed: set[str] = set()
+    signed_up = _signed_up(container)
+    calls = CallLog(container.now)
+    resources = _streamed(calls, "list_entitlements", container.procurement.list_entitlements())
+    undecided: list[EntitlementView] = []
+    for batch in _batches(resources):
+        ctx = records.Context(actor=actor, now=container.now())
+        with container.sessions.begin() as session:
+            for resource in batch:
+                view = EntitlementView.from_api(resource)
+                listed.add(view.id)
+                account_signed_up = signed_up.get(view.account_id, False)
+                if lifecycle.needs_decision(container, view, signed_up=account_signed_up):
+                    undecided.append(view)
+                    continue
+                applied = records.apply_entitlement(
+                    session,
+                    provider_id=container.settings.provider_id,
+                    entitlement_id=view.id,
+                    view=view,
+                    ctx=ctx,
+                )
+                result.entitlements_changed += int(applied.changed)
+            calls.flush(session, actor=actor)
+            calls.calls.clear()
+    _flush(container, calls, actor)
+    for view in undecided:
+        _decide(container, view, signed_up.get(view.account_id, False), result, actor=actor)
+    result.entitlements_seen = len(listed)
+    return listed
+
+
+def _decide_account(
+    container: Container, view: AccountView, signed_up: bool, result: SyncResult, *, actor: str
+) -> None:
+    calls = CallLog(container.now)
+    try:
+        effects = lifecycle.decide_account(container, calls, view, signed_up=signed_up)
+    except ProcurementError as exc:
+        result.errors.append(f"account {view.id}: {exc}")
+        effects = lifecycle.Effects(writes=[lifecycle.write_account(container, view)])
+    ctx = records.Context(actor=actor, now=container.now())
+    with container.sessions.begin() as session:
+        for write in effects.writes:
+            result.accounts_changed += int(write(session, ctx).changed)
+        calls.flush(session, actor=actor)
+    result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
+
+
+def _decide(
+    container: Container, view: EntitlementView, signed_up: bool, result: SyncResult, *, actor: str
+) -> None:
+    """A decision a missed notification would have taken: take it now, then record."""
+    calls = CallLog(container.now)
+    try:
+        latest, effects = lifecycle.decide_entitlement(container, calls, view, signed_up=signed_up)
+    except (ProcurementError, MarketplaceError, lifecycle.DecisionNotTaken) as exc:
+        result.errors.append(f"entitlement {view.id}: {exc}")
+        latest, effects = view, lifecycle.Effects()
+    effects.writes.append(lifecycle.write_entitlement(container, view.id, latest))
+    ctx = records.Context(actor=actor, now=container.now())
+    with container.sessions.begin() as session:
+        for write in effects.writes:
+            result.entitlements_changed += int(write(session, ctx).changed)
+        calls.flush(session, actor=actor)
+    result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
+
+
+def _sync_vanished(
+    container: Container,
+    result: SyncResult,
+    listed_accounts: set[str],
+    listed_entitlements: set[str],
+    *,
+    actor: str,
+) -> None:
+    """What we hold but the API did not list: confirm with a GET before believing it gone."""
+    with container.sessions() as session:
+        live_entitlements = repo.live_entitlement_ids(session) - listed_entitlements
+        live_accounts = repo.live_account_ids(session) - listed_accounts
+    for entitlement_id in sorted(live_entitlements):
+        calls = CallLog(container.now)
+        try:
+            view = lifecycle.read_entitlement(container, calls, entitlement_id)
+        except ProcurementError as exc:
+            result.errors.append(f"entitlement {entitlement_id}: {exc}")
+            continue
+        ctx = records.Context(actor=actor, now=container.now())
+        with container.sessions.begin() as session:
+            applied = records.apply_entitlement(
+                session,
+                provider_id=container.settings.provider_id,
+                entitlement_id=entitlement_id,
+                view=view,
+                ctx=ctx,
+            )
+            calls.flush(session, actor=actor)
+        result.entitlements_deleted += int(view is None and applied.changed)
+    for account_id in sorted(live_accounts):
+        calls = CallLog(container.now)
+        try:
+            account = lifecycle.read_account(container, calls, account_id)
+        except ProcurementError as exc:
+            result.errors.append(f"account {account_id}: {exc}")
+            continue
+        ctx = records.Context(actor=actor, now=container.now())
+        with container.sessions.begin() as session:
+            if account is None:
+                applied = records.erase_account(session, account_id=account_id, ctx=ctx)
+                result.accounts_deleted += int(applied.changed)
+            else:
+                records.apply_account(
+                    session, provider_id=container.settings.provider_id, view=account, ctx=ctx
+                )
+            calls.flush(session, actor=actor)
+
+
+def sync_all(container: Container, *, actor: str = "sync") -> SyncResult:
+    """Repair every account and entitlement from the Procurement API; see the module docstring."""
+    log = get_logger(__name__, actor=actor)
+    result = SyncResult()
+    listed_accounts = _sync_accounts(container, result, actor=actor)
+    listed_entitlements = _sync_entitlements(container, result, actor=actor)
+    _sync_vanished(container, result, listed_accounts, listed_entitlements, actor=actor)
+    log.info(
+        "sync.done",
+        accounts=result.accounts_seen,
+        entitlements=result.entitlements_seen,
+        accounts_changed=result.accounts_changed,
+        entitlements_changed=result.entitlements_changed,
+        entitlements_deleted=result.entitlements_deleted,
+        accounts_deleted=result.accounts_deleted,
+        decisions=len(result.decisions),
+        errors=len(result.errors),
+    )
+    return result
