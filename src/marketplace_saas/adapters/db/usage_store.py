@@ -42,25 +42,34 @@ class MeteredEntitlement:
     timeline: Timeline | None  # None: never active
 
 
-def _metered(row: Entitlement, changes: Sequence[PlanChange]) -> MeteredEntitlement:
+_COLUMNS = (
+    Entitlement.id,
+    Entitlement.product,
+    Entitlement.plan,
+    Entitlement.usage_reporting_id,
+    Entitlement.service_enabled,
+    Entitlement.service_suspended_reason,
+    Entitlement.active_since,
+    Entitlement.cancelled_at,
+    Entitlement.raw["productExternalName"].as_string(),
+)
+
+
+def _metered(row: Any, changes: Sequence[PlanChange]) -> MeteredEntitlement:
+    (entitlement_id, product, plan, usage_id, enabled, reason, since, cancelled, external) = row
     timeline = None
-    if row.active_since is not None and row.plan is not None:
+    if since is not None and plan is not None:
         timeline = Timeline.build(
-            active_since=row.active_since,
-            cancelled_at=row.cancelled_at,
-            current_plan=row.plan,
-            changes=changes,
+            active_since=since, cancelled_at=cancelled, current_plan=plan, changes=changes
         )
-    raw = row.raw or {}
-    external = raw.get("productExternalName")
     return MeteredEntitlement(
-        id=row.id,
-        product=row.product,
+        id=entitlement_id,
+        product=product,
         product_external_name=external if isinstance(external, str) else None,
-        plan=row.plan,
-        usage_reporting_id=row.usage_reporting_id,
-        service_enabled=row.service_enabled,
-        service_suspended_reason=row.service_suspended_reason,
+        plan=plan,
+        usage_reporting_id=usage_id,
+        service_enabled=enabled,
+        service_suspended_reason=reason,
         timeline=timeline,
     )
 
@@ -68,10 +77,10 @@ def _metered(row: Entitlement, changes: Sequence[PlanChange]) -> MeteredEntitlem
 def load_entitlements(session: Session, ids: Iterable[str]) -> dict[str, MeteredEntitlement]:
     """The entitlements among `ids` that exist, with their plan history."""
     wanted = sorted(set(ids))
-    rows: list[Entitlement] = []
+    rows: list[Any] = []
     changes: dict[str, list[PlanChange]] = {}
     for part in chunks(wanted):
-        rows += session.scalars(sa.select(Entitlement).where(Entitlement.id.in_(part))).all()
+        rows += session.execute(sa.select(*_COLUMNS).where(Entitlement.id.in_(part))).all()
         history = session.execute(
             sa.select(
                 PlanHistory.entitlement_id,
@@ -82,7 +91,7 @@ def load_entitlements(session: Session, ids: Iterable[str]) -> dict[str, Metered
         )
         for entitlement_id, plan, effective_at, previous in history:
             changes.setdefault(entitlement_id, []).append(PlanChange(plan, effective_at, previous))
-    return {row.id: _metered(row, changes.get(row.id, ())) for row in rows}
+    return {row[0]: _metered(row, changes.get(row[0], ())) for row in rows}
 
 
 def load_metered_entitlements(session: Session) -> dict[str, MeteredEntitlement]:
