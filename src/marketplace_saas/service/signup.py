@@ -22,7 +22,7 @@ import functools
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -132,8 +132,10 @@ def identify(container: Container, token: str, *, route: str) -> tuple[Visitor, 
         raise SignupUnavailable("Google's sign-up certificates could not be read") from None
     resource = _google(lambda: container.procurement.get_account(verified.account_id))
     if resource is None:
-        log.warning("signup.token_rejected", route=route, reason="unknown_account",
-                    account_id=verified.account_id)  # fmt: skip
+        reason = "unknown_account"
+        log.warning(
+            "signup.token_rejected", route=route, reason=reason, account_id=verified.account_id
+        )
         raise SignupRefused("unknown_account", "Google Cloud Marketplace has no such account.")
     return _visitor(verified), AccountView.from_api(resource)
 
@@ -143,19 +145,25 @@ def _visitor(token: SignupToken) -> Visitor:
 
 
 def _google(call: Any) -> Any:
+    """A Procurement API read; any failure is "try again shortly" for the buyer, logged for us."""
     try:
         return call()
     except TransientProcurementError as exc:
         log.warning("signup.procurement_unavailable", error=str(exc))
         raise SignupUnavailable("Google Cloud Marketplace could not be reached") from None
+    except ProcurementError as exc:
+        log.error("signup.procurement_failed", error=str(exc))
+        raise SignupUnavailable("Google Cloud Marketplace refused our request") from None
 
 
 def purchases_of(container: Container, account_id: str) -> list[Purchase]:
     """The account's entitlements from the API, oldest first, without cancelled ones."""
-    query = f'account="{account_id}"'
+    quoted = account_id.replace("\\", "\\\\").replace('"', '\\"')
+    query = f'account="{quoted}"'
     resources = _google(lambda: list(container.procurement.list_entitlements(query)))
     views = [EntitlementView.from_api(r) for r in resources]
-    views.sort(key=lambda v: (v.create_time is None, v.create_time or datetime.min, v.id))
+    oldest = datetime.min.replace(tzinfo=UTC)
+    views.sort(key=lambda v: (v.create_time is None, v.create_time or oldest, v.id))
     return [Purchase.from_view(v) for v in views if v.state != CANCELLED]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,6 +12,7 @@ from structlog.testing import capture_logs
 
 from marketplace_emulator.identity.models import signing_key as emulator_key
 from marketplace_emulator.server import Emulator
+from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
 from marketplace_saas.bootstrap import Container
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.signup_support import (
@@ -163,3 +165,33 @@ def test_an_unreachable_certificates_endpoint_is_503_not_401(
     )
     assert response.status_code == 503
     assert "Sign-up is briefly unavailable" in response.text
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TransientProcurementError("unavailable", status_code=503),
+        ProcurementError("permission denied", status_code=403, status="PERMISSION_DENIED"),
+    ],
+    ids=["transient", "refused"],
+)
+def test_a_procurement_api_failure_is_503_with_nothing_changed(
+    app_container: Container, account_id: str, error: ProcurementError
+) -> None:
+    real = app_container.procurement
+
+    class Failing:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def get_account(self, account: str) -> None:
+            raise error
+
+    app_container.procurement = Failing()  # type: ignore[assignment]
+    before = row_counts(app_container)
+    response = client(app_container).post(
+        "/signup", data={"x-gcp-marketplace-token": emulator_token(account_id)}
+    )
+    assert response.status_code == 503
+    assert "Sign-up is briefly unavailable" in response.text
+    assert row_counts(app_container) == before
