@@ -9,15 +9,13 @@ transaction. No transaction is open while Google is called.
 Outcomes: `approved`, `rejected`, `already_approved`, `already_rejected`, `suspended`,
 `message_set`. Errors: `ResourceNotFound` (no such resource), `NothingToDecide` (not waiting for
 this decision), `ProcurementError` (Google refused; `TransientProcurementError`: try again).
+The read-decide-read-record machinery is in `service.decisions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
 from marketplace_saas.domain.entitlements import (
     ACTIVATION_REQUESTED,
     APPROVAL_APPROVED,
@@ -25,133 +23,35 @@ from marketplace_saas.domain.entitlements import (
     CANCELLED,
     PENDING_PLAN_CHANGE,
     PENDING_PLAN_CHANGE_APPROVAL,
-    AccountView,
     EntitlementView,
 )
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
-from marketplace_saas.service import records
-from marketplace_saas.service.audit import CallLog, record_change
+from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.decisions import (
+    ApprovalResult,
+    decide_account,
+    decide_entitlement,
+    read_account,
+    record_account,
+    save_calls,
+)
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
 
-
-@dataclass(frozen=True)
-class ApprovalResult:
-    kind: str  # account | entitlement
-    resource_id: str
-    outcome: str
-    state: str | None  # the resource's state after the decision, as the API says
-
-
-Pending = Callable[[EntitlementView], bool]
-
-
-def _save_calls(container: Container, calls: CallLog, actor: str) -> None:
-    if calls.calls:
-        with container.sessions.begin() as session:
-            calls.flush(session, actor=actor)
-
-
-def _record_entitlement(
-    container: Container,
-    calls: CallLog,
-    entitlement_id: str,
-    view: EntitlementView | None,
-    *,
-    actor: str,
-    action: str | None = None,
-    outcome: str = "ok",
-    details: dict[str, Any] | None = None,
-) -> None:
-    ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
-        records.apply_entitlement(
-            session,
-            provider_id=container.settings.provider_id,
-            entitlement_id=entitlement_id,
-            view=view,
-            ctx=ctx,
-        )
-        if action is not None:
-            record_change(
-                session,
-                action,
-                actor=actor,
-                at=ctx.now,
-                account_id=view.account_id if view else None,
-                entitlement_id=entitlement_id,
-                outcome=outcome,
-                details=details,
-            )
-        calls.flush(session, actor=actor)
-
-
-def _read_entitlement(
-    container: Container, calls: CallLog, entitlement_id: str
-) -> EntitlementView | None:
-    resource = calls.call(
-        "get_entitlement",
-        container.procurement.get_entitlement,
-        entitlement_id,
-        entitlement_id=entitlement_id,
-    )
-    return EntitlementView.from_api(resource) if resource is not None else None
-
-
-def _decide_entitlement(
-    container: Container,
-    entitlement_id: str,
-    *,
-    actor: str,
-    action: str,
-    pending: Pending,
-    done: Pending,
-    wanted: str,
-    call: Callable[[EntitlementView], None],
-    outcome: str,
-    already: str,
-    details: dict[str, Any] | None = None,
-    gone_is_done: bool = False,
-) -> ApprovalResult:
-    calls = CallLog(container.now)
-    view = _read_entitlement(container, calls, entitlement_id)
-    if view is None:
-        _record_entitlement(container, calls, entitlement_id, None, actor=actor)
-        raise ResourceNotFound("entitlement", entitlement_id)
-    if not pending(view):
-        if done(view):
-            _record_entitlement(
-                container, calls, entitlement_id, view, actor=actor, action=action, outcome=already
-            )
-            return ApprovalResult("entitlement", entitlement_id, already, view.state)
-        _record_entitlement(container, calls, entitlement_id, view, actor=actor)
-        raise NothingToDecide("entitlement", entitlement_id, view.state, wanted)
-    refused: ProcurementError | None = None
-    try:
-        calls.call(action, call, view, entitlement_id=entitlement_id)
-    except ProcurementError as exc:
-        if benign_outcome(exc) is None:
-            _save_calls(container, calls, actor)
-            raise
-        refused = exc
-    after = _read_entitlement(container, calls, entitlement_id)
-    finished = (after is None and gone_is_done) or (after is not None and done(after))
-    if refused is not None and not finished:
-        _record_entitlement(container, calls, entitlement_id, after, actor=actor)
-        raise refused
-    result = already if refused is not None else outcome
-    _record_entitlement(
-        container,
-        calls,
-        entitlement_id,
-        after,
-        actor=actor,
-        action=action,
-        outcome=result,
-        details=details,
-    )
-    return ApprovalResult("entitlement", entitlement_id, result, after.state if after else None)
+__all__ = [
+    "ApprovalResult",
+    "approve_account",
+    "approve_after_signup",
+    "approve_entitlement",
+    "approve_pending_entitlements",
+    "approve_plan_change",
+    "reject_account",
+    "reject_entitlement",
+    "reject_plan_change",
+    "set_message_to_user",
+    "suspend_entitlement",
+]
 
 
 # -- entitlements ---------------------------------------------------------------------------------
@@ -163,7 +63,7 @@ def _activation_done(view: EntitlementView) -> bool:
 
 def approve_entitlement(container: Container, entitlement_id: str, *, actor: str) -> ApprovalResult:
     """Approve an entitlement waiting in ENTITLEMENT_ACTIVATION_REQUESTED."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -181,7 +81,7 @@ def reject_entitlement(
     container: Container, entitlement_id: str, *, actor: str, reason: str
 ) -> ApprovalResult:
     """Reject an entitlement waiting in ENTITLEMENT_ACTIVATION_REQUESTED (Google removes it)."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -199,7 +99,7 @@ def reject_entitlement(
 
 def approve_plan_change(container: Container, entitlement_id: str, *, actor: str) -> ApprovalResult:
     """Approve the pending plan change, echoing `newPendingPlan` as read from the API."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -219,7 +119,7 @@ def reject_plan_change(
     container: Container, entitlement_id: str, *, actor: str, reason: str
 ) -> ApprovalResult:
     """Reject the pending plan change; the entitlement stays on its current plan."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -242,7 +142,7 @@ def suspend_entitlement(
     container: Container, entitlement_id: str, *, actor: str, reason: str
 ) -> ApprovalResult:
     """Ask Google to suspend (documented as "not yet supported": expect a ProcurementError)."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -261,7 +161,7 @@ def set_message_to_user(
     container: Container, entitlement_id: str, *, actor: str, message: str
 ) -> ApprovalResult:
     """Show `message` to the customer while a provider decision is pending."""
-    return _decide_entitlement(
+    return decide_entitlement(
         container,
         entitlement_id,
         actor=actor,
@@ -286,88 +186,11 @@ def _patch(container: Container, entitlement_id: str, message: str) -> None:
 # -- accounts -------------------------------------------------------------------------------------
 
 
-def _read_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
-    resource = calls.call(
-        "get_account", container.procurement.get_account, account_id, account_id=account_id
-    )
-    return AccountView.from_api(resource) if resource is not None else None
-
-
-def _record_account(
-    container: Container,
-    calls: CallLog,
-    view: AccountView,
-    *,
-    actor: str,
-    action: str | None = None,
-    outcome: str = "ok",
-    details: dict[str, Any] | None = None,
-) -> None:
-    ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
-        records.apply_account(
-            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
-        )
-        if action is not None:
-            record_change(
-                session,
-                action,
-                actor=actor,
-                at=ctx.now,
-                account_id=view.id,
-                outcome=outcome,
-                details=details,
-            )
-        calls.flush(session, actor=actor)
-
-
-def _decide_account(
-    container: Container,
-    account_id: str,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    call: Callable[[], None],
-    outcome: str,
-    already: str,
-    details: dict[str, Any] | None = None,
-) -> ApprovalResult:
-    calls = CallLog(container.now)
-    view = _read_account(container, calls, account_id)
-    if view is None:
-        _save_calls(container, calls, actor)
-        raise ResourceNotFound("account", account_id)
-    if view.signup_state == target:
-        _record_account(container, calls, view, actor=actor, action=action, outcome=already)
-        return ApprovalResult("account", account_id, already, view.signup_state)
-    refused: ProcurementError | None = None
-    try:
-        calls.call(action, call, account_id=account_id)
-    except ProcurementError as exc:
-        if benign_outcome(exc) is None:
-            _save_calls(container, calls, actor)
-            raise
-        refused = exc
-    after = _read_account(container, calls, account_id)
-    if after is None:
-        _save_calls(container, calls, actor)
-        raise ResourceNotFound("account", account_id)
-    if refused is not None and after.signup_state != target:
-        _record_account(container, calls, after, actor=actor)
-        raise refused
-    result = already if refused is not None else outcome
-    _record_account(
-        container, calls, after, actor=actor, action=action, outcome=result, details=details
-    )
-    return ApprovalResult("account", account_id, result, after.signup_state)
-
-
 def approve_account(
     container: Container, account_id: str, *, actor: str, reason: str | None = None
 ) -> ApprovalResult:
     """Grant the account's `signup` approval (after the customer signed up, or an operator's)."""
-    return _decide_account(
+    return decide_account(
         container,
         account_id,
         actor=actor,
@@ -384,7 +207,7 @@ def reject_account(
     container: Container, account_id: str, *, actor: str, reason: str
 ) -> ApprovalResult:
     """Reject the account's `signup` approval."""
-    return _decide_account(
+    return decide_account(
         container,
         account_id,
         actor=actor,
@@ -411,7 +234,7 @@ def approve_pending_entitlements(
             account_id=account_id,
         )
     ]
-    _save_calls(container, calls, actor)
+    save_calls(container, calls, actor)
     results = []
     for view in waiting:
         if view.state != ACTIVATION_REQUESTED or view.approved_awaiting_start:
@@ -439,11 +262,11 @@ def approve_after_signup(
     """
     if container.settings.approval_policy == "manual":
         calls = CallLog(container.now)
-        view = _read_account(container, calls, account_id)
+        view = read_account(container, calls, account_id)
         if view is None:
-            _save_calls(container, calls, actor)
+            save_calls(container, calls, actor)
             raise ResourceNotFound("account", account_id)
-        _record_account(container, calls, view, actor=actor)
+        record_account(container, calls, view, actor=actor)
         return []
     results = [approve_account(container, account_id, actor=actor)]
     results += approve_pending_entitlements(container, account_id, actor=actor)

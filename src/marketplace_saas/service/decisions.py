@@ -1,0 +1,218 @@
+"""How a provider decision is taken, whoever asks: read, decide if still pending, read, record.
+
+`decide_entitlement()` and `decide_account()` are the machinery behind `service.approvals`: the
+resource is re-read from the Procurement API; if the decision is already taken the outcome is the
+`already` one and Google is not called; otherwise Google is called, and a refusal classified as
+benign is accepted only when a second read shows the decision taken. The API's state, the
+decision's audit row and one audit row per Google call are then written in one short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
+from marketplace_saas.domain.entitlements import AccountView, EntitlementView
+from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
+from marketplace_saas.service import records
+from marketplace_saas.service.audit import CallLog, record_change
+
+if TYPE_CHECKING:
+    from marketplace_saas.bootstrap import Container
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    kind: str  # account | entitlement
+    resource_id: str
+    outcome: str
+    state: str | None  # the resource's state after the decision, as the API says
+
+
+Pending = Callable[[EntitlementView], bool]
+
+
+def save_calls(container: Container, calls: CallLog, actor: str) -> None:
+    if calls.calls:
+        with container.sessions.begin() as session:
+            calls.flush(session, actor=actor)
+
+
+def record_entitlement(
+    container: Container,
+    calls: CallLog,
+    entitlement_id: str,
+    view: EntitlementView | None,
+    *,
+    actor: str,
+    action: str | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    ctx = records.Context(actor=actor, now=container.now())
+    with container.sessions.begin() as session:
+        records.apply_entitlement(
+            session,
+            provider_id=container.settings.provider_id,
+            entitlement_id=entitlement_id,
+            view=view,
+            ctx=ctx,
+        )
+        if action is not None:
+            record_change(
+                session,
+                action,
+                actor=actor,
+                at=ctx.now,
+                account_id=view.account_id if view else None,
+                entitlement_id=entitlement_id,
+                outcome=outcome,
+                details=details,
+            )
+        calls.flush(session, actor=actor)
+
+
+def read_entitlement(
+    container: Container, calls: CallLog, entitlement_id: str
+) -> EntitlementView | None:
+    resource = calls.call(
+        "get_entitlement",
+        container.procurement.get_entitlement,
+        entitlement_id,
+        entitlement_id=entitlement_id,
+    )
+    return EntitlementView.from_api(resource) if resource is not None else None
+
+
+def decide_entitlement(
+    container: Container,
+    entitlement_id: str,
+    *,
+    actor: str,
+    action: str,
+    pending: Pending,
+    done: Pending,
+    wanted: str,
+    call: Callable[[EntitlementView], None],
+    outcome: str,
+    already: str,
+    details: dict[str, Any] | None = None,
+    gone_is_done: bool = False,
+) -> ApprovalResult:
+    calls = CallLog(container.now)
+    view = read_entitlement(container, calls, entitlement_id)
+    if view is None:
+        record_entitlement(container, calls, entitlement_id, None, actor=actor)
+        raise ResourceNotFound("entitlement", entitlement_id)
+    if not pending(view):
+        if done(view):
+            record_entitlement(
+                container, calls, entitlement_id, view, actor=actor, action=action, outcome=already
+            )
+            return ApprovalResult("entitlement", entitlement_id, already, view.state)
+        record_entitlement(container, calls, entitlement_id, view, actor=actor)
+        raise NothingToDecide("entitlement", entitlement_id, view.state, wanted)
+    refused: ProcurementError | None = None
+    try:
+        calls.call(action, call, view, entitlement_id=entitlement_id)
+    except ProcurementError as exc:
+        if benign_outcome(exc) is None:
+            save_calls(container, calls, actor)
+            raise
+        refused = exc
+    after = read_entitlement(container, calls, entitlement_id)
+    finished = (after is None and gone_is_done) or (after is not None and done(after))
+    if refused is not None and not finished:
+        record_entitlement(container, calls, entitlement_id, after, actor=actor)
+        raise refused
+    result = already if refused is not None else outcome
+    record_entitlement(
+        container,
+        calls,
+        entitlement_id,
+        after,
+        actor=actor,
+        action=action,
+        outcome=result,
+        details=details,
+    )
+    return ApprovalResult("entitlement", entitlement_id, result, after.state if after else None)
+
+
+def read_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
+    resource = calls.call(
+        "get_account", container.procurement.get_account, account_id, account_id=account_id
+    )
+    return AccountView.from_api(resource) if resource is not None else None
+
+
+def record_account(
+    container: Container,
+    calls: CallLog,
+    view: AccountView,
+    *,
+    actor: str,
+    action: str | None = None,
+    outcome: str = "ok",
+    details: dict[str, Any] | None = None,
+) -> None:
+    ctx = records.Context(actor=actor, now=container.now())
+    with container.sessions.begin() as session:
+        records.apply_account(
+            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+        )
+        if action is not None:
+            record_change(
+                session,
+                action,
+                actor=actor,
+                at=ctx.now,
+                account_id=view.id,
+                outcome=outcome,
+                details=details,
+            )
+        calls.flush(session, actor=actor)
+
+
+def decide_account(
+    container: Container,
+    account_id: str,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    call: Callable[[], None],
+    outcome: str,
+    already: str,
+    details: dict[str, Any] | None = None,
+) -> ApprovalResult:
+    calls = CallLog(container.now)
+    view = read_account(container, calls, account_id)
+    if view is None:
+        save_calls(container, calls, actor)
+        raise ResourceNotFound("account", account_id)
+    if view.signup_state == target:
+        record_account(container, calls, view, actor=actor, action=action, outcome=already)
+        return ApprovalResult("account", account_id, already, view.signup_state)
+    refused: ProcurementError | None = None
+    try:
+        calls.call(action, call, account_id=account_id)
+    except ProcurementError as exc:
+        if benign_outcome(exc) is None:
+            save_calls(container, calls, actor)
+            raise
+        refused = exc
+    after = read_account(container, calls, account_id)
+    if after is None:
+        save_calls(container, calls, actor)
+        raise ResourceNotFound("account", account_id)
+    if refused is not None and after.signup_state != target:
+        record_account(container, calls, after, actor=actor)
+        raise refused
+    result = already if refused is not None else outcome
+    record_account(
+        container, calls, after, actor=actor, action=action, outcome=result, details=details
+    )
+    return ApprovalResult("account", account_id, result, after.signup_state)
