@@ -50,7 +50,8 @@ class HookItem:
             "orderingKey": self.ordering_key,
             "idempotencyKey": self.idempotency_key,
             "attempts": self.attempts,
-            "nextAttemptAt": self.next_attempt_at,
+            # Only a pending item has a next attempt (for the others it is a stale lease end).
+            "nextAttemptAt": self.next_attempt_at if self.status == HookStatus.PENDING else None,
             "createdAt": self.created_at,
             "deliveredAt": self.delivered_at,
             "lastError": self.last_error,
