@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 
 from marketplace_saas.adapters.operators import Operator
@@ -254,7 +255,7 @@ def retry_report(request: Request, operator: Acting, operation_id: str) -> Respo
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """The OpenAPI document of the `/api/v1` routes only."""
-    routes = [r for r in app.routes if getattr(r, "path", "").startswith(PREFIX)]
+    routes = [c for c in iter_route_contexts(app.routes) if (c.path or "").startswith(PREFIX)]
     return get_openapi(
         title="marketplace-saas console API",
         version="1",
