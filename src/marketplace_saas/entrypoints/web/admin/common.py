@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -78,6 +79,14 @@ def _datetime(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "\u2014"
 
 
+def _number(value: object) -> str:
+    """A Decimal without trailing zeros (30.000000000 -> 30); other values as they are."""
+    if isinstance(value, Decimal):
+        text = f"{value.normalize():f}"
+        return text if len(text) <= 12 else f"{value:.4g}"
+    return str(value)
+
+
 def _pretty(value: object) -> str:
     """JSON, indented; a string that is not JSON is shown as it is."""
     if isinstance(value, str):
@@ -98,6 +107,7 @@ def _environment() -> Environment:
     )
     env.filters["dt"] = _datetime
     env.filters["pretty"] = _pretty
+    env.filters["number"] = _number
     return env
 
 
