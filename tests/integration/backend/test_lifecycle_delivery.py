@@ -154,7 +154,7 @@ def test_an_api_outage_nacks_counts_attempts_then_parks_and_replay_recovers(
     result = replay(container, event_id)
     assert (result.status, result.error) == ("processed", None)
     assert inbox(container, event_id).status == "processed"
-    entitlement_id = str(creation["entitlement"]["id"])  # type: ignore[index]
+    entitlement_id = str(creation["entitlement"]["id"])
     assert entitlement_row(container, entitlement_id).service_enabled
 
 
