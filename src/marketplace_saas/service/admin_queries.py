@@ -10,10 +10,8 @@ what page 1 costs. Counts use the indexes of the schema: entitlements by state r
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +25,6 @@ from marketplace_saas.adapters.db.models import (
     HookOutbox,
     InboxMessage,
     PlanHistory,
-    UsageRecord,
     UsageReport,
 )
 from marketplace_saas.domain.entitlements import ACTIVATION_REQUESTED, PENDING_PLAN_CHANGE_APPROVAL
@@ -48,11 +45,11 @@ class Page:
         return {"items": self.items, "next_after": self.next_after}
 
 
-def _limit(limit: int) -> int:
+def page_limit(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
-def _page(items: list[dict[str, Any]], limit: int, key: str) -> Page:
+def make_page(items: list[dict[str, Any]], limit: int, key: str) -> Page:
     more = len(items) > limit
     items = items[:limit]
     return Page(items, str(items[-1][key]) if more and items else None)
@@ -152,7 +149,7 @@ def _customer_dict(customer: Customer | None) -> dict[str, Any] | None:
     }
 
 
-def _account_dict(account: Account, customer: Customer | None) -> dict[str, Any]:
+def account_dict(account: Account, customer: Customer | None) -> dict[str, Any]:
     return {
         "id": account.id,
         "state": account.state,
@@ -170,7 +167,7 @@ def list_accounts(
     session: Session, *, q: str | None = None, after: str | None = None, limit: int = 50
 ) -> Page:
     """Accounts with their customer, by id; `q` matches the id, name, email or company."""
-    limit = _limit(limit)
+    limit = page_limit(limit)
     statement = (
         sa.select(Account, Customer)
         .outerjoin(Customer, Customer.id == Account.customer_id)
@@ -189,8 +186,8 @@ def list_accounts(
         )
     if after:
         statement = statement.where(Account.id > after)
-    rows = [_account_dict(account, customer) for account, customer in session.execute(statement)]
-    return _page(rows, limit, "id")
+    rows = [account_dict(account, customer) for account, customer in session.execute(statement)]
+    return make_page(rows, limit, "id")
 
 
 def account_detail(session: Session, account_id: str) -> dict[str, Any] | None:
@@ -209,9 +206,9 @@ def account_detail(session: Session, account_id: str) -> dict[str, Any] | None:
         .limit(TIMELINE_LIMIT)
     )
     return {
-        **_account_dict(account, customer),
+        **account_dict(account, customer),
         "version": version_token(account),
-        "entitlements": [_entitlement_dict(e) for e in entitlements],
+        "entitlements": [entitlement_dict(e) for e in entitlements],
         "audit": [_audit_dict(a) for a in audit],
     }
 
@@ -219,7 +216,7 @@ def account_detail(session: Session, account_id: str) -> dict[str, Any] | None:
 # -- entitlements ---------------------------------------------------------------------------------
 
 
-def _entitlement_dict(row: Entitlement) -> dict[str, Any]:
+def entitlement_dict(row: Entitlement) -> dict[str, Any]:
     return {
         "id": row.id,
         "account_id": row.account_id,
@@ -260,7 +257,7 @@ def list_entitlements(
     limit: int = 50,
 ) -> Page:
     """Entitlements by id, filtered by state, product, plan and account."""
-    limit = _limit(limit)
+    limit = page_limit(limit)
     statement = sa.select(Entitlement).order_by(Entitlement.id).limit(limit + 1)
     for column, value in (
         (Entitlement.state, state),
@@ -272,11 +269,11 @@ def list_entitlements(
             statement = statement.where(column == value)
     if after:
         statement = statement.where(Entitlement.id > after)
-    rows = [_entitlement_dict(row) for row in session.scalars(statement)]
+    rows = [entitlement_dict(row) for row in session.scalars(statement)]
     names = _customer_names(session, {row["account_id"] for row in rows})
     for row in rows:
         row["customer_name"] = names.get(row["account_id"])
-    return _page(rows, limit, "id")
+    return make_page(rows, limit, "id")
 
 
 def _customer_names(session: Session, account_ids: set[str]) -> dict[str, str | None]:
@@ -369,9 +366,9 @@ def entitlement_detail(session: Session, entitlement_id: str) -> dict[str, Any] 
         )
     timeline.sort(key=lambda item: item["at"], reverse=True)
     return {
-        **_entitlement_dict(row),
+        **entitlement_dict(row),
         "version": version_token(row),
-        "account": _account_dict(account, customer) if account else None,
+        "account": account_dict(account, customer) if account else None,
         "plan_history": [
             {
                 "plan": h.plan,
@@ -383,156 +380,3 @@ def entitlement_detail(session: Session, entitlement_id: str) -> dict[str, Any] 
         ],
         "timeline": timeline,
     }
-
-
-def hourly_usage(
-    session: Session, entitlement_id: str, *, start: datetime, end: datetime
-) -> dict[str, dict[datetime, dict[str, Decimal]]]:
-    """Per metric (the provider's name) and hour: `ingested` records and `reported` (accepted)."""
-    series: dict[str, dict[datetime, dict[str, Decimal]]] = defaultdict(dict)
-    ingested = session.execute(
-        sa.select(UsageRecord.metric, UsageRecord.window_start, sa.func.sum(UsageRecord.value))
-        .where(
-            UsageRecord.entitlement_id == entitlement_id,
-            UsageRecord.window_start >= start,
-            UsageRecord.window_start < end,
-        )
-        .group_by(UsageRecord.metric, UsageRecord.window_start)
-    )
-    for metric, hour, total in ingested:
-        series[metric].setdefault(hour, {})["ingested"] = Decimal(total or 0)
-    reports = session.scalars(
-        sa.select(UsageReport).where(
-            UsageReport.entitlement_id == entitlement_id,
-            UsageReport.window_start >= start,
-            UsageReport.window_start < end,
-            UsageReport.status == "accepted",
-        )
-    )
-    for report in reports:
-        for entry in (report.metric_values or {}).values():
-            if not isinstance(entry, dict) or "type" not in entry or "metric" not in entry:
-                continue
-            try:
-                value = Decimal(str(entry.get("value", "0")))
-            except InvalidOperation:
-                continue
-            cell = series[str(entry["metric"])].setdefault(report.window_start, {})
-            cell["reported"] = cell.get("reported", Decimal(0)) + value
-    return dict(series)
-
-
-# -- approvals, notifications, reports ------------------------------------------------------------
-
-
-def approvals_queue(session: Session, *, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
-    """What waits for a provider decision: accounts, entitlements, plan changes (oldest first)."""
-    limit = _limit(limit)
-    accounts = session.execute(
-        sa.select(Account, Customer)
-        .outerjoin(Customer, Customer.id == Account.customer_id)
-        .where(Account.signup_approval == "PENDING", Account.deleted_at.is_(None))
-        .order_by(Account.created_at, Account.id)
-        .limit(limit)
-    )
-
-    def waiting(state: str) -> list[dict[str, Any]]:
-        rows = session.scalars(
-            sa.select(Entitlement)
-            .where(Entitlement.state == state)
-            .order_by(Entitlement.updated_at, Entitlement.id)
-            .limit(limit)
-        )
-        return [{**_entitlement_dict(r), "version": version_token(r)} for r in rows]
-
-    return {
-        "accounts": [{**_account_dict(a, c), "version": version_token(a)} for a, c in accounts],
-        "entitlements": waiting(ACTIVATION_REQUESTED),
-        "plan_changes": waiting(PENDING_PLAN_CHANGE_APPROVAL),
-    }
-
-
-def _inbox_dict(row: InboxMessage, *, full: bool = False) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": row.id,
-        "event_id": row.event_id,
-        "event_type": row.event_type,
-        "subject_kind": row.subject_kind,
-        "subject_id": row.subject_id,
-        "source": row.source,
-        "status": row.status,
-        "attempts": row.attempts,
-        "deliveries": row.deliveries,
-        "received_at": row.received_at,
-        "processed_at": row.processed_at,
-        "last_error": row.last_error,
-    }
-    if full:
-        item["payload"] = row.payload
-        item["traceback"] = row.traceback
-        item["message_id"] = row.message_id
-    return item
-
-
-def list_notifications(
-    session: Session, *, status: str | None = None, before: int | None = None, limit: int = 50
-) -> Page:
-    """The inbox, newest first; `before` = the last id of the previous page."""
-    limit = _limit(limit)
-    statement = sa.select(InboxMessage).order_by(InboxMessage.id.desc()).limit(limit + 1)
-    if status:
-        statement = statement.where(InboxMessage.status == status)
-    if before is not None:
-        statement = statement.where(InboxMessage.id < before)
-    return _page([_inbox_dict(r) for r in session.scalars(statement)], limit, "id")
-
-
-def notification_detail(session: Session, event_id: str) -> dict[str, Any] | None:
-    row = session.scalars(sa.select(InboxMessage).where(InboxMessage.event_id == event_id)).first()
-    return _inbox_dict(row, full=True) if row else None
-
-
-def _report_dict(row: UsageReport) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "operation_id": row.operation_id,
-        "entitlement_id": row.entitlement_id,
-        "consumer_id": row.consumer_id,
-        "plan": row.plan,
-        "window_start": row.window_start,
-        "window_end": row.window_end,
-        "metric_values": dict(row.metric_values or {}),
-        "status": row.status,
-        "attempts": row.attempts,
-        "error": row.error,
-        "created_at": row.created_at,
-        "sent_at": row.sent_at,
-        "completed_at": row.completed_at,
-    }
-
-
-def list_reports(
-    session: Session,
-    *,
-    status: str | None = None,
-    entitlement: str | None = None,
-    before: int | None = None,
-    limit: int = 50,
-) -> Page:
-    """The report ledger, newest first, filtered by status and entitlement."""
-    limit = _limit(limit)
-    statement = sa.select(UsageReport).order_by(UsageReport.id.desc()).limit(limit + 1)
-    if status:
-        statement = statement.where(UsageReport.status == status)
-    if entitlement:
-        statement = statement.where(UsageReport.entitlement_id == entitlement)
-    if before is not None:
-        statement = statement.where(UsageReport.id < before)
-    return _page([_report_dict(r) for r in session.scalars(statement)], limit, "id")
-
-
-def report_detail(session: Session, operation_id: str) -> dict[str, Any] | None:
-    row = session.scalars(
-        sa.select(UsageReport).where(UsageReport.operation_id == operation_id)
-    ).first()
-    return _report_dict(row) if row else None

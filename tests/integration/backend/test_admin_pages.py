@@ -17,7 +17,13 @@ from marketplace_saas.adapters.db.models import (
     UsageReport,
 )
 from marketplace_saas.bootstrap import Container
-from tests.integration.backend.admin_support import VIEWER, admin_container, console
+from tests.integration.backend.admin_support import (
+    OPERATOR,
+    PASSWORD,
+    VIEWER,
+    admin_container,
+    console,
+)
 from tests.integration.backend.conftest import ContainerFactory
 
 pytestmark = pytest.mark.integration
@@ -245,6 +251,10 @@ def test_report_ledger_filters_by_status_and_shows_googles_error(seeded: Contain
     with console(seeded, VIEWER) as client:
         rejected = client.get("/api/v1/usage-reports", params={"status": "rejected"}).json()
         html = client.get("/admin/reports?status=rejected").text
+    with console(seeded) as script:
+        retry = script.post("/api/v1/usage-reports/op-1/retry", json={}, auth=(OPERATOR, PASSWORD))
     assert [r["operation_id"] for r in rejected["items"]] == ["op-1"]
     assert "report: 3: &lt;b&gt;metric unknown&lt;/b&gt;" in html
     assert "op-0" not in html
+    assert retry.status_code == 409
+    assert "Google rejected it" in retry.json()["message"]

@@ -29,6 +29,7 @@ from marketplace_saas.entrypoints.web.admin.common import (
     secure_headers,
 )
 from marketplace_saas.entrypoints.web.app import get_container
+from marketplace_saas.service import admin_activity as activity
 from marketplace_saas.service import admin_queries as queries
 
 PREFIX = "/api/v1"
@@ -139,7 +140,7 @@ def usage(
     end = container.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=hours)
     with container.sessions() as session:
-        series = queries.hourly_usage(session, entitlement_id, start=start, end=end)
+        series = activity.hourly_usage(session, entitlement_id, start=start, end=end)
     data = {
         metric: [
             {"hour": hour, **{k: str(v) for k, v in cell.items()}}
@@ -153,7 +154,7 @@ def usage(
 @router.get("/approvals", summary="Pending accounts, entitlements and plan changes")
 def approvals(request: Request, operator: Viewer) -> Response:
     with get_container(request).sessions() as session:
-        return _json(queries.approvals_queue(session))
+        return _json(activity.approvals_queue(session))
 
 
 @router.get("/notifications", summary="The inbox, newest first; filter by status")
@@ -165,14 +166,14 @@ def notifications(
     limit: Limit = 50,
 ) -> Response:
     with get_container(request).sessions() as session:
-        page = queries.list_notifications(session, status=status, before=before, limit=limit)
+        page = activity.list_notifications(session, status=status, before=before, limit=limit)
     return _json(page.as_dict())
 
 
 @router.get("/notifications/{event_id}", summary="One notification: payload, error, traceback")
 def notification(request: Request, operator: Viewer, event_id: str) -> Response:
     with get_container(request).sessions() as session:
-        data = queries.notification_detail(session, event_id)
+        data = activity.notification_detail(session, event_id)
     if data is None:
         raise NotFound(f"no notification {event_id!r}")
     return _json(data)
@@ -188,7 +189,7 @@ def reports(
     limit: Limit = 50,
 ) -> Response:
     with get_container(request).sessions() as session:
-        page = queries.list_reports(
+        page = activity.list_reports(
             session, status=status, entitlement=entitlement, before=before, limit=limit
         )
     return _json(page.as_dict())

@@ -21,6 +21,7 @@ from marketplace_saas.entrypoints.web.admin.common import (
     require_viewer,
 )
 from marketplace_saas.entrypoints.web.app import get_container
+from marketplace_saas.service import admin_activity as activity
 from marketplace_saas.service import admin_queries as queries
 
 router = APIRouter(prefix="/admin", route_class=AdminRoute)
@@ -125,7 +126,9 @@ def entitlement(
     start = end - timedelta(hours=hours)
     with container.sessions() as session:
         data = queries.entitlement_detail(session, entitlement_id)
-        series = queries.hourly_usage(session, entitlement_id, start=start, end=end) if data else {}
+        series = (
+            activity.hourly_usage(session, entitlement_id, start=start, end=end) if data else {}
+        )
     if data is None:
         raise NotFound(f"There is no entitlement {entitlement_id!r} in our records.")
     return render(
@@ -142,7 +145,7 @@ def entitlement(
 def approvals(request: Request, operator: Viewer) -> Response:
     container = get_container(request)
     with container.sessions() as session:
-        queue = queries.approvals_queue(session)
+        queue = activity.approvals_queue(session)
     return render(request, "admin/approvals.html", queue=queue, section="approvals")
 
 
@@ -153,7 +156,7 @@ def notifications(
     container = get_container(request)
     status = _blank(status)
     with container.sessions() as session:
-        page = queries.list_notifications(session, status=status, before=before)
+        page = activity.list_notifications(session, status=status, before=before)
     return render(
         request,
         "admin/notifications.html",
@@ -168,7 +171,7 @@ def notifications(
 def notification(request: Request, operator: Viewer, event_id: str) -> Response:
     container = get_container(request)
     with container.sessions() as session:
-        data = queries.notification_detail(session, event_id)
+        data = activity.notification_detail(session, event_id)
     if data is None:
         raise NotFound(f"There is no notification {event_id!r} in the inbox.")
     return render(request, "admin/notification.html", n=data, section="notifications")
@@ -185,7 +188,7 @@ def reports(
     container = get_container(request)
     status, entitlement = _blank(status), _blank(entitlement)
     with container.sessions() as session:
-        page = queries.list_reports(session, status=status, entitlement=entitlement, before=before)
+        page = activity.list_reports(session, status=status, entitlement=entitlement, before=before)
     return render(
         request,
         "admin/reports.html",
