@@ -1,6 +1,6 @@
 """Build the typed payload of a hook from our records, inside the enqueuer's transaction.
 
-    build_payload(session, hook, entitlement=row)              entitlement hooks
+    build_payload(session, hook, entitlement=row)              entitlement hooks (a row or a view)
     build_payload(session, hook, account_id="...")             account hooks
     coerce_payload(session, hook, ordering_key, payload)       what `enqueue_hook` stores
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -30,7 +30,34 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def entitlement_info(row: Entitlement) -> EntitlementInfo:
+class EntitlementLike(Protocol):
+    """Our `Entitlement` row, or the API's `EntitlementView`: the fields a payload shows."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def product(self) -> str | None: ...
+    @property
+    def plan(self) -> str | None: ...
+    @property
+    def new_pending_plan(self) -> str | None: ...
+    @property
+    def usage_reporting_id(self) -> str | None: ...
+    @property
+    def offer(self) -> str | None: ...
+    @property
+    def offer_end_time(self) -> datetime | None: ...
+    @property
+    def subscription_end_time(self) -> datetime | None: ...
+    @property
+    def cancellation_reason(self) -> str | None: ...
+
+
+def entitlement_info(row: EntitlementLike) -> EntitlementInfo:
     return EntitlementInfo(
         id=row.id,
         account_id=row.account_id,
@@ -74,13 +101,13 @@ def _previous_plan(session: Session, entitlement_id: str) -> str | None:
     ).first()
 
 
-def _default_reason(hook: str, row: Entitlement | None) -> str | None:
+def _default_reason(hook: str, row: EntitlementLike | None) -> str | None:
     if row is None:
         return None
     if hook in (Hook.ENTITLEMENT_CANCELLED, Hook.ENTITLEMENT_PENDING_CANCELLATION):
         return row.cancellation_reason
     if hook == Hook.ENTITLEMENT_SUSPENDED:
-        return row.service_suspended_reason
+        return getattr(row, "service_suspended_reason", None)
     return None
 
 
@@ -88,7 +115,7 @@ def build_payload(
     session: Session,
     hook: str,
     *,
-    entitlement: Entitlement | None = None,
+    entitlement: EntitlementLike | None = None,
     account_id: str | None = None,
     plan: str | None = None,
     previous_plan: str | None = None,
@@ -104,7 +131,7 @@ def build_payload(
     )
     if entitlement is not None:
         if plan is None:
-            plan = entitlement.service_plan or entitlement.plan
+            plan = getattr(entitlement, "service_plan", None) or entitlement.plan
         if previous_plan is None and hook == Hook.ENTITLEMENT_PLAN_CHANGED:
             previous_plan = _previous_plan(session, entitlement.id)
     return HookPayload(

@@ -38,6 +38,7 @@ from marketplace_saas.domain.policies import (
 )
 from marketplace_saas.service import records
 from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.provisioning import provision_instead_of_approving
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -173,6 +174,10 @@ def decide_entitlement(
         Decision.APPROVE
     ):
         _ensure_account_approved(container, calls, view.account_id, effects, signed_up)
+        if settings.provision_before_approve:  # the hook dispatcher approves once provisioned
+            effects.writes.append(provision_instead_of_approving(container, calls, view))
+            effects.decisions.append("provision_before_approve")
+            return latest, effects
         _decide(
             calls,
             "approve_entitlement",

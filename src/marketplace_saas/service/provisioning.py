@@ -20,9 +20,11 @@ Google answers the approval with ENTITLEMENT_ACTIVE, which raises the usual `ent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Entitlement
 from marketplace_saas.adapters.hooks import Delivery
@@ -35,7 +37,8 @@ from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import idempotency_key
 from marketplace_saas.service import approvals, records
-from marketplace_saas.service.hook_payloads import build_payload
+from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.hook_payloads import EntitlementLike, build_payload
 from marketplace_saas.service.outbox import enqueue_hook
 
 if TYPE_CHECKING:
@@ -105,22 +108,58 @@ def begin_provisioning(
         row = session.get(Entitlement, entitlement_id)
         if row is None:
             raise ResourceNotFound("entitlement", entitlement_id)
-        if row.state != ACTIVATION_REQUESTED:
-            bound.info("provisioning.not_waiting", state=row.state)
-            return approvals.ApprovalResult("entitlement", entitlement_id, "not_waiting", row.state)
-        payload = build_payload(
-            session, Hook.ENTITLEMENT_ACTIVE, entitlement=row, provision_before_approve=True
-        )
-        enqueue_hook(
-            session,
-            Hook.ENTITLEMENT_ACTIVE.value,
-            ordering_key=entitlement_id,
-            idempotency_key=provisioning_key(entitlement_id),
-            payload=payload,
-        )
         state = row.state
+        if not enqueue_provisioning(session, row):
+            bound.info("provisioning.not_waiting", state=state)
+            return approvals.ApprovalResult("entitlement", entitlement_id, "not_waiting", state)
     bound.info("provisioning.queued")
     return approvals.ApprovalResult("entitlement", entitlement_id, "provisioning", state)
+
+
+def enqueue_provisioning(session: Session, entitlement: EntitlementLike) -> bool:
+    """In the caller's transaction: queue the provisioning hook of an entitlement that waits for
+    its approval (our row, or the API's view). False when it does not wait (nothing queued)."""
+    if entitlement.state != ACTIVATION_REQUESTED:
+        return False
+    payload = build_payload(
+        session, Hook.ENTITLEMENT_ACTIVE, entitlement=entitlement, provision_before_approve=True
+    )
+    enqueue_hook(
+        session,
+        Hook.ENTITLEMENT_ACTIVE.value,
+        ordering_key=entitlement.id,
+        idempotency_key=provisioning_key(entitlement.id),
+        payload=payload,
+    )
+    return True
+
+
+def provision_instead_of_approving(
+    container: Container, calls: CallLog, view: EntitlementView
+) -> Callable[[Session, records.Context], records.Applied]:
+    """The lifecycle's approval under PROVISION_BEFORE_APPROVE: show "Setting up your workspace"
+    (a call logged in `calls`), and return the write that queues the provisioning hook in the
+    lifecycle's transaction. Raises `TransientProcurementError` when Google is unavailable."""
+    try:
+        calls.call(
+            "patch_message_to_user",
+            container.procurement.patch_message_to_user,
+            view.id,
+            SETTING_UP_MESSAGE,
+            entitlement_id=view.id,
+        )
+    except TransientProcurementError:
+        raise
+    except ProcurementError as exc:  # the message is a courtesy: provisioning goes on
+        log.warning("provisioning.message_not_set", entitlement_id=view.id, error=str(exc))
+
+    def write(session: Session, ctx: records.Context) -> records.Applied:
+        queued = enqueue_provisioning(session, view)
+        return records.Applied(
+            changed=queued, hooks=(Hook.ENTITLEMENT_ACTIVE.value,) if queued else ()
+        )
+
+    return write
 
 
 def approve_after_provisioning(container: Container, delivery: Delivery) -> None:

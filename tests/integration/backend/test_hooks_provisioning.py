@@ -136,3 +136,33 @@ def test_without_the_policy_the_approval_does_not_wait_for_any_hook(
     results = approvals.approve_after_signup(container, account.id, actor="signup")
     assert [r.outcome for r in results] == ["approved", "approved"]
     assert emulator.procurement.get_entitlement(PROVIDER, entitlement.id).message_to_user == ""
+
+
+def test_the_lifecycle_under_auto_approval_also_provisions_before_approving(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """APPROVAL_POLICY=auto: ENTITLEMENT_CREATION_REQUESTED queues the hook instead of approving."""
+    with webhook_server() as server:
+        container = make_container(
+            approval_policy="auto",
+            provision_before_approve=True,
+            hook_receivers=server.url,
+            hook_webhook_secret=SECRET,
+        )
+        feed = Feed(emulator, container)
+        _, entitlement = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+        feed.deliver()
+        feed.deliver()  # a redelivered or re-synced notification queues nothing more
+        waiting = emulator.procurement.get_entitlement(PROVIDER, entitlement.id)
+        assert (waiting.state, waiting.message_to_user) == (
+            "ENTITLEMENT_ACTIVATION_REQUESTED",
+            SETTING_UP_MESSAGE,
+        )
+        [queued] = outbox(container)
+        assert queued.payload["provision_before_approve"] is True
+        assert dispatcher(container).run_once().delivered == [queued.id]
+        assert emulator.procurement.get_entitlement(PROVIDER, entitlement.id).state == (
+            "ENTITLEMENT_ACTIVE"
+        )
+        feed.deliver()
+    assert [item.hook for item in outbox(container)] == ["entitlement.active"] * 2
