@@ -113,7 +113,8 @@ class EntitlementView:
             id=bare_id(str(resource.get("name", ""))),
             account_id=bare_id(str(resource.get("account", ""))),
             state=_str(resource, "state") or "ENTITLEMENT_STATE_UNSPECIFIED",
-            product=_str(resource, "productExternalName") or _str(resource, "product"),
+            # The API's `product` (deprecated, still sent); its external name when it is absent.
+            product=_str(resource, "product") or _str(resource, "productExternalName"),
             plan=_str(resource, "plan"),
             new_pending_plan=_str(resource, "newPendingPlan"),
             offer=_str(resource, "offer"),

@@ -50,7 +50,7 @@ def test_resources_are_read_from_the_api_json() -> None:
     assert (entitlement.id, entitlement.account_id, entitlement.product) == (
         "e-9",
         "a-9",
-        "svc.example.com",
+        "svc.example.com",  # productExternalName stands in when `product` is absent
     )
     assert entitlement.new_pending_plan is None
     assert entitlement.offer_end_time == T0 + timedelta(days=31)
