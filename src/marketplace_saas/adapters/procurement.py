@@ -137,6 +137,9 @@ class ProcurementGateway:
             client_options=options or None,
             cache_discovery=False,
         )
+        # Building a resource creates its method objects (costly); they only build requests.
+        self._accounts: Any = self._service.providers().accounts()
+        self._entitlements: Any = self._service.providers().entitlements()
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -220,12 +223,12 @@ class ProcurementGateway:
 
     def get_account(self, account_id: str) -> dict[str, Any] | None:
         """The account, or None when the API answers 404 (deleted or unknown)."""
-        accounts = self._service.providers().accounts()
+        accounts = self._accounts
         return self._get_or_none("get_account", accounts.get(name=self.account_name(account_id)))
 
     def list_accounts(self) -> Iterator[dict[str, Any]]:
         """Every account of the provider, page after page."""
-        accounts = self._service.providers().accounts()
+        accounts = self._accounts
         token: str | None = None
         while True:
             request = accounts.list(
@@ -245,34 +248,34 @@ class ProcurementGateway:
         body: dict[str, Any] = {"approvalName": approval_name}
         if reason:
             body["reason"] = reason
-        accounts = self._service.providers().accounts()
+        accounts = self._accounts
         self._execute(
             "approve_account", accounts.approve(name=self.account_name(account_id), body=body)
         )
 
     def reject_account(self, account_id: str, reason: str, approval_name: str = "signup") -> None:
         body = {"approvalName": approval_name, "reason": reason}
-        accounts = self._service.providers().accounts()
+        accounts = self._accounts
         self._execute(
             "reject_account", accounts.reject(name=self.account_name(account_id), body=body)
         )
 
     def reset_account(self, account_id: str) -> None:
-        accounts = self._service.providers().accounts()
+        accounts = self._accounts
         self._execute("reset_account", accounts.reset(name=self.account_name(account_id), body={}))
 
     # -- entitlements ---------------------------------------------------------------------------
 
     def get_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
         """The entitlement, or None when the API answers 404 (ENTITLEMENT_DELETED)."""
-        entitlements = self._service.providers().entitlements()
+        entitlements = self._entitlements
         return self._get_or_none(
             "get_entitlement", entitlements.get(name=self.entitlement_name(entitlement_id))
         )
 
     def list_entitlements(self, filter: str | None = None) -> Iterator[dict[str, Any]]:
         """Every entitlement matching `filter` (reference section 1.8), page after page."""
-        entitlements = self._service.providers().entitlements()
+        entitlements = self._entitlements
         token: str | None = None
         while True:
             request = entitlements.list(
@@ -288,7 +291,7 @@ class ProcurementGateway:
                 return
 
     def _entitlement_call(self, action: str, method: str, entitlement_id: str, body: Any) -> None:
-        entitlements = self._service.providers().entitlements()
+        entitlements = self._entitlements
         request = getattr(entitlements, method)(
             name=self.entitlement_name(entitlement_id), body=body
         )
@@ -314,7 +317,7 @@ class ProcurementGateway:
 
     def patch_message_to_user(self, entitlement_id: str, message: str) -> dict[str, Any]:
         """Set `messageToUser` (only allowed while a provider decision is pending)."""
-        entitlements = self._service.providers().entitlements()
+        entitlements = self._entitlements
         request = entitlements.patch(
             name=self.entitlement_name(entitlement_id),
             updateMask="messageToUser",
