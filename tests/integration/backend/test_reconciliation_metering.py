@@ -1,16 +1,24 @@
 """Reconciliation: every unique unit of usage is accepted by Service Control exactly once.
 
 Random usage (duplicates, late records, plan changes, a cancellation) for a dozen entitlements
-over ten hours; the reporter runs clean, then under 503s, partial `reportErrors` and timeouts
-after the request was sent, then as a `report-usage` process killed with SIGKILL mid-run, then to
-completion. The emulator's accepted reports must add up, per entitlement, metric and plan, to the
+over ten hours; the reporter runs clean, then under 503s and partial `reportErrors`, then with
+every answer lost after the request was sent (a timeout), then as a `report-usage` process killed
+with SIGKILL right after Service Control recorded a report and before the ledger did, then to
+completion. The later runs re-send the operations whose outcome was lost, with the same
+operationIds. The emulator's accepted reports must add up, per entitlement, metric and plan, to the
 unique records ingested; no operationId may be accepted twice; each consumer's windows must be
 contiguous and never overlap.
+
+Every fault is hit by construction, not by luck: the emulator's seeded faults decide the first
+round of a run (one check per entitlement, then one report; the same draws whatever the order of
+the concurrent checks), the lost answers are every answer, and the killed process stalls at a
+known point (`tests.support.stalling_reporter`) until the test kills it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import signal
@@ -20,6 +28,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,7 +37,7 @@ import sqlalchemy as sa
 
 from marketplace_emulator.faults import FaultSettings
 from marketplace_emulator.server import Emulator
-from marketplace_saas.adapters.db.models import UsageRecord
+from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
 from marketplace_saas.adapters.servicecontrol import (
     ServiceControlGateway,
     TransientServiceControlError,
@@ -37,6 +46,7 @@ from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import Settings
 from marketplace_saas.service.metering import record_usage
 from marketplace_saas.service.metering_report import report_usage
+from tests.support import stalling_reporter
 from tests.support.metering import SeededEntitlement, seed_entitlements
 
 PROVIDER = "DEMO-sandbox"
@@ -45,6 +55,7 @@ METRICS = ("requests", "storage_gb")
 H = timedelta(hours=1)
 GRACE = 120
 ENTITLEMENTS = 12
+REPO = Path(__file__).resolve().parents[3]
 
 
 def iso(moment: datetime) -> str:
@@ -52,19 +63,34 @@ def iso(moment: datetime) -> str:
 
 
 class TimeoutAfterSend:
-    """Forwards a report to Service Control, then raises a timeout as if the answer was lost."""
+    """Forwards every report to Service Control, then raises a timeout as if the answer was lost."""
 
-    def __init__(self, inner: ServiceControlGateway, rng: random.Random) -> None:
+    def __init__(self, inner: ServiceControlGateway) -> None:
         self.inner = inner
-        self.rng = rng
+        self.lost: list[str] = []  # operationIds Service Control was sent but we never heard of
+
+    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
+        return self.inner.check(service_name, operation)
+
+    def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        self.inner.report(service_name, operations)
+        self.lost += [op["operationId"] for op in operations]
+        raise TransientServiceControlError("timed out after the request was sent")
+
+
+class Recording:
+    """Forwards to Service Control and remembers every operationId it reported."""
+
+    def __init__(self, inner: ServiceControlGateway) -> None:
+        self.inner = inner
+        self.reported: list[str] = []
 
     def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
         return self.inner.check(service_name, operation)
 
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         answer = self.inner.report(service_name, operations)
-        if self.rng.random() < 0.3:
-            raise TransientServiceControlError("timed out after the request was sent")
+        self.reported += [op["operationId"] for op in operations]
         return answer
 
 
@@ -175,8 +201,21 @@ def ingest(
         unique.setdefault(record["id"], record)
 
 
-def run_killed_reporter(settings: Settings, now: datetime, emulator: Emulator) -> int:
-    """`report-usage --once` as a process, killed with SIGKILL once it has reported something."""
+def ledger_status(container: Container) -> dict[str, str]:
+    """operationId -> status of every ledger row."""
+    with container.sessions() as session:
+        rows = session.execute(sa.select(UsageReport.operation_id, UsageReport.status)).all()
+    return {row.operation_id: row.status for row in rows}
+
+
+def run_killed_reporter(settings: Settings, now: datetime, signal_file: Path) -> list[str]:
+    """`report-usage --once` as a process, SIGKILLed once Service Control answered its first report.
+
+    The process (`tests.support.stalling_reporter`) stalls right after that answer, before it can
+    record the outcome, and names the operationIds it sent in `signal_file`; the test waits for
+    that file however long the loaded machine takes, so the kill always lands at that point.
+    Returns those operationIds.
+    """
     env = {
         **os.environ,
         "MARKETPLACE_SANDBOX": "1",
@@ -185,41 +224,59 @@ def run_killed_reporter(settings: Settings, now: datetime, emulator: Emulator) -
         "PROCUREMENT_API_ENDPOINT": str(settings.procurement_api_endpoint),
         "SERVICE_CONTROL_API_ENDPOINT": str(settings.service_control_api_endpoint),
         "USAGE_GRACE_SECONDS": str(GRACE),
+        stalling_reporter.SIGNAL_FILE: str(signal_file),
     }
-    before = len(emulator.servicecontrol.accepted_reports(SERVICE))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marketplace_saas.entrypoints.cli",
-            "report-usage",
-            "--once",
-            "--now",
-            iso(now),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(emulator.servicecontrol.accepted_reports(SERVICE)) > before:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    return process.wait(timeout=30)
+    log = signal_file.with_suffix(".log")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                stalling_reporter.__name__,
+                "report-usage",
+                "--once",
+                "--now",
+                iso(now),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not signal_file.exists():
+            exited = process.poll()
+            assert exited is None, f"the reporter exited ({exited}) before it reported: " + (
+                log.read_text()
+            )
+            assert time.monotonic() < deadline, "no report within 120 s: " + log.read_text()
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    sent: list[str] = json.loads(signal_file.read_text())
+    return sent
 
 
 def test_every_unique_unit_is_accepted_once_in_contiguous_windows_despite_faults(
-    settings: Settings, gateway: ServiceControlGateway, emulator: Emulator, emulator_url: str
+    settings: Settings,
+    gateway: ServiceControlGateway,
+    emulator: Emulator,
+    emulator_url: str,
+    tmp_path: Path,
 ) -> None:
     rng = random.Random(20250301)
     t0, views = build_timeline(emulator, rng)
-    clean = bootstrap(settings, servicecontrol=gateway, clock=emulator.clock.now)
+    recording = Recording(gateway)
+    clean = bootstrap(settings, servicecontrol=recording, clock=emulator.clock.now)
     single_try = ServiceControlGateway(settings, max_attempts=1)
-    faulty = bootstrap(
-        settings, servicecontrol=TimeoutAfterSend(single_try, rng), clock=emulator.clock.now
-    )
+    faulty = bootstrap(settings, servicecontrol=single_try, clock=emulator.clock.now)
+    lost_answers = TimeoutAfterSend(single_try)
+    lossy = bootstrap(settings, servicecontrol=lost_answers, clock=emulator.clock.now)
     entitlements = seed_from(views)
     with clean.sessions.begin() as session:
         seed_entitlements(session, entitlements)
@@ -240,7 +297,10 @@ def test_every_unique_unit_is_accepted_once_in_contiguous_windows_despite_faults
     assert len(placed) == len(late)
     assert all(window_start > time for time, window_start in placed)  # carried forward
 
-    # 2. Faults: 503s, partial reportErrors, timeouts after the request was sent.
+    # 2. Faults: 503s and partial reportErrors. The run's first round is one check per
+    # entitlement (12 draws of seed 7's generator, one of them a 503, in whatever order the
+    # concurrent checks arrive), then one report (the 13th draw: served, 4 of its 11 operations
+    # refused), so each fault below is hit on every run, not by luck.
     emulator.faults.configure(
         FaultSettings(
             seed=7, servicecontrol={"errorRate": 0.25, "statuses": [503], "reportErrorRate": 0.3}
@@ -248,17 +308,35 @@ def test_every_unique_unit_is_accepted_once_in_contiguous_windows_despite_faults
     )
     faulted = report_usage(faulty, now=t0 + 6 * H)
     kinds = " ".join(e["error"] for e in faulted.errors)
-    assert "timed out after the request was sent" in kinds
     assert "Injected fault" in kinds  # partial reportErrors
     assert "503" in kinds  # Service Control unavailable, past the gateway's single attempt
     assert faulted.accepted > 0
 
-    # 3. SIGKILL of a reporter process mid-run (slow answers, so that it is caught working).
-    emulator.faults.configure(FaultSettings(servicecontrol={"latencyMs": 150}))
-    assert run_killed_reporter(settings, t0 + 10 * H, emulator) == -signal.SIGKILL
+    # 2b. Every answer lost after the request was sent: Service Control recorded the operations,
+    # the reporter cannot know, so they stay unfinished (`sent`) for a later run to re-send.
+    emulator.faults.clear()
+    lost = report_usage(lossy, now=t0 + 7 * H)
+    assert "timed out after the request was sent" in " ".join(e["error"] for e in lost.errors)
+    assert lost.accepted == 0
+    assert lost_answers.lost
+    status = ledger_status(clean)
+    assert {status[operation_id] for operation_id in lost_answers.lost} == {"sent"}
+
+    # 3. SIGKILL of a reporter process right after Service Control answered its first report,
+    # before the outcome reached the ledger: those operations stay `sent`, and windows of the
+    # same run that were still to go stay `pending` (killed mid-run, not after it).
+    killed = run_killed_reporter(settings, t0 + 10 * H, tmp_path / "stalled")
+    assert killed
+    recorded_by_google = {
+        a.operation.operation_id for a in emulator.servicecontrol.accepted_reports(SERVICE)
+    }
+    assert set(killed) <= recorded_by_google
+    status = ledger_status(clean)
+    assert {status[operation_id] for operation_id in killed} == {"sent"}
+    assert "pending" in status.values()
 
     # 4. Faults cleared: runs until everything is accepted.
-    emulator.faults.clear()
+    recording.reported.clear()
     for _ in range(5):
         final = report_usage(clean, now=t0 + 10 * H)
         assert final.rejected == 0, final.errors
@@ -268,7 +346,12 @@ def test_every_unique_unit_is_accepted_once_in_contiguous_windows_despite_faults
         pytest.fail("the reporter did not finish")
     clean.close()
     faulty.close()
+    lossy.close()
     single_try.close()
+    # The operations whose outcome was lost (timeouts, the killed process) went out again, with
+    # the same operationIds: Service Control counts each once (checked below).
+    assert set(lost_answers.lost) <= set(recording.reported)
+    assert set(killed) <= set(recording.reported)
 
     reports = httpx.get(f"{emulator_url}/emulator/v1/services/{SERVICE}/reports").json()["reports"]
     ids = [r["operationId"] for r in reports]
