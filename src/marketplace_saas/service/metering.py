@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 import structlog
@@ -74,8 +74,7 @@ class IngestResult:
         }
 
 
-@dataclass(frozen=True)
-class _Parsed:
+class _Parsed(NamedTuple):
     id: str
     entitlement: str
     metric: str
@@ -84,8 +83,7 @@ class _Parsed:
     labels: dict[str, str]
 
 
-def _text(record: Mapping[str, Any], key: str, *, limit: int = MAX_ID_LENGTH) -> str:
-    value = record.get(key)
+def _text(value: object, key: str, limit: int = MAX_ID_LENGTH) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"{key} is required (a non-empty string)")
     if len(value) > limit:
@@ -96,17 +94,18 @@ def _text(record: Mapping[str, Any], key: str, *, limit: int = MAX_ID_LENGTH) ->
 def _parse(record: object, now: datetime) -> _Parsed:
     if not isinstance(record, Mapping):
         raise UsageError("each record must be an object")
-    record_id = _text(record, "id")
-    entitlement = _text(record, "entitlement")
+    get = record.get
+    record_id = _text(get("id"), "id")
+    entitlement = _text(get("entitlement"), "entitlement")
     if "/entitlements/" in entitlement:  # accept the full resource name too
         entitlement = entitlement.rsplit("/entitlements/", 1)[1]
     return _Parsed(
-        id=record_id,
-        entitlement=entitlement,
-        metric=_text(record, "metric"),
-        value=parse_value(record.get("value")),
-        time=parse_time(record.get("time"), now=now, max_skew=MAX_SKEW),
-        labels=parse_labels(record.get("labels")),
+        record_id,
+        entitlement,
+        _text(get("metric"), "metric"),
+        parse_value(get("value")),
+        parse_time(get("time"), now=now, max_skew=MAX_SKEW),
+        parse_labels(get("labels")),
     )
 
 
@@ -130,6 +129,8 @@ class _Placement:
         self._reported_until = reported_until
         self._catalog = catalog
         self._late_policy = late_policy
+        # (product, external name, plan, metric) -> None (known) or the refusal's reason
+        self._metric_checks: dict[tuple[str | None, str | None, str, str], str | None] = {}
 
     def window(self, record: _Parsed) -> Window:
         entitlement = self._entitlements.get(record.entitlement)
@@ -163,6 +164,20 @@ class _Placement:
         return carried
 
     def _check_metric(self, entitlement: MeteredEntitlement, plan: str, metric: str) -> None:
+        key = (entitlement.product, entitlement.product_external_name, plan, metric)
+        if key not in self._metric_checks:
+            try:
+                self._check_metric_in_catalog(entitlement, plan, metric)
+                self._metric_checks[key] = None
+            except UsageError as exc:
+                self._metric_checks[key] = str(exc)
+        reason = self._metric_checks[key]
+        if reason is not None:
+            raise UsageError(reason)
+
+    def _check_metric_in_catalog(
+        self, entitlement: MeteredEntitlement, plan: str, metric: str
+    ) -> None:
         product = self._catalog.product(entitlement.product, entitlement.product_external_name)
         metrics = self._catalog.plan_metrics(product, plan)
         if not metrics:
@@ -228,8 +243,8 @@ def record_usage(
         stored = usage_store.existing_record_ids(session, [r.id for r in refused if r.id])
     result.duplicates += len(stored)
     result.rejected += [r for r in refused if r.id not in stored]
-    result.accepted = len(inserted)
-    result.duplicates += len(rows) - len(inserted)
+    result.accepted = inserted
+    result.duplicates += len(rows) - inserted
     log.info(
         "usage.ingested",
         source=source,

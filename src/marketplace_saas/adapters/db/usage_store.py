@@ -1,25 +1,34 @@
 """Database access for metering: bulk insert of usage records, entitlement timelines, the ledger.
 
-Inserts use the dialect's `INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id`, so a
-repeated idempotency key, even one inserted at the same moment by another request, is skipped by
-the database and counted as a duplicate by the caller.
+Inserts use the dialect's `INSERT ... ON CONFLICT (record_id) DO NOTHING`, so a repeated
+idempotency key, even one inserted at the same moment by another request, is skipped by the
+database and counted as a duplicate by the caller (the inserted rows are counted: by `RETURNING`
+on PostgreSQL, by the cursor's rowcount of one `executemany` on SQLite).
+
+Ingestion is the hot path (docs/performance.md, "Metering"): its reads are plain SQL with every id
+in one parameter, its SQLite insert skips SQLAlchemy's per-parameter processing, and the
+entitlements it builds are memoised on the exact content of their rows, so a changed row (a plan
+change, a cancellation) is always built afresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db.models import Entitlement, PlanHistory, UsageRecord, UsageReport
+from marketplace_saas.adapters.db.models import Entitlement, UsageRecord
 from marketplace_saas.domain.usage import PlanChange, Timeline
 
 CHUNK = 500  # ids per IN (...) clause: well under every backend's bound-parameter limit
+BIG_CHUNK = 10_000  # ids per query when they travel as one parameter (a JSON list or an array)
 T = TypeVar("T")
 
 
@@ -42,7 +51,7 @@ class MeteredEntitlement:
     timeline: Timeline | None  # None: never active
 
 
-_COLUMNS = (
+_COLUMNS = (  # of an entitlement row, in the order of `_Sql.entitlements` (then its external name)
     Entitlement.id,
     Entitlement.product,
     Entitlement.plan,
@@ -51,11 +60,78 @@ _COLUMNS = (
     Entitlement.service_suspended_reason,
     Entitlement.active_since,
     Entitlement.cancelled_at,
-    Entitlement.raw["productExternalName"].as_string(),
 )
+_WHEN = 6  # the index of a UtcDateTime column in `_COLUMNS` (for effective_at and window_end)
 
 
-def _metered(row: Any, changes: Sequence[PlanChange]) -> MeteredEntitlement:
+@dataclass(frozen=True)
+class _Sql:
+    """Ingestion's statements in one dialect; `ids` is the one parameter holding a list of ids."""
+
+    entitlements: str
+    history: str
+    reported_until: str
+    insert: str | None  # SQLite only: PostgreSQL inserts through SQLAlchemy, with RETURNING
+
+    def ids(self, ids: Sequence[str]) -> Any:
+        return json.dumps(list(ids)) if self.insert else list(ids)
+
+
+_SQL = {
+    "sqlite": _Sql(
+        entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
+        "service_suspended_reason, active_since, cancelled_at, "
+        "json_extract(raw, '$.\"productExternalName\"') FROM entitlements "
+        "WHERE id IN (SELECT value FROM json_each(?))",
+        history="SELECT entitlement_id, plan, effective_at, previous_plan FROM plan_history "
+        "WHERE entitlement_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
+        "WHERE entitlement_id IN (SELECT value FROM json_each(?)) GROUP BY entitlement_id",
+        insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
+        "window_start, labels, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (record_id) DO NOTHING",
+    ),
+    "postgresql": _Sql(
+        entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
+        "service_suspended_reason, active_since, cancelled_at, "
+        "raw ->> 'productExternalName' FROM entitlements WHERE id = ANY(%s)",
+        history="SELECT entitlement_id, plan, effective_at, previous_plan FROM plan_history "
+        "WHERE entitlement_id = ANY(%s) ORDER BY id",
+        reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
+        "WHERE entitlement_id = ANY(%s) GROUP BY entitlement_id",
+        insert=None,
+    ),
+}
+Processor = Callable[[Any], Any] | None
+_MEMO_LIMIT = 100_000  # entitlements kept built; the memo is emptied when it grows past this
+_memo: dict[tuple[Any, ...], MeteredEntitlement] = {}
+
+
+def _sql(dialect: sa.Dialect) -> _Sql:
+    try:
+        return _SQL[dialect.name]
+    except KeyError:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise RuntimeError(f"unsupported database dialect {dialect.name!r}") from None
+
+
+def _fetch(connection: sa.Connection, statement: str, parameters: tuple[Any, ...]) -> list[Any]:
+    """The rows of a plain SQL query, as the driver gives them (tuples of raw values)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement, parameters)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+@functools.cache
+def _result_processors(dialect: sa.Dialect) -> tuple[Processor, ...]:
+    """SQLAlchemy's own result processors of `_COLUMNS`, then of the external name (text)."""
+    types = [c.type for c in _COLUMNS] + [sa.String()]
+    return tuple(t.dialect_impl(dialect).result_processor(dialect, None) for t in types)
+
+
+def _metered(row: Sequence[Any], changes: Sequence[PlanChange]) -> MeteredEntitlement:
     (entitlement_id, product, plan, usage_id, enabled, reason, since, cancelled, external) = row
     timeline = None
     if since is not None and plan is not None:
@@ -74,24 +150,43 @@ def _metered(row: Any, changes: Sequence[PlanChange]) -> MeteredEntitlement:
     )
 
 
+def _build(
+    dialect: sa.Dialect, row: tuple[Any, ...], history: tuple[tuple[Any, ...], ...]
+) -> MeteredEntitlement:
+    """The entitlement of one raw row and its raw plan history, memoised on exactly that content.
+
+    Any change to the row or to its history (a plan change, a cancellation) is a new key.
+    """
+    key = (dialect.name, row, history)
+    built = _memo.get(key)
+    if built is None:
+        processors = _result_processors(dialect)
+        when = processors[_WHEN]
+        values = [v if p is None else p(v) for v, p in zip(row, processors, strict=True)]
+        changes = [PlanChange(plan, when(at) if when else at, old) for plan, at, old in history]
+        built = _metered(values, changes)
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()
+        _memo[key] = built
+    return built
+
+
 def load_entitlements(session: Session, ids: Iterable[str]) -> dict[str, MeteredEntitlement]:
     """The entitlements among `ids` that exist, with their plan history."""
     wanted = sorted(set(ids))
-    rows: list[Any] = []
-    changes: dict[str, list[PlanChange]] = {}
-    for part in chunks(wanted):
-        rows += session.execute(sa.select(*_COLUMNS).where(Entitlement.id.in_(part))).all()
-        history = session.execute(
-            sa.select(
-                PlanHistory.entitlement_id,
-                PlanHistory.plan,
-                PlanHistory.effective_at,
-                PlanHistory.previous_plan,
-            ).where(PlanHistory.entitlement_id.in_(part))
-        )
-        for entitlement_id, plan, effective_at, previous in history:
-            changes.setdefault(entitlement_id, []).append(PlanChange(plan, effective_at, previous))
-    return {row[0]: _metered(row, changes.get(row[0], ())) for row in rows}
+    connection = session.connection()
+    dialect = connection.dialect
+    sql = _sql(dialect)
+    rows: list[tuple[Any, ...]] = []
+    history: dict[str, list[tuple[Any, ...]]] = {}
+    for part in chunks(wanted, BIG_CHUNK):
+        parameter = (sql.ids(part),)
+        rows += _fetch(connection, sql.entitlements, parameter)
+        for entitlement_id, plan, effective_at, previous in _fetch(
+            connection, sql.history, parameter
+        ):
+            history.setdefault(entitlement_id, []).append((plan, effective_at, previous))
+    return {row[0]: _build(dialect, row, tuple(history.get(row[0], ()))) for row in rows}
 
 
 def load_metered_entitlements(session: Session) -> dict[str, MeteredEntitlement]:
@@ -111,16 +206,16 @@ def reported_until(session: Session, ids: Iterable[str]) -> dict[str, datetime]:
     row: a record for such a window is late.
     """
     wanted = sorted(set(ids))
+    connection = session.connection()
+    dialect = connection.dialect
+    sql = _sql(dialect)
+    process = _result_processors(dialect)[_WHEN]
     out: dict[str, datetime] = {}
-    for part in chunks(wanted):
-        query = (
-            sa.select(UsageReport.entitlement_id, sa.func.max(UsageReport.window_end))
-            .where(UsageReport.entitlement_id.in_(part))
-            .group_by(UsageReport.entitlement_id)
-        )
-        for entitlement_id, end in session.execute(query):
+    for part in chunks(wanted, BIG_CHUNK):
+        parameter = (sql.ids(part),)
+        for entitlement_id, end in _fetch(connection, sql.reported_until, parameter):
             if end is not None:
-                out[entitlement_id] = _aware(end)
+                out[entitlement_id] = _aware(process(end) if process else end)
     return out
 
 
@@ -128,20 +223,68 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def insert_records(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
-    """Insert usage records, skipping existing `record_id`s; the ids actually inserted."""
+def sqlite_datetime(value: datetime) -> str:
+    """How SQLAlchemy stores an aware `UtcDateTime` on SQLite: naive UTC text, microseconds."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def insert_records(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert usage records, skipping existing `record_id`s; how many were inserted.
+
+    Each row has the columns of `_Sql.insert`; its times are aware, its labels a dict.
+    """
     if not rows:
-        return set()
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
     table = cast(sa.Table, UsageRecord.__table__)
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        statement: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-    elif dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    result = session.execute(statement.returning(table.c.record_id), list(rows))
-    return set(result.scalars().all())
+    statement = _sql(dialect).insert
+    if statement is None:  # PostgreSQL
+        insert = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
+        result = session.execute(insert.returning(table.c.record_id), list(rows))
+        return len(result.scalars().all())
+    # SQLite: one executemany of a plain INSERT, each value converted as SQLAlchemy would
+    # (`sqlite_datetime`; the Numeric and JSON columns' own bind processors). The cursor's
+    # rowcount counts only the rows inserted: ON CONFLICT DO NOTHING changes none.
+    number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect)
+    serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect)
+    texts: dict[datetime, str] = {}
+    label_texts: dict[tuple[tuple[str, str], ...], Any] = {}
+
+    def text(moment: datetime) -> str:
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = sqlite_datetime(moment)
+        return found
+
+    def labels(value: dict[str, str]) -> Any:
+        key = tuple(value.items())
+        found = label_texts.get(key)
+        if found is None:
+            found = label_texts[key] = serialise(value) if serialise else value
+        return found
+
+    parameters = [
+        (
+            row["record_id"],
+            row["entitlement_id"],
+            row["metric"],
+            number(row["value"]) if number else row["value"],
+            text(row["time"]),
+            text(row["window_start"]),
+            labels(row["labels"]),
+            text(row["received_at"]),
+        )
+        for row in rows
+    ]
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(statement, parameters)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
 
 
 def existing_record_ids(session: Session, ids: Iterable[str]) -> set[str]:
