@@ -32,6 +32,9 @@ RESERVED_LABELS = {
 # Resource Manager label syntax (lowercase letters, digits, '_' and '-'; keys start with a letter).
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# (key, value) pairs already found valid; labels repeat from record to record.
+_VALID_LABELS: set[tuple[str, str]] = set()
+_VALID_LABELS_LIMIT = 10_000
 
 
 class UsageError(ValueError):
@@ -129,8 +132,13 @@ class Timeline:
 
     def window_at(self, moment: datetime) -> Window:
         """The window holding `moment` (which must be inside the timeline)."""
-        start = max(floor_hour(moment), self.active_since)
-        end = floor_hour(moment) + HOUR
+        hour = floor_hour(moment)
+        start = max(hour, self.active_since)
+        end = hour + HOUR
+        if len(self.periods) == 1:  # no plan change: the common case, and the fast one
+            if self.cancelled_at is not None:
+                end = min(end, self.cancelled_at)
+            return Window(start, end, self.periods[0][1])
         for change, _plan in self.periods[1:]:
             if change <= moment:
                 start = max(start, change)
@@ -155,6 +163,12 @@ class Timeline:
 
 def parse_value(raw: object) -> Decimal:
     """A usage amount: an integer, a decimal, or a string holding one; never negative."""
+    if type(raw) is int:  # the common case: a JSON integer (no places, so only two checks)
+        if raw < 0:
+            raise UsageError("value must not be negative")
+        if raw >= MAX_ABS_VALUE:
+            raise UsageError("value is too large")
+        return Decimal(raw)
     if isinstance(raw, bool) or raw is None:
         raise UsageError("value must be a number")
     if isinstance(raw, int):
@@ -213,6 +227,9 @@ def parse_labels(raw: object) -> dict[str, str]:
         raise UsageError("labels must be an object of string values")
     labels: dict[str, str] = {}
     for key, value in raw.items():
+        if type(value) is str and (key, value) in _VALID_LABELS:  # seen valid: skip the patterns
+            labels[key] = value
+            continue
         if not isinstance(value, str):
             raise UsageError(f"label {key!r} must have a string value")
         if not _LABEL_KEY.match(key):
@@ -226,6 +243,9 @@ def parse_labels(raw: object) -> dict[str, str]:
                 "at most 63 characters"
             )
         labels[key] = value
+        if len(_VALID_LABELS) >= _VALID_LABELS_LIMIT:
+            _VALID_LABELS.clear()
+        _VALID_LABELS.add((key, value))
     return labels
 
 
