@@ -119,35 +119,30 @@ def postgres_database() -> Iterator[str]:
     except Exception as exc:  # any driver or connection error means: no PostgreSQL here
         admin.dispose()
         infra_missing(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    name = f"mps_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    admin.dispose()
+    with _scratch_database("mps_test", template=None) as url:
+        yield url
 
 
 @contextmanager
 def postgres_clone(template_url: str) -> Iterator[str]:
     """A new PostgreSQL database copied from `template_url`'s database (fast: no migrations)."""
+    with _scratch_database("mps_case", template=template_url.rsplit("/", 1)[1]) as url:
+        yield url
+
+
+@contextmanager
+def _scratch_database(prefix: str, template: str | None) -> Iterator[str]:
+    """CREATE DATABASE (optionally from a template), yield its URL, then DROP it, even if in use."""
     import sqlalchemy as sa
 
-    template = template_url.rsplit("/", 1)[1]
-    name = f"mps_case_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        yield template_url.rsplit("/", 1)[0] + f"/{name}"
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"{clause}'))
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(
