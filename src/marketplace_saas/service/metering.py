@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters.db import usage_store
 from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
-from marketplace_saas.adapters.db.usage_store import MeteredEntitlement
+from marketplace_saas.adapters.db.usage_store import MeteredEntitlement, NewRecord
 from marketplace_saas.adapters.usage_catalog import UsageCatalog, load_catalog
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.usage import (
@@ -78,7 +79,7 @@ class _Parsed(NamedTuple):
     id: str
     entitlement: str
     metric: str
-    value: Any
+    value: Decimal
     time: datetime
     labels: dict[str, str]
 
@@ -217,7 +218,7 @@ def record_usage(
     catalog = load_catalog(settings)
     with container.sessions.begin() as session:
         placement = _placement(session, parsed, catalog, settings.usage_late_policy)
-        rows: list[dict[str, Any]] = []
+        rows: list[NewRecord] = []
         refused: list[Rejection] = []
         for item in parsed:
             try:
@@ -226,16 +227,16 @@ def record_usage(
                 refused.append(Rejection(item.id, str(exc)))
                 continue
             rows.append(
-                {
-                    "record_id": item.id,
-                    "entitlement_id": item.entitlement,
-                    "metric": item.metric,
-                    "value": item.value,
-                    "time": item.time,
-                    "window_start": window.start,
-                    "labels": item.labels,
-                    "received_at": now,
-                }
+                NewRecord(
+                    item.id,
+                    item.entitlement,
+                    item.metric,
+                    item.value,
+                    item.time,
+                    window.start,
+                    item.labels,
+                    now,
+                )
             )
         inserted = usage_store.insert_records(session, rows)
         # A retry of a record stored earlier is a duplicate even if it would be refused now

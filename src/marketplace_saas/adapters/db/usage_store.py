@@ -18,7 +18,8 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from decimal import Decimal
+from typing import Any, NamedTuple, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -230,11 +231,21 @@ def sqlite_datetime(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def insert_records(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert usage records, skipping existing `record_id`s; how many were inserted.
+class NewRecord(NamedTuple):
+    """A usage record to insert: the columns of `_Sql.insert`, in its order."""
 
-    Each row has the columns of `_Sql.insert`; its times are aware, its labels a dict.
-    """
+    record_id: str
+    entitlement_id: str
+    metric: str
+    value: Decimal
+    time: datetime  # aware, as every time here
+    window_start: datetime
+    labels: dict[str, str]
+    received_at: datetime
+
+
+def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
+    """Insert usage records, skipping existing `record_id`s; how many were inserted."""
     if not rows:
         return 0
     connection = session.connection()
@@ -243,39 +254,39 @@ def insert_records(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     statement = _sql(dialect).insert
     if statement is None:  # PostgreSQL
         insert = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-        result = session.execute(insert.returning(table.c.record_id), list(rows))
+        result = session.execute(insert.returning(table.c.record_id), [r._asdict() for r in rows])
         return len(result.scalars().all())
     # SQLite: one executemany of a plain INSERT, each value converted as SQLAlchemy would
     # (`sqlite_datetime`; the Numeric and JSON columns' own bind processors). The cursor's
     # rowcount counts only the rows inserted: ON CONFLICT DO NOTHING changes none.
-    number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect)
-    serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect)
-    texts: dict[datetime, str] = {}
+    number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect) or _same
+    serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same
+    starts: dict[datetime, str] = {}  # window starts and receiving times repeat; times rarely
     label_texts: dict[tuple[tuple[str, str], ...], Any] = {}
 
-    def text(moment: datetime) -> str:
-        found = texts.get(moment)
+    def start_text(moment: datetime) -> str:
+        found = starts.get(moment)
         if found is None:
-            found = texts[moment] = sqlite_datetime(moment)
+            found = starts[moment] = sqlite_datetime(moment)
         return found
 
     def labels(value: dict[str, str]) -> Any:
         key = tuple(value.items())
         found = label_texts.get(key)
         if found is None:
-            found = label_texts[key] = serialise(value) if serialise else value
+            found = label_texts[key] = serialise(value)
         return found
 
     parameters = [
         (
-            row["record_id"],
-            row["entitlement_id"],
-            row["metric"],
-            number(row["value"]) if number else row["value"],
-            text(row["time"]),
-            text(row["window_start"]),
-            labels(row["labels"]),
-            text(row["received_at"]),
+            row.record_id,
+            row.entitlement_id,
+            row.metric,
+            number(row.value),
+            sqlite_datetime(row.time),
+            start_text(row.window_start),
+            labels(row.labels),
+            start_text(row.received_at),
         )
         for row in rows
     ]
@@ -285,6 +296,10 @@ def insert_records(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         return int(cursor.rowcount)
     finally:
         cursor.close()
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def existing_record_ids(session: Session, ids: Iterable[str]) -> set[str]:
