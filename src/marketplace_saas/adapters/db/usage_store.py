@@ -104,7 +104,7 @@ _SQL = {
     ),
 }
 Processor = Callable[[Any], Any] | None
-_MEMO_LIMIT = 100_000  # entitlements kept built; the memo is emptied when it grows past this
+_MEMO_LIMIT = 50_000  # entitlements kept built (about 750 bytes each); emptied when full
 _memo: dict[tuple[Any, ...], MeteredEntitlement] = {}
 
 
