@@ -105,3 +105,21 @@ def test_stored_values_read_back_as_sent_whatever_the_offset_and_precision(
     assert rows["c"].value == Decimal("2.5")
     assert rows["a"].received_at == T0 + 10 * H
     assert {r.operation_id for r in rows.values()} == {None}
+
+
+def test_an_entitlement_is_matched_to_the_catalog_by_its_product_external_name(
+    container: Any,
+) -> None:
+    """The product id may differ from the catalog's; the raw `productExternalName` matches it."""
+    with container.sessions.begin() as session:
+        seed_entitlements(session, [SeededEntitlement("x", "basic", T0, "project_number:8")])
+        entitlement = session.get(Entitlement, "x")
+        assert entitlement is not None
+        entitlement.product = "id-unknown-to-the-catalog"
+    refused = record_usage(container, [{**rec("r1", T0 + H), "entitlement": "x"}])
+    assert "not usage-billed" in refused.rejected[0].reason
+    with container.sessions.begin() as session:
+        entitlement = session.get(Entitlement, "x")
+        assert entitlement is not None
+        entitlement.raw = {"productExternalName": "example-product.endpoints.sandbox.cloud.goog"}
+    assert record_usage(container, [{**rec("r2", T0 + H), "entitlement": "x"}]).accepted == 1
