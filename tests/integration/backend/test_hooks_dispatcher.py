@@ -184,7 +184,16 @@ def test_a_failing_receiver_backs_off_then_dead_letters_then_a_manual_retry_deli
 def test_a_bad_receiver_attempt_is_recorded_and_retried_never_dropped(
     make: Factory, kind: str
 ) -> None:
-    slow = WebhookServer(behaviour=lambda _event: (200, 2.0))
+    released = threading.Event()
+
+    def answer_after_the_dispatcher_gave_up(_event: dict[str, Any]) -> tuple[int, float]:
+        released.wait(30)
+        return 200, 0.0
+
+    # Only the slow receiver races the timeout, and it always loses: it holds its answer until
+    # the attempt is over. The others get a timeout no loaded machine reaches, so that what is
+    # recorded is their own failure.
+    slow = WebhookServer(behaviour=answer_after_the_dispatcher_gave_up)
     failing = WebhookServer(behaviour=lambda _event: (500, 0.0))
     with webhook_server(slow) as s1, webhook_server(failing) as s2, garbage_server() as junk:
         url = {
@@ -193,9 +202,12 @@ def test_a_bad_receiver_attempt_is_recorded_and_retried_never_dropped(
             "garbage": junk,
             "unreachable": f"http://127.0.0.1:{free_port()}/hooks",
         }[kind]
-        container = make(url, hook_timeout_seconds=0.3)
+        container = make(url, hook_timeout_seconds=0.3 if kind == "timeout" else 30.0)
         item = enqueue(container, "entitlement.cancelled", "ent-1", "v1")
-        result = dispatcher(container).run_once()
+        try:
+            result = dispatcher(container).run_once()
+        finally:
+            released.set()
     assert result.failed == [item]
     stored = row(container, item)
     assert stored.status == "pending"
