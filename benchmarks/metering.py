@@ -346,6 +346,10 @@ def main(argv: list[str]) -> int:
                 f"{results['reporter']['seconds']} s",
                 flush=True,
             )
+    for part, section in (("http", "http"), ("python", "python_api"), ("reporter", "reporter")):
+        if part in parts:  # which commit each section was measured at (--only keeps the others)
+            results[section]["commit"] = results["machine"]["commit"]
+            results[section]["date"] = results["machine"]["date"]
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
