@@ -30,9 +30,6 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             if ":memory:" not in url:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint every ~40 MB of WAL, not ~4 MB: fewer page copies and syncs under bulk
-            # usage ingestion (docs/performance.md, "Metering").
-            cursor.execute("PRAGMA wal_autocheckpoint=10000")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
