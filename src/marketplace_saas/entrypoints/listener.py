@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 Message = Any  # google.cloud.pubsub_v1.subscriber.message.Message (untyped)
 Callback = Callable[[Message], None]
+LEASE_EXTENSION_SECONDS = 10
 
 
 class ListenerError(Exception):
@@ -95,7 +96,12 @@ class Listener:
             return
         if self._client is None:
             self._client = pubsub.subscriber_client(self.settings)
-        flow = pubsub_v1.types.FlowControl(max_messages=self.settings.listener_max_messages)
+        flow = pubsub_v1.types.FlowControl(
+            max_messages=self.settings.listener_max_messages,
+            # Leases are extended 10 s at a time (the minimum): after a crash, the messages the
+            # dead process held come back within 10 s instead of the default 60.
+            max_duration_per_lease_extension=LEASE_EXTENSION_SECONDS,
+        )
         self._future = self._client.subscribe(
             self.subscription, self.callback, flow_control=flow, await_callbacks_on_shutdown=True
         )

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,10 @@ class Process:
     @property
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def said(self, text: str) -> Callable[[], bool]:
+        """A condition: `text` appeared on stderr."""
+        return lambda: text in self.stderr
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.popen.send_signal(signum)

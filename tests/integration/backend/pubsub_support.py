@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,6 +26,18 @@ class Channel:
     def publish(self, payload: dict[str, Any] | bytes) -> str:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return str(self.publisher.publish(self.topic, data).result(timeout=30))
+
+    def expire_leases(self) -> None:
+        """Make every unacknowledged message deliverable now, as if all leases had expired.
+
+        What a killed subscriber held comes back only when its lease expires (10 to 60 s and
+        more on the emulator). A seek to a time before every message was published marks all
+        retained, unacknowledged messages deliverable at once; acknowledged ones are not
+        retained, so they stay acknowledged.
+        """
+        self.subscriber.seek(
+            request={"subscription": self.subscription, "time": datetime(2000, 1, 1, tzinfo=UTC)}
+        )
 
     def pull_now(self) -> list[Any]:
         """Messages available right now (not leased by anyone): empty once all were acked."""
@@ -58,13 +71,25 @@ def channel_fixture(pubsub_env: str) -> Iterator[Channel]:
     publisher.transport.close()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `condition` until it is truthy (returned) or fail after `timeout` seconds."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 20.0,
+    what: str = "condition",
+    explain: Callable[[], object] | None = None,
+    fail: bool = True,
+) -> Any:
+    """Poll `condition` until it is truthy (returned) or fail after `timeout` seconds.
+
+    With `fail=False`, the last (falsy) value is returned instead of failing the test.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            if not fail:
+                return value
+            detail = f": {explain()}" if explain is not None else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{detail}")
         time.sleep(0.05)
