@@ -1,0 +1,375 @@
+"""Lifecycle benchmark: notifications/s end to end, and the cost per notification at scale.
+
+    python -m benchmarks lifecycle [--changes 1500] [--scales 1000,100000]
+
+End to end means: the Marketplace emulator (its own process) publishes to a real Pub/Sub
+emulator; the backend's listener (streaming pull, `LISTENER_MAX_MESSAGES`, in this process)
+hands each message to `handle_message`, which reads the entitlement from the emulator's
+Procurement API, calls `approvePlanChange` when asked, and commits to SQLite.
+
+For each scale (customers already in the database and in the emulator, seeded directly, not through
+notifications), `--changes` entitlements chosen at random ask for a plan change. That queues
+`--changes` ENTITLEMENT_PLAN_CHANGE_REQUESTED messages on the subscription; the listener then
+starts, approves each change (PLAN_CHANGE_POLICY=auto), and the emulator answers each approval
+with ENTITLEMENT_PLAN_CHANGED, which the listener processes too: 2 x `--changes` notifications.
+The clock runs from the listener's start until the last of them is committed.
+
+In the same run, the bare Pub/Sub emulator's ack rate is measured: the same number of messages,
+a subscriber whose callback only acks, the same flow control.
+
+Figures go to `benchmarks/results/lifecycle.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks import RESULTS_DIR, machine
+from benchmarks.emulator import free_port, pubsub_emulator, stop, wait_for_port
+
+PROVIDER = "DEMO-bench"
+PRODUCT = "example-product"
+TARGET_PER_SECOND = 300
+TARGET_SCALE_RATIO = 1.5
+
+
+# -- the Marketplace emulator, seeded in its own process ------------------------------------------
+
+
+def serve_seeded_emulator(port: int, customers: int, seed_file: Path) -> None:
+    """Run in a child process: seed `customers` active entitlements, then serve and publish.
+
+    Seeding goes straight to the emulator's Procurement backend with notifications recorded
+    only; then the notifier (Pub/Sub, from PUBSUB_EMULATOR_HOST) takes over, so only what
+    happens after seeding reaches the subscription.
+    """
+    from marketplace_emulator.events import RecordingSink
+    from marketplace_emulator.server import Emulator, run_in_thread
+
+    emulator = Emulator(sink=RecordingSink(), providers=[PROVIDER])
+    procurement = emulator.procurement
+    accounts: list[dict[str, Any]] = []
+    entitlements: list[dict[str, Any]] = []
+    for n in range(customers):
+        account, entitlement = procurement.purchase(PROVIDER, PRODUCT, ("basic", "pro")[n % 2])
+        procurement.approve_account(PROVIDER, account.id, "signup")
+        procurement.approve_entitlement(PROVIDER, entitlement.id)
+        accounts.append(procurement.get_account(PROVIDER, account.id).to_json())
+        entitlements.append(procurement.get_entitlement(PROVIDER, entitlement.id).to_json())
+    emulator.recorder.clear()
+    emulator.sink.target = emulator.notifier
+    seed_file.write_text(json.dumps({"accounts": accounts, "entitlements": entitlements}))
+    running = run_in_thread(emulator, port=port)
+    print("ready", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        running.stop()
+
+
+@contextmanager
+def seeded_emulator(customers: int, folder: Path, pubsub_host: str) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    seed_file = folder / f"seed-{customers}.json"
+    log = (folder / f"emulator-{customers}.log").open("wb")
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_host}
+    code = (
+        "import sys; from pathlib import Path; from benchmarks.lifecycle import "
+        "serve_seeded_emulator as s; s(int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), str(customers), str(seed_file)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 1800
+        while not seed_file.exists() or not wait_for_port(port, timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the seeded emulator did not start; see {log.name}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", seed_file
+    finally:
+        stop(process)
+        log.close()
+
+
+# -- the backend's database, seeded with the same customers ---------------------------------------
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def seed_database(database_url: str, seed_file: Path) -> None:
+    """Insert the emulator's accounts and entitlements as the backend would have recorded them."""
+    import sqlalchemy as sa
+
+    from marketplace_saas.adapters.db import migrate
+    from marketplace_saas.adapters.db.engine import create_engine
+    from marketplace_saas.adapters.db.models import Account, Entitlement, PlanHistory
+
+    migrate.upgrade(database_url)
+    seed = json.loads(seed_file.read_text())
+    now = datetime.now(UTC)
+    accounts = []
+    for account in seed["accounts"]:
+        approvals = {a["name"]: a for a in account.get("approvals", [])}
+        accounts.append(
+            {
+                "id": account["name"].rsplit("/", 1)[1],
+                "provider_id": PROVIDER,
+                "state": account.get("state"),
+                "signup_approval": approvals.get("signup", {}).get("state"),
+                "approvals": approvals,
+                "signed_up_at": now,
+                "google_create_time": _time(account.get("createTime")),
+                "google_update_time": _time(account.get("updateTime")),
+            }
+        )
+    entitlements, history = [], []
+    for entitlement in seed["entitlements"]:
+        eid = entitlement["name"].rsplit("/", 1)[1]
+        entitlements.append(
+            {
+                "id": eid,
+                "provider_id": PROVIDER,
+                "account_id": entitlement["account"].rsplit("/", 1)[1],
+                "product": entitlement.get("product"),
+                "plan": entitlement.get("plan"),
+                "state": entitlement["state"],
+                "offer": entitlement.get("offer"),
+                "offer_end_time": _time(entitlement.get("offerEndTime")),
+                "usage_reporting_id": entitlement.get("usageReportingId"),
+                "order_id": entitlement.get("orderId"),
+                "service_enabled": True,
+                "service_plan": entitlement.get("plan"),
+                "active_since": _time(entitlement.get("createTime")),
+                "google_create_time": _time(entitlement.get("createTime")),
+                "google_update_time": _time(entitlement.get("updateTime")),
+                "raw": entitlement,
+            }
+        )
+        history.append(
+            {
+                "entitlement_id": eid,
+                "plan": entitlement.get("plan"),
+                "previous_plan": None,
+                "effective_at": _time(entitlement.get("createTime")) or now,
+            }
+        )
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        for table, rows in (
+            (Account.__table__, accounts),
+            (Entitlement.__table__, entitlements),
+            (PlanHistory.__table__, history),
+        ):
+            for start in range(0, len(rows), 5000):
+                conn.execute(sa.insert(table), rows[start : start + 5000])
+    engine.dispose()
+
+
+# -- the measured run -----------------------------------------------------------------------------
+
+
+def create_subscription(topic: str) -> str:
+    from google.cloud import pubsub_v1
+
+    subscription = f"projects/bench/subscriptions/lifecycle-{uuid.uuid4().hex[:8]}"
+    with pubsub_v1.SubscriberClient() as subscriber:
+        subscriber.create_subscription(
+            request={"name": subscription, "topic": topic, "ack_deadline_seconds": 60}
+        )
+    return subscription
+
+
+def processed_count(database_url: str) -> int:
+    import sqlalchemy as sa
+
+    from marketplace_saas.adapters.db.engine import create_engine
+    from marketplace_saas.adapters.db.models import InboxMessage
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(InboxMessage.status == "processed")
+            return int(conn.execute(query.select_from(InboxMessage)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def end_to_end(customers: int, changes: int, folder: Path, pubsub_host: str) -> dict[str, Any]:
+    from marketplace_saas.config import Settings
+    from marketplace_saas.entrypoints.cli._common import open_container
+    from marketplace_saas.entrypoints.listener import Listener, processing_callback
+
+    database_url = f"sqlite:///{folder / f'lifecycle-{customers}.db'}"
+    with seeded_emulator(customers, folder, pubsub_host) as (url, seed_file):
+        started = time.perf_counter()
+        seed_database(database_url, seed_file)
+        seeding = time.perf_counter() - started
+        subscription = create_subscription(f"projects/cloudcommerceproc-prod/topics/{PROVIDER}")
+        ids = [
+            e["name"].rsplit("/", 1)[1] for e in json.loads(seed_file.read_text())["entitlements"]
+        ]
+        plans = {
+            e["name"].rsplit("/", 1)[1]: e["plan"]
+            for e in json.loads(seed_file.read_text())["entitlements"]
+        }
+        chosen = random.Random(customers).sample(ids, min(changes, len(ids)))
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for eid in chosen:
+                plan = "pro" if plans[eid] == "basic" else "basic"
+                response = client.post(
+                    f"/emulator/v1/providers/{PROVIDER}/entitlements/{eid}:changePlan",
+                    json={"plan": plan},
+                )
+                response.raise_for_status()
+        time.sleep(2.0)  # let the emulator's notifier hand every request to Pub/Sub
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            DATABASE_URL=database_url,
+            PROCUREMENT_API_ENDPOINT=url,
+            MARKETPLACE_PROVIDER_ID=PROVIDER,
+            MARKETPLACE_SANDBOX=True,
+            PLAN_CHANGE_POLICY="auto",
+            APPROVAL_POLICY="auto",
+        )
+        expected = 2 * len(chosen)
+        with open_container(settings) as container:
+            listener = Listener(settings, processing_callback(container), subscription=subscription)
+            cpu_before = time.process_time()
+            started = time.perf_counter()
+            listener.start()
+            deadline = started + 1800
+            done = 0
+            while time.perf_counter() < deadline:
+                done = processed_count(database_url)
+                if done >= expected:
+                    break
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_before
+            listener.stop()
+    return {
+        "customers": customers,
+        "plan_changes": len(chosen),
+        "notifications": expected,
+        "processed": done,
+        "seconds": round(elapsed, 2),
+        "notifications_per_second": round(done / elapsed, 1),
+        "ms_per_notification": round(elapsed / max(done, 1) * 1000, 3),
+        "listener_cpu_ms_per_notification": round(cpu / max(done, 1) * 1000, 3),
+        "seeding_seconds": round(seeding, 1),
+    }
+
+
+def bare_ack_rate(count: int, max_messages: int) -> dict[str, Any]:
+    """The Pub/Sub emulator alone: publish `count` messages, then a subscriber that only acks."""
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = f"projects/bench/topics/bare-{uuid.uuid4().hex[:8]}"
+    publisher.create_topic(request={"name": topic})
+    subscription = create_subscription(topic)
+    body = json.dumps({"eventId": "x" * 36, "eventType": "ENTITLEMENT_PLAN_CHANGED"}).encode()
+    for future in [publisher.publish(topic, body) for _ in range(count)]:
+        future.result(timeout=600)
+    acked = 0
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def callback(message: Any) -> None:
+        nonlocal acked
+        message.ack()
+        with lock:
+            acked += 1
+            if acked >= count:
+                finished.set()
+
+    subscriber = pubsub_v1.SubscriberClient()
+    flow = pubsub_v1.types.FlowControl(max_messages=max_messages)
+    started = time.perf_counter()
+    future = subscriber.subscribe(subscription, callback, flow_control=flow)
+    finished.wait(timeout=600)
+    elapsed = time.perf_counter() - started
+    future.cancel()
+    subscriber.close()
+    return {
+        "messages": count,
+        "seconds": round(elapsed, 2),
+        "acks_per_second": round(acked / elapsed, 1),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks lifecycle")
+    parser.add_argument("--changes", type=int, default=1500)
+    parser.add_argument("--scales", default="1000,100000")
+    args = parser.parse_args(argv)
+    scales = [int(s) for s in args.scales.split(",")]
+
+    from marketplace_saas.adapters.logging import configure_logging
+    from marketplace_saas.config import Settings
+
+    configure_logging(level="WARNING")
+    max_messages = Settings(_env_file=None).listener_max_messages  # type: ignore[call-arg]
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-lifecycle-") as tmp:
+        folder = Path(tmp)
+        with pubsub_emulator(folder / "pubsub-emulator.log") as host:
+            if host is None:
+                print("skipped: the Cloud Pub/Sub emulator (or Java) is not installed")
+                return 0
+            os.environ["PUBSUB_EMULATOR_HOST"] = host
+            bare_ack_rate(2000, max_messages)  # warm the JVM; not measured
+            runs = []
+            bare = []
+            for customers in scales:
+                bare.append(bare_ack_rate(2 * args.changes, max_messages))
+                runs.append(end_to_end(customers, args.changes, folder, host))
+                print(json.dumps(runs[-1]), flush=True)
+    small, large = runs[0], runs[-1]
+    ratio = large["ms_per_notification"] / small["ms_per_notification"]
+    result = {
+        "machine": machine(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "listener_max_messages": max_messages,
+        "database": "SQLite (file, WAL)",
+        "target_notifications_per_second": TARGET_PER_SECOND,
+        "target_cost_ratio": TARGET_SCALE_RATIO,
+        "runs": runs,
+        "bare_pubsub": bare,
+        "cost_ratio_largest_to_smallest": round(ratio, 2),
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "lifecycle.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
