@@ -1,4 +1,7 @@
-"""`sync`: reconcile every account and entitlement from the Procurement API."""
+"""`sync`: reconcile every account and entitlement from the Procurement API.
+
+Exit code 1 when some resource could not be reconciled (listed under `errors`).
+"""
 
 from __future__ import annotations
 
@@ -29,4 +32,4 @@ def run(args: argparse.Namespace) -> int:
         else {"result": result}
     )
     emit(args, data)
-    return 0
+    return 1 if data.get("errors") else 0
