@@ -7,31 +7,26 @@ Application Default Credentials otherwise.
 
 Every call gets its own timeout and is retried, bounded, with exponential backoff and full jitter
 on 408/429/5xx, timeouts and connection errors; what still fails is raised as one of the errors of
-`procurement_errors`. httplib2 objects are not thread-safe, so each thread has its own.
+`procurement_errors`. httplib2 objects are not thread-safe, so each thread has its own. The
+connections and the retry loop are `google_api.GoogleApiTransport`, shared with Service Control;
+which answers are worth retrying is decided by `procurement_errors`.
 
 Resource ids are bare ids; the gateway builds `providers/{providerId}/...` names.
 """
 
 from __future__ import annotations
 
-import http.client
-import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import google.auth
-import google_auth_httplib2
-import httplib2
 from google.auth.credentials import AnonymousCredentials, Credentials
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
 
+from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.adapters.procurement_errors import (
-    RETRYABLE_STATUSES,
     NotFoundError,
-    ProcurementError,
+    TransientProcurementError,
     classify_http_error,
     transport_error,
 )
@@ -40,13 +35,6 @@ from marketplace_saas.config import Settings
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ACCOUNTS_PAGE_SIZE = 200  # the documented maximum for accounts.list
 ENTITLEMENTS_PAGE_SIZE = 200
-
-# Exceptions httplib2 lets through for timeouts, refused or reset connections and DNS failures.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # TimeoutError, ConnectionError, ssl errors
-    httplib2.HttpLib2Error,
-    http.client.HTTPException,
-)
 
 
 class ProcurementApi(Protocol):
@@ -83,17 +71,6 @@ def credentials_for(settings: Settings) -> Credentials:
     return credentials
 
 
-def _close_http(http: Any) -> None:
-    inner = getattr(http, "http", http)  # AuthorizedHttp wraps an httplib2.Http
-    close = getattr(inner, "close", None)
-    if callable(close):
-        close()
-
-
-def _endpoint(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
-
-
 class ProcurementGateway:
     """The Procurement API for one provider, safe to share between threads."""
 
@@ -110,32 +87,20 @@ class ProcurementGateway:
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = ENTITLEMENTS_PAGE_SIZE,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.provider_id = settings.provider_id
-        self._credentials = credentials if credentials is not None else credentials_for(settings)
-        self._timeout = timeout
-        self._http_factory = http_factory or self._authorized_http
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._sleep = sleep
+        self._transport = GoogleApiTransport(
+            credentials,
+            default_credentials=lambda: credentials_for(settings),
+            http_factory=http_factory,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+        )
         self._page_size = page_size
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._opened: list[Any] = []  # every http this gateway made, closed by close()
-        options: dict[str, str] = {}
-        if settings.procurement_api_endpoint:
-            options["api_endpoint"] = _endpoint(settings.procurement_api_endpoint)
-        # The service object only builds requests; each request runs on this thread's http.
-        self._build_http = httplib2.Http(timeout=timeout)
-        self._service: Any = build(
-            "cloudcommerceprocurement",
-            "v1",
-            http=self._build_http,
-            static_discovery=True,
-            client_options=options or None,
-            cache_discovery=False,
+        self._service: Any = self._transport.build_service(
+            "cloudcommerceprocurement", "v1", settings.procurement_api_endpoint
         )
         # Building a resource creates its method objects (costly); they only build requests.
         self._accounts: Any = self._service.providers().accounts()
@@ -143,62 +108,19 @@ class ProcurementGateway:
 
     # -- transport ------------------------------------------------------------------------------
 
-    def _authorized_http(self) -> Any:
-        return google_auth_httplib2.AuthorizedHttp(
-            self._credentials, http=httplib2.Http(timeout=self._timeout)
-        )
-
-    def _http(self) -> Any:
-        http = getattr(self._local, "http", None)
-        if http is None:
-            http = self._http_factory()
-            self._local.http = http
-            with self._lock:
-                self._opened.append(http)
-        return http
-
-    def _drop_http(self) -> None:
-        """Forget this thread's http (after a broken connection) and close its sockets."""
-        http = getattr(self._local, "http", None)
-        self._local.http = None
-        if http is not None:
-            with self._lock:
-                if http in self._opened:
-                    self._opened.remove(http)
-            _close_http(http)
-
     def close(self) -> None:
         """Close every connection this gateway opened, in any thread."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for opened_http in opened:
-            _close_http(opened_http)
-        _close_http(self._build_http)
-
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: a random delay up to base * 2**attempt, capped."""
-        ceiling = min(self._backoff_max, self._backoff_base * (2**attempt))
-        return random.uniform(0, ceiling)
+        self._transport.close()
 
     def _execute(self, action: str, request: Any) -> Any:
-        last: ProcurementError | None = None
-        for attempt in range(self._max_attempts):
-            if attempt:
-                self._sleep(self._backoff(attempt - 1))
-            try:
-                return request.execute(http=self._http(), num_retries=0)
-            except HttpError as exc:
-                status = int(exc.resp.status)
-                error = classify_http_error(status, exc.content, action=action)
-                if status not in RETRYABLE_STATUSES:
-                    raise error from exc
-                last = error
-            except TRANSPORT_ERRORS as exc:
-                # A broken connection may leave this thread's http unusable: start afresh.
-                self._drop_http()
-                last = transport_error(exc, action=action)
-        assert last is not None
-        raise last
+        return self._transport.execute(
+            request,
+            http_error=lambda exc: classify_http_error(
+                int(exc.resp.status), exc.content, action=action
+            ),
+            transport_error=lambda exc: transport_error(exc, action=action),
+            transient=TransientProcurementError,
+        )
 
     def _get_or_none(self, action: str, request: Any) -> dict[str, Any] | None:
         try:

@@ -3,8 +3,8 @@
 `ServiceControlGateway` builds `servicecontrol v1` from the discovery document bundled with
 `google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator).
 Every call has a timeout and is retried, bounded, with exponential backoff and full jitter on
-408/429/5xx, timeouts and connection errors. This module is also the one place that classifies
-Service Control's answers:
+408/429/5xx, timeouts and connection errors (`google_api.GoogleApiTransport`, shared with the
+Procurement gateway). This module is the one place that classifies Service Control's answers:
 
     ServiceControlError                 a request failed as a whole (400, 403, ...): do not retry it
      └── TransientServiceControlError   429, 5xx, timeouts, broken connections after the retries;
@@ -16,10 +16,7 @@ Service Control's answers:
 
 from __future__ import annotations
 
-import http.client
 import json
-import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,21 +24,14 @@ from enum import Enum
 from typing import Any, Protocol
 
 import google.auth
-import google_auth_httplib2
-import httplib2
 from google.auth.credentials import AnonymousCredentials, Credentials
-from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
+from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.config import Settings
 
 SCOPE = "https://www.googleapis.com/auth/servicecontrol"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    httplib2.HttpLib2Error,
-    http.client.HTTPException,
-)
 
 # CheckError codes after which Google recommends to stop serving the customer (reference 4.4).
 SUSPEND_CODES = frozenset({"SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"})
@@ -142,11 +132,8 @@ def _error_from_http(exc: HttpError) -> ServiceControlError:
     return kind(message or f"HTTP {status_code}", status_code=status_code, status=status)
 
 
-def _close_http(http: Any) -> None:
-    inner = getattr(http, "http", http)  # AuthorizedHttp wraps an httplib2.Http
-    close = getattr(inner, "close", None)
-    if callable(close):
-        close()
+def _error_from_transport(exc: BaseException) -> TransientServiceControlError:
+    return TransientServiceControlError(f"{type(exc).__name__}: {exc}")
 
 
 class ServiceControlGateway:
@@ -164,87 +151,33 @@ class ServiceControlGateway:
         backoff_max: float = 4.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self._credentials = credentials if credentials is not None else credentials_for(settings)
-        self._timeout = timeout
-        self._http_factory = http_factory or self._authorized_http
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
-        self._sleep = sleep
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._opened: list[tuple[threading.Thread, Any]] = []
-        self._build_http = httplib2.Http(timeout=timeout)
-        options: dict[str, str] = {}
-        if settings.service_control_api_endpoint:
-            endpoint = settings.service_control_api_endpoint
-            options["api_endpoint"] = endpoint if endpoint.endswith("/") else endpoint + "/"
-        self._service: Any = build(
-            "servicecontrol",
-            "v1",
-            http=self._build_http,
-            static_discovery=True,
-            client_options=options or None,
-            cache_discovery=False,
+        self._transport = GoogleApiTransport(
+            credentials,
+            default_credentials=lambda: credentials_for(settings),
+            http_factory=http_factory,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            sleep=sleep,
+            close_finished_threads=True,
         )
-
-    def _authorized_http(self) -> Any:
-        return google_auth_httplib2.AuthorizedHttp(
-            self._credentials, http=httplib2.Http(timeout=self._timeout)
+        self._service: Any = self._transport.build_service(
+            "servicecontrol", "v1", settings.service_control_api_endpoint
         )
-
-    def _http(self) -> Any:
-        http = getattr(self._local, "http", None)
-        if http is None:
-            http = self._http_factory()
-            self._local.http = http
-            with self._lock:
-                # Close the connections of threads that have ended (a finished worker pool).
-                dead = [(t, h) for t, h in self._opened if not t.is_alive()]
-                self._opened = [(t, h) for t, h in self._opened if t.is_alive()]
-                self._opened.append((threading.current_thread(), http))
-            for _thread, old in dead:
-                _close_http(old)
-        return http
-
-    def _drop_http(self) -> None:
-        """Forget this thread's http (after a broken connection) and close its sockets."""
-        http = getattr(self._local, "http", None)
-        self._local.http = None
-        if http is not None:
-            with self._lock:
-                self._opened = [(t, h) for t, h in self._opened if h is not http]
-            _close_http(http)
 
     def close(self) -> None:
         """Close every connection this gateway opened, in any thread."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for _thread, connection in opened:
-            _close_http(connection)
-        _close_http(self._build_http)
+        self._transport.close()
 
     def _execute(self, request: Any) -> dict[str, Any]:
-        last: ServiceControlError | None = None
-        for attempt in range(self._max_attempts):
-            if attempt:
-                ceiling = min(self._backoff_max, self._backoff_base * (2 ** (attempt - 1)))
-                self._sleep(random.uniform(0, ceiling))
-            try:
-                result: dict[str, Any] = request.execute(http=self._http(), num_retries=0)
-                return result
-            except HttpError as exc:
-                error = _error_from_http(exc)
-                if not isinstance(error, TransientServiceControlError):
-                    raise error from exc
-                last = error
-            except TRANSPORT_ERRORS as exc:
-                self._drop_http()  # a broken connection may leave the http unusable
-                last = TransientServiceControlError(f"{type(exc).__name__}: {exc}")
-        assert last is not None
-        raise last
+        result: dict[str, Any] = self._transport.execute(
+            request,
+            http_error=_error_from_http,
+            transport_error=_error_from_transport,
+            transient=TransientServiceControlError,
+        )
+        return result
 
     def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
         request = self._service.services().check(
