@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -37,9 +38,12 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+SYNC_HINT = "not in the database; if Google has it, `marketplace-saas sync` records it"
+
+
 class NotFound(CliError):
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} not found")
+    def __init__(self, what: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{what} not found" + (f" ({hint})" if hint else ""))
 
 
 class _Stderr:
@@ -58,6 +62,8 @@ def setup_logging(args: argparse.Namespace) -> None:
     level = args.log_level or os.environ.get("LOG_LEVEL") or default
     configure_logging(level=level, json=os.environ.get("LOG_FORMAT") == "json")
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(_Stderr()))  # type: ignore[arg-type]
+    # One line per HTTP request (the sandbox emulator pushing notifications) is noise.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def load_settings() -> Settings:

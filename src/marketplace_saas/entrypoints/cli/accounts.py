@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from marketplace_saas.entrypoints.cli import _records
-from marketplace_saas.entrypoints.cli._common import OPERATOR, NotFound, open_container
+from marketplace_saas.entrypoints.cli._common import OPERATOR, SYNC_HINT, NotFound, open_container
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
 COLUMNS = [
@@ -66,7 +66,7 @@ def run_show(args: argparse.Namespace) -> int:
     with open_container() as container, container.sessions() as session:
         record = _records.get_account(session, _bare(args.account_id))
     if record is None:
-        raise NotFound(f"account {args.account_id}")
+        raise NotFound(f"account {args.account_id}", hint=SYNC_HINT)
     emit(args, record)
     return 0
 
