@@ -57,7 +57,10 @@ class Scheduler:
         except Exception:
             log.exception("job.failed", job=job.name)
         else:
-            log.info(
+            # A job that had nothing to report (the hook dispatcher's idle ticks, every few
+            # seconds) logs at debug, so the info log shows work done, not heartbeats.
+            emit = log.debug if result is None else log.info
+            emit(
                 "job.finished",
                 job=job.name,
                 seconds=round(time.perf_counter() - started, 3),

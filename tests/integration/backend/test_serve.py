@@ -61,6 +61,10 @@ def serve_and_purchase(env: dict[str, str], tmp_path: Path, name: str) -> None:
         assert "SANDBOX" in banner
         assert f"http://127.0.0.1:{emulator_port}" in banner
         assert "marketplace-emulator purchase --product example-product --plan basic" in banner
+        [sign_in] = [line for line in banner.splitlines() if "admin sign-in" in line]
+        assert sign_in.split()[2:4] == ["admin", "/"]
+        [app_line] = [line for line in banner.splitlines() if "example app" in line]
+        example_app = app_line.split()[2]
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz").status_code == 200
         assert httpx.get(f"{base}/readyz").status_code == 200
@@ -83,6 +87,15 @@ def serve_and_purchase(env: dict[str, str], tmp_path: Path, name: str) -> None:
         [row] = [r for r in json.loads(listed.stdout) if r["id"] == entitlement_id]
         assert row["state"] == "ENTITLEMENT_ACTIVE"
         assert row["serviceEnabled"] is True
+
+        def workspace() -> dict[str, object] | None:
+            workspaces = httpx.get(f"{example_app}/api/workspaces").json()["workspaces"]
+            found: dict[str, object] | None = workspaces.get(entitlement_id)
+            return found
+
+        # The sandbox's example provider app received the provisioning hook.
+        wait_for(lambda: workspace() is not None, timeout=60, what="the example app's workspace")
+        assert (workspace() or {}).get("plan") == "basic"
         server.signal(signal.SIGTERM)
         code = server.wait(timeout=60)
     assert code == 0, server.stderr

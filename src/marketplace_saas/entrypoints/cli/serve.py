@@ -18,12 +18,14 @@ from typing import Any
 import uvicorn
 
 from marketplace_saas.adapters.db import migrate
+from marketplace_saas.adapters.operators import OperatorDirectory, sandbox_password
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
     CliError,
     open_container,
     stop_on_signals,
 )
+from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
 from marketplace_saas.entrypoints.jobs import jobs
 from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
 from marketplace_saas.entrypoints.scheduler import Scheduler
@@ -91,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
             sandbox = start_sandbox(settings, backend_url, emulator_port=args.emulator_port)
             stack.callback(sandbox.stop)
             settings = sandbox.settings
+        settings, provider_app = attach_example_provider(settings, backend_url)
+        if provider_app is not None:
+            stack.callback(provider_app.stop)
         migrate.upgrade(settings.database_url)
         container = stack.enter_context(open_container(settings))
 
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler.start()
         stack.callback(scheduler.stop)
 
-        print(banner(settings, backend_url, sandbox, listener), flush=True)
+        print(banner(settings, backend_url, sandbox, listener, provider_app), flush=True)
         while not stop.wait(0.5):
             if listener is not None and listener.failed is not None:
                 error = listener.failed
@@ -128,7 +133,13 @@ def _describe(error: BaseException, subscription: str) -> str:
     return describe(error, subscription)
 
 
-def banner(settings: Settings, url: str, sandbox: Any, listener: Listener | None) -> str:
+def banner(
+    settings: Settings,
+    url: str,
+    sandbox: Any,
+    listener: Listener | None,
+    provider_app: ExampleProvider | None = None,
+) -> str:
     lines = [
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
         f"  sign-up page   {url}/signup",
@@ -138,8 +149,12 @@ def banner(settings: Settings, url: str, sandbox: Any, listener: Listener | None
         f"  database       {_safe_url(settings.database_url)}",
         f"  provider       {settings.provider_id}",
     ]
+    if OperatorDirectory.from_settings(settings).sandbox_default:
+        lines.append(f"  admin sign-in  admin / {sandbox_password()}  (sandbox only)")
     if listener is not None:
         lines.append(f"  listening on   {listener.subscription}")
+    if provider_app is not None:
+        lines.append(f"  example app    {provider_app.url}  (receives the provisioning hooks)")
     if sandbox is not None:
         lines.append(f"  emulator       {sandbox.emulator_url}  (Procurement API, Service Control,")
         lines.append("                 sign-up tokens, customer actions under /emulator/v1)")
@@ -155,7 +170,8 @@ def banner(settings: Settings, url: str, sandbox: Any, listener: Listener | None
         if settings.approval_policy == "signup":
             lines += [
                 "  (APPROVAL_POLICY=signup: the entitlement waits for the customer's sign-up;",
-                "   `marketplace-emulator signup-token ACCOUNT --audience ...` sends one, or",
+                "   `marketplace-emulator signup-token ACCOUNT --audience localhost` mints one",
+                f"   to paste at {url}/signup; or",
                 "   restart with APPROVAL_POLICY=auto to approve at once, as in the codelab)",
             ]
     lines += ["", "Stop with Ctrl-C."]
