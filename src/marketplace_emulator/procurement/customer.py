@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from marketplace_emulator.catalog import Product
 from marketplace_emulator.clock import rfc3339
 from marketplace_emulator.procurement import resources as r
 from marketplace_emulator.procurement.exceptions import FailedPrecondition, InvalidArgument
@@ -49,46 +50,63 @@ class CustomerActions(BackendCore):
         with self._write() as now:
             if offer.end_time is not None and offer.end_time <= max(now, offer.start_time or now):
                 raise InvalidArgument("offer.endTime must be after the offer starts.")
-            account_id = account_id or str(uuid.uuid4())
-            account = self._accounts.get((provider_id, account_id))
-            if account is None:
-                approval = r.Approval(r.SIGNUP, "PENDING", now)
-                account = r.Account(account_id, provider_id, now, now, {r.SIGNUP: approval})
-                self._accounts[(provider_id, account_id)] = account
-                self._emit_account("ACCOUNT_ACTIVE", account, now)
-            name = offer.name
-            if not name and (offer.start_time or offer.end_time):
-                name = f"projects/{provider_id}/services/{product.service_name}/privateOffers/"
-                name += str(uuid.uuid4())
-            entitlement = r.Entitlement(
-                id=str(uuid.uuid4()),
-                provider=provider_id,
-                account_id=account_id,
-                product=product_id,
-                service_name=product.service_name,
-                plan=plan,
-                state=r.ACTIVATION_REQUESTED,
-                create_time=now,
-                update_time=now,
-                term_days=product.term_days,
-                offer=name or self._standard_offer(provider_id, product.service_name),
-                fixed_offer_end=offer.end_time,
-                offer_end_time=offer.end_time,
-                offer_start_time=offer.start_time,
+            account, entitlement = self._buy(
+                provider_id, product_id, product, plan, account_id, usage_reporting_id, offer, now
             )
-            entitlement.offer_history.append(entitlement.offer)
-            if usage_reporting_id:
-                entitlement.usage_reporting_id = usage_reporting_id
-                number = usage_reporting_id.removeprefix("project_number:")
-                entitlement.consumer_project = f"projects/{number}"
-            else:
-                self._ensure_usage_id(entitlement)
-            self._entitlements[(provider_id, entitlement.id)] = entitlement
-            if product.auto_approve:
-                self._approve(entitlement, now, "ENTITLEMENT_OFFER_ACCEPTED")
-            else:
-                self._emit("ENTITLEMENT_CREATION_REQUESTED", entitlement)
             return snapshot_account(account), snapshot(entitlement)
+
+    def _buy(
+        self,
+        provider_id: str,
+        product_id: str,
+        product: Product,
+        plan: str,
+        account_id: str | None,
+        usage_reporting_id: str | None,
+        offer: OfferTerms,
+        now: datetime,
+    ) -> tuple[r.Account, r.Entitlement]:
+        """A purchase, once checked: the account (created if new) and the new entitlement."""
+        account_id = account_id or str(uuid.uuid4())
+        account = self._accounts.get((provider_id, account_id))
+        if account is None:
+            approval = r.Approval(r.SIGNUP, "PENDING", now)
+            account = r.Account(account_id, provider_id, now, now, {r.SIGNUP: approval})
+            self._add_account(account)
+            self._emit_account("ACCOUNT_ACTIVE", account, now)
+        name = offer.name
+        if not name and (offer.start_time or offer.end_time):
+            name = f"projects/{provider_id}/services/{product.service_name}/privateOffers/"
+            name += str(uuid.uuid4())
+        entitlement = r.Entitlement(
+            id=str(uuid.uuid4()),
+            provider=provider_id,
+            account_id=account_id,
+            product=product_id,
+            service_name=product.service_name,
+            plan=plan,
+            state=r.ACTIVATION_REQUESTED,
+            create_time=now,
+            update_time=now,
+            term_days=product.term_days,
+            offer=name or self._standard_offer(provider_id, product.service_name),
+            fixed_offer_end=offer.end_time,
+            offer_end_time=offer.end_time,
+            offer_start_time=offer.start_time,
+        )
+        entitlement.offer_history.append(entitlement.offer)
+        if usage_reporting_id:
+            entitlement.usage_reporting_id = usage_reporting_id
+            number = usage_reporting_id.removeprefix("project_number:")
+            entitlement.consumer_project = f"projects/{number}"
+        else:
+            self._ensure_usage_id(entitlement)
+        self._add_entitlement(entitlement)
+        if product.auto_approve:
+            self._approve(entitlement, now, "ENTITLEMENT_OFFER_ACCEPTED")
+        else:
+            self._emit("ENTITLEMENT_CREATION_REQUESTED", entitlement)
+        return account, entitlement
 
     def _approve(self, entitlement: r.Entitlement, now: datetime, event: str | None) -> None:
         """Schedule activation: after the activation delay, and not before the offer starts."""
@@ -215,8 +233,7 @@ class CustomerActions(BackendCore):
     def _delete(self, entitlement: r.Entitlement, now: datetime) -> None:
         entitlement.deleted = True
         entitlement.update_time = now
-        key = (entitlement.provider, entitlement.id)
-        self._deleted[key] = self._entitlements.pop(key)
+        self._remove_entitlement(entitlement)
         self._emit("ENTITLEMENT_DELETED", entitlement)
 
     def delete_account(self, provider_id: str, account_id: str) -> None:
@@ -227,15 +244,8 @@ class CustomerActions(BackendCore):
                 if entitlement.state != r.CANCELLED:
                     self._cancel_now(entitlement, now, "account-closed")
                 self._delete(entitlement, now)
-            del self._accounts[(provider_id, account_id)]
+            self._remove_account(account)
             self._emit_account("ACCOUNT_DELETED", account, now)
-
-    def _account_entitlements(self, provider_id: str, account_id: str) -> list[r.Entitlement]:
-        return [
-            e
-            for (p, _), e in self._entitlements.items()
-            if p == provider_id and e.account_id == account_id
-        ]
 
 
 def snapshot_account(account: r.Account) -> r.Account:

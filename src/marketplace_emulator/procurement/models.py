@@ -17,14 +17,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from marketplace_emulator.procurement import resources as r
-from marketplace_emulator.procurement.customer import CustomerActions, snapshot_account
+from marketplace_emulator.procurement.customer import snapshot_account
 from marketplace_emulator.procurement.exceptions import (
     FailedPrecondition,
     InvalidArgument,
     Unimplemented,
 )
-from marketplace_emulator.procurement.filters import FilterError, parse_filter
-from marketplace_emulator.procurement.paging import paginate
+from marketplace_emulator.procurement.filters import (
+    And,
+    Comparison,
+    Filter,
+    FilterError,
+    MatchAll,
+    parse_filter,
+)
+from marketplace_emulator.procurement.paging import paginate, paginate_stream
+from marketplace_emulator.procurement.seeding import Seeding
 from marketplace_emulator.procurement.store import snapshot, truncate_reason
 
 ACCOUNTS_PAGE_DEFAULT, ACCOUNTS_PAGE_MAX = 25, 200
@@ -45,7 +53,21 @@ def _page_size(requested: int | None, default: int, maximum: int) -> int:
     return min(requested, maximum)
 
 
-class ProcurementBackend(CustomerActions):
+def _account_constraint(predicate: Filter, provider_id: str) -> set[str] | None:
+    """Account ids a filter requires (`account=X`, alone or ANDed at the top), else None."""
+    comparisons = predicate.operands if isinstance(predicate, And) else (predicate,)
+    for comparison in comparisons:
+        if (
+            isinstance(comparison, Comparison)
+            and comparison.attribute == "account"
+            and comparison.op == "="
+        ):
+            value = comparison.value
+            return {value, value.removeprefix(f"providers/{provider_id}/accounts/")}
+    return None
+
+
+class ProcurementBackend(Seeding):
     """Accounts and entitlements of every provider, the provider's API, and customer actions."""
 
     # -- accounts -----------------------------------------------------------------------------
@@ -59,12 +81,11 @@ class ProcurementBackend(CustomerActions):
     ) -> tuple[list[r.Account], str | None]:
         size = _page_size(page_size, ACCOUNTS_PAGE_DEFAULT, ACCOUNTS_PAGE_MAX)
         with self._read():
-            accounts = sorted(
-                (a for (p, _), a in self._accounts.items() if p == provider_id),
-                key=lambda a: (a.create_time, a.id),
-            )
-            page, token = paginate(accounts, size, page_token, f"accounts|{provider_id}")
-            return [snapshot_account(a) for a in page], token
+            order = self._account_order.get(provider_id)
+            ids = order.ids() if order is not None else iter(())
+            query = f"accounts|{provider_id}"
+            page, token = paginate_stream(ids, size, page_token, query)
+            return [snapshot_account(self._accounts[(provider_id, i)]) for i in page], token
 
     def _approval(self, account: r.Account, approval_name: str) -> r.Approval:
         name = approval_name or r.SIGNUP  # the only approval an account has
@@ -131,17 +152,29 @@ class ProcurementBackend(CustomerActions):
         except FilterError as exc:
             raise InvalidArgument(str(exc)) from None
         size = _page_size(page_size, ENTITLEMENTS_PAGE_DEFAULT, ENTITLEMENTS_PAGE_MAX)
+        query = f"entitlements|{provider_id}|{filter_text}"
         with self._read():
-            matching = sorted(
-                (
-                    e
-                    for (p, _), e in self._entitlements.items()
-                    if p == provider_id and predicate.matches(e.filter_fields())
-                ),
-                key=lambda e: (e.create_time, e.id),
-            )
-            query = f"entitlements|{provider_id}|{filter_text}"
-            page, token = paginate(matching, size, page_token, query)
+            accounts = _account_constraint(predicate, provider_id)
+            if accounts is not None:  # the account index narrows the candidates
+                candidates = sorted(
+                    (
+                        self._entitlements[key]
+                        for account_id in accounts
+                        for key in self._by_account.get((provider_id, account_id))
+                    ),
+                    key=lambda e: (e.create_time, e.id),
+                )
+                matching = [e for e in candidates if predicate.matches(e.filter_fields())]
+                page, token = paginate(matching, size, page_token, query)
+                return [snapshot(e) for e in page], token
+            order = self._entitlement_order.get(provider_id)
+            ids = order.ids() if order is not None else iter(())
+            live = (self._entitlements[(provider_id, i)] for i in ids)
+            if isinstance(predicate, MatchAll):
+                found = live
+            else:
+                found = (e for e in live if predicate.matches(e.filter_fields()))
+            page, token = paginate_stream(found, size, page_token, query)
             return [snapshot(e) for e in page], token
 
     def patch_entitlement(
@@ -229,29 +262,35 @@ class ProcurementBackend(CustomerActions):
     ) -> list[r.Entitlement]:
         """Entitlements reported under `consumer_id`, with their plan periods (`plan_at`)."""
         with self._read():
-            pools = [self._entitlements.values()]
+            keys = self._by_usage_id.get(consumer_id)
+            live = sorted((k for k in keys if k in self._entitlements), key=self._seq.__getitem__)
+            found = [self._entitlements[k] for k in live]
             if include_deleted:
-                pools.append(self._deleted.values())
-            return [
-                snapshot(e) for pool in pools for e in pool if e.usage_reporting_id == consumer_id
-            ]
+                # in the order they were deleted (a deleted key's sequence is its deletion's)
+                deleted = sorted((k for k in keys if k in self._deleted), key=self._seq.__getitem__)
+                found += [self._deleted[k] for k in deleted]
+            return [snapshot(e) for e in found]
 
     def find_accounts(self, account_id: str) -> list[r.Account]:
         """Accounts with this id, under any provider (the sign-up token issuer looks them up)."""
         with self._read():
-            return [snapshot_account(a) for (_, i), a in self._accounts.items() if i == account_id]
+            return [
+                snapshot_account(self._accounts[k]) for k in self._accounts_by_id.get(account_id)
+            ]
 
     def entitlements(self, provider_id: str | None = None) -> list[r.Entitlement]:
         """Every live entitlement (of one provider), oldest first."""
         with self._read():
+            providers = [provider_id] if provider_id is not None else list(self._entitlement_order)
             found = [
-                snapshot(e)
-                for (p, _), e in self._entitlements.items()
-                if provider_id is None or p == provider_id
+                snapshot(self._entitlements[(p, i)])
+                for p in providers
+                if p in self._entitlement_order
+                for i in self._entitlement_order[p].ids()
             ]
         return sorted(found, key=lambda e: (e.create_time, e.id))
 
     def next_transition_time(self) -> datetime | None:
         """When the next clock-driven transition falls due (None: nothing is scheduled)."""
         with self._read():
-            return self._compute_next_due()
+            return self._next_due_time()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from marketplace_emulator.procurement.exceptions import InvalidArgument
@@ -49,3 +49,18 @@ def paginate(
     end = offset + page_size
     page = list(items[offset:end])
     return page, (encode_token(end, query) if end < len(items) else None)
+
+
+def paginate_stream(
+    items: Iterable[T], page_size: int, page_token: str, query: str
+) -> tuple[list[T], str | None]:
+    """As `paginate`, over items produced lazily: stops after the first item past the page."""
+    offset = decode_token(page_token, query) if page_token else 0
+    end = offset + page_size
+    page: list[T] = []
+    for index, item in enumerate(items):
+        if index >= end:
+            return page, encode_token(end, query)
+        if index >= offset:
+            page.append(item)
+    return page, None

@@ -5,6 +5,12 @@
 starts and activation delays, term ends, pending plan changes and cancellations) in time order,
 stamped with the time it was due, so moving the clock is deterministic. Notifications are queued
 under the lock and published after it is released, in the order they happened.
+
+Nothing on a request's path scans every entitlement (see indexes.py). Due times live in a heap
+ordered by (due time, insertion sequence), the order in which a scan of the entitlements would
+find them. Every entitlement a write looks up (`_entitlement`, `_account_entitlements`) or creates
+is marked touched, and its due time is rescheduled when the write ends; an entry made stale by a
+change is skipped when it reaches the top of the heap.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from marketplace_emulator.procurement.exceptions import (
     EntitlementNotFound,
     WrongState,
 )
+from marketplace_emulator.procurement.indexes import DueQueue, OrderedIndex, SortedKeys
 
 Key = tuple[str, str]
 REASON_MAX_BYTES = 256
@@ -67,8 +74,16 @@ class BackendCore:
         self._entitlements: dict[Key, r.Entitlement] = {}
         self._deleted: dict[Key, r.Entitlement] = {}
         self._outbox: list[tuple[str, dict[str, Any]]] = []
-        self._next_due: datetime | None = None
         self._project_numbers = itertools.count(100_000_000_001)
+        self._due = DueQueue()
+        self._seq: dict[Key, int] = {}  # order of insertion (of deletion, once deleted)
+        self._sequence = itertools.count()
+        self._touched: set[Key] = set()
+        self._by_account: OrderedIndex[Key, Key] = OrderedIndex()
+        self._by_usage_id: OrderedIndex[str, Key] = OrderedIndex()
+        self._accounts_by_id: OrderedIndex[str, Key] = OrderedIndex()
+        self._account_order: dict[str, SortedKeys] = {}
+        self._entitlement_order: dict[str, SortedKeys] = {}
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -79,7 +94,10 @@ class BackendCore:
             self._process_due(now)
         self._flush()
         with self._lock:
-            yield now
+            try:
+                yield now
+            finally:
+                self._touched.clear()  # a read changes nothing
 
     @contextmanager
     def _write(self) -> Iterator[datetime]:
@@ -90,7 +108,7 @@ class BackendCore:
                 try:
                     yield now
                 finally:
-                    self._next_due = self._compute_next_due()
+                    self._reschedule_touched()
         finally:
             self._flush()
 
@@ -112,8 +130,15 @@ class BackendCore:
             self._entitlements.clear()
             self._deleted.clear()
             self._outbox.clear()
-            self._next_due = None
             self._project_numbers = itertools.count(100_000_000_001)
+            self._due.clear()
+            self._seq.clear()
+            self._touched.clear()
+            self._by_account.clear()
+            self._by_usage_id.clear()
+            self._accounts_by_id.clear()
+            self._account_order.clear()
+            self._entitlement_order.clear()
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -127,7 +152,50 @@ class BackendCore:
         entitlement = self._entitlements.get((provider_id, entitlement_id))
         if entitlement is None:
             raise EntitlementNotFound(provider_id, entitlement_id)
+        self._touched.add((provider_id, entitlement_id))
         return entitlement
+
+    def _account_entitlements(self, provider_id: str, account_id: str) -> list[r.Entitlement]:
+        """The account's live entitlements, oldest insertion first (all marked touched)."""
+        keys = self._by_account.get((provider_id, account_id))
+        self._touched.update(keys)
+        return [self._entitlements[key] for key in keys]
+
+    # -- indexes ------------------------------------------------------------------------------
+
+    def _add_account(self, account: r.Account) -> None:
+        key = (account.provider, account.id)
+        self._accounts[key] = account
+        self._accounts_by_id.add(account.id, key)
+        order = self._account_order.setdefault(account.provider, SortedKeys())
+        order.add(account.create_time, account.id)
+
+    def _remove_account(self, account: r.Account) -> None:
+        key = (account.provider, account.id)
+        del self._accounts[key]
+        self._accounts_by_id.remove(account.id, key)
+        self._account_order[account.provider].remove(account.create_time, account.id)
+
+    def _add_entitlement(self, entitlement: r.Entitlement) -> None:
+        key = (entitlement.provider, entitlement.id)
+        self._entitlements[key] = entitlement
+        self._seq[key] = next(self._sequence)
+        self._touched.add(key)
+        self._by_account.add((entitlement.provider, entitlement.account_id), key)
+        if entitlement.usage_reporting_id:
+            self._by_usage_id.add(entitlement.usage_reporting_id, key)
+        order = self._entitlement_order.setdefault(entitlement.provider, SortedKeys())
+        order.add(entitlement.create_time, entitlement.id)
+
+    def _remove_entitlement(self, entitlement: r.Entitlement) -> None:
+        """Live -> deleted (it stays findable by usageReportingId)."""
+        key = (entitlement.provider, entitlement.id)
+        self._deleted[key] = self._entitlements.pop(key)
+        self._seq[key] = next(self._sequence)  # from now on: the order of deletion
+        self._due.discard(key)
+        self._by_account.remove((entitlement.provider, entitlement.account_id), key)
+        order = self._entitlement_order[entitlement.provider]
+        order.remove(entitlement.create_time, entitlement.id)
 
     def _product(self, entitlement: r.Entitlement) -> Product | None:
         return self.catalog.get(entitlement.provider, entitlement.product)
@@ -179,6 +247,9 @@ class BackendCore:
         spec = product.plans.get(entitlement.plan) if product else None
         if spec is not None and spec.usage_billed and not entitlement.usage_reporting_id:
             entitlement.usage_reporting_id = self._new_consumer()
+            self._by_usage_id.add(
+                entitlement.usage_reporting_id, (entitlement.provider, entitlement.id)
+            )
             entitlement.consumer_project = (
                 "projects/" + entitlement.usage_reporting_id.split(":")[1]
             )
@@ -240,23 +311,31 @@ class BackendCore:
             return entitlement.offer_end_time
         return None
 
-    def _compute_next_due(self) -> datetime | None:
-        times = [t for e in self._entitlements.values() if (t := self._due_time(e)) is not None]
-        return min(times, default=None)
+    def _schedule(self, key: Key) -> None:
+        entitlement = self._entitlements.get(key)
+        if entitlement is None:
+            self._due.discard(key)
+        else:
+            self._due.set(key, self._seq[key], self._due_time(entitlement))
+
+    def _reschedule_touched(self) -> None:
+        for key in self._touched:
+            self._schedule(key)
+        self._touched.clear()
+
+    def _next_due_time(self) -> datetime | None:
+        top = self._due.peek()
+        return top[0] if top is not None else None
 
     def _process_due(self, now: datetime) -> None:
-        if self._next_due is None or now < self._next_due:
-            return
-        while True:
-            due: tuple[datetime, r.Entitlement] | None = None
-            for entitlement in self._entitlements.values():
-                when = self._due_time(entitlement)
-                if when is not None and when <= now and (due is None or when < due[0]):
-                    due = (when, entitlement)
-            if due is None:
-                break
-            self._fire(due[1], due[0])
-        self._next_due = self._compute_next_due()
+        """Fire every transition due by `now`: earliest first, equal times in insertion order."""
+        while (top := self._due.peek()) is not None and top[0] <= now:
+            when, key = top
+            self._due.pop()
+            entitlement = self._entitlements[key]
+            if self._due_time(entitlement) == when:
+                self._fire(entitlement, when)
+            self._schedule(key)
 
     def _fire(self, entitlement: r.Entitlement, when: datetime) -> None:
         state = entitlement.state
