@@ -7,8 +7,9 @@ records the API's state, an audit row for the decision and one per Google call, 
 transaction. No transaction is open while Google is called.
 
 Outcomes: `approved`, `rejected`, `already_approved`, `already_rejected`, `suspended`,
-`message_set`. Errors: `ResourceNotFound` (no such resource), `NothingToDecide` (not waiting for
-this decision), `ProcurementError` (Google refused; `TransientProcurementError`: try again).
+`message_set`, `reset`. Errors: `ResourceNotFound` (no such resource), `NothingToDecide` (not
+waiting for this decision), `ProcurementError` (Google refused; `TransientProcurementError`: try
+again).
 The read-decide-read-record machinery is in `service.decisions`.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import (
     ACTIVATION_REQUESTED,
     APPROVAL_APPROVED,
@@ -49,6 +51,7 @@ __all__ = [
     "reject_account",
     "reject_entitlement",
     "reject_plan_change",
+    "reset_account",
     "set_message_to_user",
     "suspend_entitlement",
 ]
@@ -112,6 +115,9 @@ def approve_plan_change(container: Container, entitlement_id: str, *, actor: str
         ),
         outcome="approved",
         already="already_approved",
+        # Before deciding, only a change approved and waiting for its start proves an approval:
+        # in service with no pending plan is also what a rejected (or never asked) change leaves.
+        already_done=lambda v: v.state == PENDING_PLAN_CHANGE,
     )
 
 
@@ -218,6 +224,34 @@ def reject_account(
         already="already_rejected",
         details={"reason": reason},
     )
+
+
+def reset_account(container: Container, account_id: str, *, actor: str) -> ApprovalResult:
+    """Reset a test account to a pending sign-up (Google cancels its entitlements).
+
+    Re-read, call Google, read again and record the account with a `reset_account` audit row
+    and one row per Google call, like the other decisions; outcome `reset`.
+    """
+    calls = CallLog(container.now)
+    view = read_account(container, calls, account_id)
+    if view is None:
+        save_calls(container, calls, actor)
+        raise ResourceNotFound("account", account_id)
+    try:
+        calls.call(
+            "reset_account",
+            lambda: container.procurement.reset_account(account_id),
+            account_id=account_id,
+        )
+    except ProcurementError:
+        save_calls(container, calls, actor)
+        raise
+    after = read_account(container, calls, account_id)
+    if after is None:
+        save_calls(container, calls, actor)
+        raise ResourceNotFound("account", account_id)
+    record_account(container, calls, after, actor=actor, action="reset_account", outcome="reset")
+    return ApprovalResult("account", account_id, "reset", after.signup_state)
 
 
 def approve_pending_entitlements(

@@ -100,14 +100,17 @@ def decide_entitlement(
     already: str,
     details: dict[str, Any] | None = None,
     gone_is_done: bool = False,
+    already_done: Pending | None = None,
 ) -> ApprovalResult:
+    """`done` tells whether the decision is taken after our call; `already_done` (default:
+    `done`) whether the first read finds it taken before we decide anything."""
     calls = CallLog(container.now)
     view = read_entitlement(container, calls, entitlement_id)
     if view is None:
         record_entitlement(container, calls, entitlement_id, None, actor=actor)
         raise ResourceNotFound("entitlement", entitlement_id)
     if not pending(view):
-        if done(view):
+        if (already_done or done)(view):
             record_entitlement(
                 container, calls, entitlement_id, view, actor=actor, action=action, outcome=already
             )

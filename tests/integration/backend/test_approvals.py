@@ -167,3 +167,50 @@ def test_approve_after_signup_under_manual_policy_approves_nothing(
         row = session.get(Account, account.id)
         assert row is not None
         assert row.signup_approval == "PENDING"
+
+
+def test_approving_a_rejected_plan_change_is_nothing_to_decide(
+    emulator: Emulator, container: Container
+) -> None:
+    """After a rejection nothing waits: NothingToDecide, not already_approved, no Google call."""
+    account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
+    approvals.approve_after_signup(container, account.id, actor="signup")
+    emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
+    approvals.reject_plan_change(
+        container, entitlement.id, actor="operator:ada", reason="downgrade first"
+    )
+    with pytest.raises(NothingToDecide, match="no plan change is waiting"):
+        approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+    row = _entitlement(container, entitlement.id)
+    assert (row.plan, row.service_plan) == ("basic", "basic")
+    with container.sessions() as session:
+        approvals_called = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.kind == "api_call", AuditLog.action == "approve_plan_change")
+        )
+    assert approvals_called == 0
+
+
+def test_resetting_an_account_records_and_audits_it(
+    emulator: Emulator, container: Container
+) -> None:
+    """reset_account: Google resets the sign-up; our record follows, with its audit rows."""
+    account, _ = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
+    approvals.approve_account(container, account.id, actor="operator:ada")
+    result = approvals.reset_account(container, account.id, actor="operator:ada")
+    assert (result.outcome, result.state) == ("reset", "PENDING")
+    with container.sessions() as session:
+        row = session.get(Account, account.id)
+        assert row is not None
+        assert row.signup_approval == "PENDING"
+        change = session.scalars(
+            sa.select(AuditLog).where(AuditLog.kind == "change", AuditLog.action == "reset_account")
+        ).one()
+        calls = session.scalars(
+            sa.select(AuditLog.action).where(AuditLog.kind == "api_call").order_by(AuditLog.id)
+        ).all()
+    assert (change.outcome, change.actor) == ("reset", "operator:ada")
+    assert calls[-3:] == ["get_account", "reset_account", "get_account"]
+    with pytest.raises(ResourceNotFound, match="no account 'nope'"):
+        approvals.reset_account(container, "nope", actor="operator:ada")

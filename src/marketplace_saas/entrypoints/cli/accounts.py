@@ -71,13 +71,6 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _after(args: argparse.Namespace, container: Any, account_id: str, message: str) -> int:
-    with container.sessions() as session:
-        record = _records.get_account(session, account_id)
-    emit(args, record or {"id": account_id}, message=None if args.json else message)
-    return 0
-
-
 def _decided(args: argparse.Namespace, container: Any, result: Any) -> int:
     """Print the decision's outcome and the account as recorded after it."""
     with container.sessions() as session:
@@ -107,20 +100,9 @@ def run_reject(args: argparse.Namespace) -> int:
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.audit import CallLog
+    from marketplace_saas.service import approvals
 
     account_id = _bare(args.account_id)
     with open_container() as container:
-        # Not a decision of service.approvals: one Google call, recorded in the audit log.
-        calls = CallLog(container.now)
-        try:
-            calls.call(
-                "reset_account",
-                container.procurement.reset_account,
-                account_id,
-                account_id=account_id,
-            )
-        finally:
-            with container.sessions.begin() as session:
-                calls.flush(session, actor=OPERATOR)
-        return _after(args, container, account_id, f"reset account {account_id}")
+        result = approvals.reset_account(container, account_id, actor=OPERATOR)
+        return _decided(args, container, result)
