@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from marketplace_emulator.control import admin, customers
+from marketplace_emulator.control import admin, customers, seed
 
 router = APIRouter()
 router.include_router(customers.router)
 router.include_router(admin.router)
+router.include_router(seed.router)
