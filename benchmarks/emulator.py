@@ -9,7 +9,12 @@
    topic, as a provider would have), timed from the first `publish()` until `flush()` returns;
    the same payloads published with Google's `PublisherClient` alone give the baseline ratio.
 
-Figures are printed and written to `benchmarks/results/emulator.json`.
+3. Scale (`--scale`, in-process, no HTTP): `ProcurementBackend` seeded with 1,000 and 100,000
+   entitlements through the model (purchase, approve the account, approve the entitlement: three
+   writes each) and through the silent bulk `seed()`; then `entitlements.get` and `list` latency
+   (first page, `account=` filter, `state=active`), and one clock advance renewing every term.
+
+Figures are printed and merged into `benchmarks/results/emulator.json` (sections not run are kept).
 """
 
 from __future__ import annotations
@@ -301,6 +306,74 @@ def bench_notifications(args: argparse.Namespace, log_dir: Path) -> dict[str, An
     }
 
 
+def _latency(call: Any, samples: int) -> dict[str, float]:
+    timings = []
+    for i in range(samples):
+        started = time.perf_counter()
+        call(i)
+        timings.append((time.perf_counter() - started) * 1e6)
+    timings.sort()
+    return {
+        "p50_us": round(timings[len(timings) // 2], 1),
+        "p99_us": round(timings[int(len(timings) * 0.99)], 1),
+    }
+
+
+def scale_round(count: int) -> dict[str, Any]:
+    from marketplace_emulator.catalog import Catalog
+    from marketplace_emulator.clock import Clock
+    from marketplace_emulator.events import RecordingSink
+    from marketplace_emulator.procurement.models import ProcurementBackend
+
+    def backend() -> tuple[ProcurementBackend, Clock]:
+        clock = Clock()
+        return ProcurementBackend(clock, Catalog(), RecordingSink()), clock
+
+    bulk, _ = backend()
+    started = time.perf_counter()
+    bulk.seed(PROVIDER, count)
+    seeded = time.perf_counter() - started
+    del bulk
+    model, clock = backend()
+    started = time.perf_counter()
+    ids = []
+    for _ in range(count):
+        account, entitlement = model.purchase(PROVIDER, PRODUCT, "basic")
+        model.approve_account(PROVIDER, account.id)
+        model.approve_entitlement(PROVIDER, entitlement.id)
+        ids.append((account.id, entitlement.id))
+    through_model = time.perf_counter() - started
+    samples = 2000
+    picks = [ids[(i * 7919) % count] for i in range(samples)]
+    result = {
+        "entitlements": count,
+        "seed_through_model_seconds": round(through_model, 2),
+        "seed_through_model_per_second": round(count / through_model),
+        "bulk_seed_seconds": round(seeded, 2),
+        "get": _latency(lambda i: model.get_entitlement(PROVIDER, picks[i][1]), samples),
+        "list_first_page": _latency(lambda i: model.list_entitlements(PROVIDER), 200),
+        "list_account_filter": _latency(
+            lambda i: model.list_entitlements(PROVIDER, f"account={picks[i][0]}"), samples
+        ),
+        "list_state_active_first_page": _latency(
+            lambda i: model.list_entitlements(PROVIDER, "state=active"), 200
+        ),
+    }
+    clock.advance(31 * 86_400)
+    started = time.perf_counter()
+    model.process_due()
+    result["advance_renewing_all_seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+def bench_scale(counts: list[int]) -> dict[str, Any]:
+    return {
+        "what": "ProcurementBackend in-process (no HTTP); latencies per call in microseconds",
+        "machine": machine(),
+        "rounds": [scale_round(count) for count in counts],
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.emulator")
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds")
@@ -311,17 +384,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="notification rounds (median)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-pubsub", action="store_true")
+    parser.add_argument("--scale", action="store_true", help="also the in-process scale rounds")
+    parser.add_argument("--scale-counts", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "emulator.json")
     args = parser.parse_args(argv)
 
     log_dir = Path(tempfile.mkdtemp(prefix="benchmark-logs-"))
-    results: dict[str, Any] = {"machine": machine()}
+    results: dict[str, Any] = {}
+    if args.output.exists():
+        results = json.loads(args.output.read_text())
+    if not (args.skip_http and args.skip_pubsub):
+        results["machine"] = machine()
     if not args.skip_http:
         results["entitlements_get"] = bench_entitlements_get(args, log_dir)
         print(json.dumps(results["entitlements_get"], indent=2), flush=True)
     if not args.skip_pubsub:
         results["notifications_pubsub"] = bench_notifications(args, log_dir)
         print(json.dumps(results["notifications_pubsub"], indent=2), flush=True)
+    if args.scale:
+        results["scale"] = bench_scale(args.scale_counts)
+        print(json.dumps(results["scale"], indent=2), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {args.output} (server logs in {log_dir})")
