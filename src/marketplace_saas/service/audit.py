@@ -11,14 +11,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import AuditLog
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
 
 T = TypeVar("T")
+
+
+_INSERT = sa.insert(cast(sa.Table, AuditLog.__table__))  # Core: no unit-of-work per row
 
 
 def record_change(
@@ -33,18 +37,19 @@ def record_change(
     details: dict[str, Any] | None = None,
     outcome: str = "ok",
 ) -> None:
-    session.add(
-        AuditLog(
-            at=at,
-            kind="change",
-            action=action,
-            actor=actor,
-            account_id=account_id,
-            entitlement_id=entitlement_id,
-            event_id=event_id,
-            outcome=outcome,
-            details=details or {},
-        )
+    session.execute(
+        _INSERT,
+        {
+            "at": at,
+            "kind": "change",
+            "action": action,
+            "actor": actor,
+            "account_id": account_id,
+            "entitlement_id": entitlement_id,
+            "event_id": event_id,
+            "outcome": outcome,
+            "details": details or {},
+        },
     )
 
 
@@ -136,17 +141,22 @@ class CallLog:
 
         The list is kept: if that transaction rolls back, the failure path writes them again.
         """
-        for call in self.calls:
-            session.add(
-                AuditLog(
-                    at=call.at,
-                    kind="api_call",
-                    action=call.action,
-                    actor=actor,
-                    account_id=call.account_id,
-                    entitlement_id=call.entitlement_id,
-                    event_id=event_id,
-                    outcome=call.outcome[:50],
-                    details={**call.details, "seconds": call.seconds},
-                )
-            )
+        if not self.calls:
+            return
+        session.execute(
+            _INSERT,
+            [
+                {
+                    "at": call.at,
+                    "kind": "api_call",
+                    "action": call.action,
+                    "actor": actor,
+                    "account_id": call.account_id,
+                    "entitlement_id": call.entitlement_id,
+                    "event_id": event_id,
+                    "outcome": call.outcome[:50],
+                    "details": {**call.details, "seconds": call.seconds},
+                }
+                for call in self.calls
+            ],
+        )

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
 from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
 from marketplace_saas.domain.entitlements import (
@@ -36,14 +34,17 @@ from marketplace_saas.domain.policies import (
     entitlement_decision,
     plan_change_decision,
 )
-from marketplace_saas.service import records
 from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.lifecycle_io import Write as Write
+from marketplace_saas.service.lifecycle_io import erase_account as erase_account
+from marketplace_saas.service.lifecycle_io import read_account as read_account
+from marketplace_saas.service.lifecycle_io import read_entitlement as read_entitlement
+from marketplace_saas.service.lifecycle_io import write_account as write_account
+from marketplace_saas.service.lifecycle_io import write_entitlement as write_entitlement
 from marketplace_saas.service.provisioning import provision_instead_of_approving
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
-
-Write = Callable[[Session, records.Context], records.Applied]
 
 
 @dataclass
@@ -77,49 +78,6 @@ def _decide(calls: CallLog, action: str, fn: Callable[[], None], **ids: str) -> 
     return True
 
 
-def read_entitlement(container: Container, calls: CallLog, eid: str) -> EntitlementView | None:
-    resource = calls.call(
-        "get_entitlement", container.procurement.get_entitlement, eid, entitlement_id=eid
-    )
-    return EntitlementView.from_api(resource) if resource is not None else None
-
-
-def read_account(container: Container, calls: CallLog, account_id: str) -> AccountView | None:
-    resource = calls.call(
-        "get_account", container.procurement.get_account, account_id, account_id=account_id
-    )
-    return AccountView.from_api(resource) if resource is not None else None
-
-
-def write_entitlement(container: Container, eid: str, view: EntitlementView | None) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        return records.apply_entitlement(
-            session,
-            provider_id=container.settings.provider_id,
-            entitlement_id=eid,
-            view=view,
-            ctx=ctx,
-        )
-
-    return write
-
-
-def write_account(container: Container, view: AccountView) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        return records.apply_account(
-            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
-        )
-
-    return write
-
-
-def erase_account(account_id: str) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        return records.erase_account(session, account_id=account_id, ctx=ctx)
-
-    return write
-
-
 @dataclass(frozen=True)
 class _Known:
     """What our records say before we call Google (read in a short session, then closed)."""
@@ -129,11 +87,10 @@ class _Known:
     signed_up: bool
 
 
-def _known_entitlement(container: Container, eid: str) -> datetime | None:
-    """The updateTime of the version we applied."""
+def _known_entitlement(container: Container, eid: str) -> repo.KnownEntitlement | None:
+    """The updateTime of the version we applied, and what we know of its account."""
     with container.sessions() as session:
-        row = repo.entitlement_by_id(session, eid)
-        return row.google_update_time if row else None
+        return repo.known_entitlement(session, eid)
 
 
 def _known_account(container: Container, account_id: str) -> _Known:
@@ -224,7 +181,8 @@ def needs_decision(container: Container, view: EntitlementView, *, signed_up: bo
 def _refresh_entitlement(container: Container, note: Notification, calls: CallLog) -> Effects:
     """GET the entitlement, take the decisions its state and our policies call for, record it."""
     eid = note.subject_id
-    if is_stale(_known_entitlement(container, eid), note.update_time):
+    ours = _known_entitlement(container, eid)
+    if is_stale(ours.update_time if ours else None, note.update_time):
         return Effects(detail="stale: a newer version is already applied")
     view = read_entitlement(container, calls, eid)
     if view is None:
@@ -232,7 +190,11 @@ def _refresh_entitlement(container: Container, note: Notification, calls: CallLo
             detail="deleted: the API answers 404",
             writes=[write_entitlement(container, eid, None)],
         )
-    known = _known_account(container, view.account_id)
+    if ours is not None and ours.account_id == view.account_id:  # read with the entitlement
+        signed_up = ours.account_signed_up
+        known = _Known(ours.account_update_time, signed_up is not None, bool(signed_up))
+    else:
+        known = _known_account(container, view.account_id)
     latest, effects = decide_entitlement(container, calls, view, signed_up=known.signed_up)
     if not effects.decisions and not known.account_known:
         # An entitlement of an account we have not seen: record the account too.

@@ -118,30 +118,34 @@ def _store_received(
     *,
     message_id: str | None,
     source: str,
-) -> tuple[InboxMessage, bool]:
-    """The inbox row for this eventId, and whether it is a repeated delivery."""
+) -> tuple[str, int, bool]:
+    """Store the message unless its eventId is there: its status, deliveries, and whether it is
+    a repeated delivery. Two statements at most (insert, or count one more delivery)."""
     with container.sessions.begin() as session:
-        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
-        if row is not None:
-            row.deliveries += 1
-            return row, True
-        row = InboxMessage(
-            event_id=note.event_id,
-            event_type=note.event_type,
-            provider_id=note.provider_id,
-            subject_kind=note.kind,
-            subject_id=note.subject_id,
-            subject_update_time=note.update_time,
-            payload=_text(data),
-            message_id=message_id,
-            source=source,
-            status="received",
-            attempts=0,
-            deliveries=1,
-            received_at=container.now(),
+        inserted = repo.insert_inbox(
+            session,
+            {
+                "event_id": note.event_id,
+                "event_type": note.event_type,
+                "provider_id": note.provider_id,
+                "subject_kind": note.kind,
+                "subject_id": note.subject_id,
+                "subject_update_time": note.update_time,
+                "payload": _text(data),
+                "message_id": message_id,
+                "source": source,
+                "status": "received",
+                "attempts": 0,
+                "deliveries": 1,
+                "received_at": container.now(),
+            },
         )
-        session.add(row)
-        return row, False
+        if inserted:
+            return "received", 1, False
+        counted = repo.count_delivery(session, note.event_id)
+        if counted is None:  # pragma: no cover - deleted between the two statements
+            raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
+        return counted[0], counted[1], True
 
 
 # -- processing and settling ----------------------------------------------------------------------
@@ -175,13 +179,13 @@ def _process(container: Container, note: Notification, calls: CallLog, *, actor:
         for write in effects.writes:
             changed = write(session, ctx).changed or changed
         calls.flush(session, actor=actor, event_id=note.event_id)
-        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
-        if row is not None:
-            row.status = effects.status
-            row.attempts += 1
-            row.processed_at = ctx.now
-            row.last_error = None if effects.status == "processed" else effects.detail
-            row.traceback = None
+        repo.settle_inbox(
+            session,
+            note.event_id,
+            status=effects.status,
+            processed_at=ctx.now,
+            last_error=None if effects.status == "processed" else effects.detail,
+        )
     return _Done(effects.status, effects.detail, tuple(effects.decisions), changed)
 
 
@@ -259,11 +263,12 @@ def handle_message(
         return Disposition.ACK
     log = _logger(note, message_id=message_id, source=source)
     try:
-        row, repeated = _store_received(container, note, data, message_id=message_id, source=source)
+        stored = _store_received(container, note, data, message_id=message_id, source=source)
     except IntegrityError:  # the same eventId, stored a moment ago by another worker
-        row, repeated = _store_received(container, note, data, message_id=message_id, source=source)
-    if repeated and row.status in SETTLED:
-        log.info("notification.duplicate", status=row.status, deliveries=row.deliveries)
+        stored = _store_received(container, note, data, message_id=message_id, source=source)
+    status, deliveries, repeated = stored
+    if repeated and status in SETTLED:
+        log.info("notification.duplicate", status=status, deliveries=deliveries)
         return Disposition.ACK
     status = _settle(container, note, actor=LISTENER, log=log)
     return Disposition.NACK if status == "retrying" else Disposition.ACK

@@ -8,10 +8,12 @@ way (SQLite has one writer at a time anyway).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import (
@@ -24,11 +26,21 @@ from marketplace_saas.adapters.db.models import (
 
 M = TypeVar("M")
 
+_WRITE_LOCKED = "marketplace_saas.write_locked"  # session.info: the transaction holding it
+
 
 def take_write_lock(session: Session) -> None:
-    """On SQLite, start the transaction as a writer now, so no read in it can go stale."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(sa.text("UPDATE inbox SET id = id WHERE id = -1"))
+    """On SQLite, start the transaction as a writer now, so no read in it can go stale.
+
+    Once per transaction: a transaction that already holds the lock keeps it until it ends.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get(_WRITE_LOCKED) is transaction:
+        return
+    session.execute(sa.text("UPDATE inbox SET id = id WHERE id = -1"))
+    session.info[_WRITE_LOCKED] = transaction
 
 
 def _one(
@@ -49,6 +61,59 @@ def inbox_by_event_id(
     session: Session, event_id: str, *, locked: bool = False
 ) -> InboxMessage | None:
     return _one(session, InboxMessage, InboxMessage.event_id == event_id, locked=locked)
+
+
+def insert_inbox(session: Session, values: dict[str, Any]) -> bool:
+    """Insert an inbox row unless its eventId is there already; whether it was inserted."""
+    dialect = session.get_bind().dialect.name
+    statement: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(InboxMessage)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(InboxMessage)
+    else:  # pragma: no cover - the project supports SQLite and PostgreSQL only
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    inserted = session.execute(
+        statement.values(**values)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(InboxMessage.id)
+    ).first()
+    return inserted is not None
+
+
+def count_delivery(session: Session, event_id: str) -> tuple[str, int] | None:
+    """One more delivery of a stored eventId: its status and deliveries (None: no such row)."""
+    row = session.execute(
+        sa.update(InboxMessage)
+        .where(InboxMessage.event_id == event_id)
+        .values(deliveries=InboxMessage.deliveries + 1)
+        .returning(InboxMessage.status, InboxMessage.deliveries)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def settle_inbox(
+    session: Session,
+    event_id: str,
+    *,
+    status: str,
+    processed_at: datetime,
+    last_error: str | None,
+) -> None:
+    """Count one attempt and record its outcome: one UPDATE (it takes the row's lock itself)."""
+    session.execute(
+        sa.update(InboxMessage)
+        .where(InboxMessage.event_id == event_id)
+        .values(
+            status=status,
+            attempts=InboxMessage.attempts + 1,
+            processed_at=processed_at,
+            last_error=last_error,
+            traceback=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def list_inbox(
@@ -93,6 +158,37 @@ def entitlement_by_id(
     session: Session, entitlement_id: str, *, locked: bool = False
 ) -> Entitlement | None:
     return _one(session, Entitlement, Entitlement.id == entitlement_id, locked=locked)
+
+
+@dataclass(frozen=True)
+class KnownEntitlement:
+    """What we applied of an entitlement and of its account (None: no such row)."""
+
+    update_time: datetime | None
+    account_id: str | None
+    account_update_time: datetime | None
+    account_signed_up: bool | None
+
+
+def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
+    """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
+    row = session.execute(
+        sa.select(
+            Entitlement.google_update_time,
+            Entitlement.account_id,
+            Account.id,
+            Account.google_update_time,
+            Account.signed_up_at,
+        )
+        .outerjoin(Account, Account.id == Entitlement.account_id)
+        .where(Entitlement.id == entitlement_id)
+    ).first()
+    if row is None:
+        return None
+    applied, account_id, account_found, account_applied, signed_up_at = row
+    if account_found is None:
+        return KnownEntitlement(applied, account_id, None, None)
+    return KnownEntitlement(applied, account_id, account_applied, signed_up_at is not None)
 
 
 def entitlements_of_account(session: Session, account_id: str) -> list[Entitlement]:
