@@ -13,6 +13,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from marketplace_saas.domain.signup import (
+    DEFAULT_FIELDS,
+    FormField,
+    InvalidFieldConfig,
+    load_fields,
+    parse_fields,
+)
+
 SANDBOX_PROJECT = "sandbox"
 SANDBOX_SESSION_SECRET = "sandbox-only-session-secret-not-for-production"  # noqa: S105
 CLOUD_COMMERCE_PARTNER_ISS = (
@@ -44,6 +52,12 @@ class Settings(BaseSettings):
     marketplace_service_name: str | None = Field(None, alias="MARKETPLACE_SERVICE_NAME")
     signup_audience: str | None = Field(None, alias="SIGNUP_AUDIENCE")
     signup_certs_url: str = Field(CLOUD_COMMERCE_PARTNER_ISS, alias="SIGNUP_CERTS_URL")
+    # The sign-up form's fields (docs/signup.md): JSON in SIGNUP_FIELDS, or a .json/.toml file in
+    # SIGNUP_FIELDS_FILE (not both); by default name, work email and company.
+    signup_fields: Annotated[tuple[FormField, ...], NoDecode] = Field(
+        DEFAULT_FIELDS, alias="SIGNUP_FIELDS"
+    )
+    signup_fields_file: Path | None = Field(None, alias="SIGNUP_FIELDS_FILE")
     # Where the login URL sends a recognised customer (the provider's product); sandbox: /welcome.
     product_url: str = Field("/welcome", alias="PRODUCT_URL", min_length=1)
     approval_policy: Literal["signup", "auto", "manual"] = Field("signup", alias="APPROVAL_POLICY")
@@ -84,6 +98,30 @@ class Settings(BaseSettings):
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         return _csv(value)
+
+    @field_validator("signup_fields", mode="before")
+    @classmethod
+    def _parse_signup_fields(cls, value: object) -> object:
+        try:
+            if isinstance(value, str):
+                return load_fields(value)
+            return value if isinstance(value, tuple) else parse_fields(value)
+        except InvalidFieldConfig as exc:
+            raise ConfigurationError(f"SIGNUP_FIELDS: {exc}") from None
+
+    @model_validator(mode="after")
+    def _read_signup_fields_file(self) -> Settings:
+        path = self.signup_fields_file
+        if path is None:
+            return self
+        if "signup_fields" in self.model_fields_set:
+            raise ConfigurationError("set SIGNUP_FIELDS or SIGNUP_FIELDS_FILE, not both")
+        try:
+            text = path.read_text(encoding="utf-8")
+            self.signup_fields = load_fields(text, toml=path.suffix.lower() == ".toml")
+        except (OSError, UnicodeDecodeError, InvalidFieldConfig) as exc:
+            raise ConfigurationError(f"SIGNUP_FIELDS_FILE {path}: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> Settings:
