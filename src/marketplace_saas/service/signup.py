@@ -49,8 +49,8 @@ from marketplace_saas.domain.entitlements import (
 from marketplace_saas.domain.errors import MarketplaceError
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, Hook, HookPayload
 from marketplace_saas.domain.signup import (
-    DEFAULT_FIELDS,
-    FormField,
+    RECORD_COLUMNS,
+    Answer,
     Purchase,
     Validated,
     Visitor,
@@ -68,7 +68,6 @@ log = structlog.get_logger(__name__)
 
 ACTOR = "signup"
 SANDBOX_AUDIENCE = "localhost"  # SIGNUP_AUDIENCE in the sandbox when none is set
-FIELDS: tuple[FormField, ...] = DEFAULT_FIELDS
 RETRY_APPROVAL_AFTER = timedelta(seconds=60)  # a claimant that never finished: try again
 WAIT_FOR_CLAIMANT_SECONDS = 10.0
 
@@ -99,7 +98,7 @@ class SignupStart:
     visitor: Visitor
     purchases: list[Purchase]
     signed_up: bool
-    prefill: dict[str, str] = field(default_factory=dict)
+    prefill: dict[str, Answer] = field(default_factory=dict)
 
 
 def audience(settings: Settings) -> str:
@@ -192,7 +191,7 @@ def recognise(container: Container, token: str) -> tuple[Visitor, str | None]:
 
 
 def complete_signup(container: Container, visitor: Visitor, form: dict[str, str]) -> SignupStatus:
-    validated = validate(FIELDS, form)
+    validated = validate(container.settings.signup_fields, form)
     if not validated.ok:
         raise InvalidForm(validated)
     resource = _google(lambda: container.procurement.get_account(visitor.account_id))
@@ -215,7 +214,7 @@ def complete_signup(container: Container, visitor: Visitor, form: dict[str, str]
 def _claim(
     container: Container,
     visitor: Visitor,
-    values: dict[str, str],
+    values: dict[str, Answer],
     account: AccountView,
     purchases: list[Purchase],
 ) -> bool:
@@ -237,7 +236,7 @@ def _claim_in(
     session: Session,
     container: Container,
     visitor: Visitor,
-    values: dict[str, str],
+    values: dict[str, Answer],
     account: AccountView,
     purchases: list[Purchase],
 ) -> bool:
@@ -254,8 +253,7 @@ def _claim_in(
     if customer is None:
         customer = Customer(id=str(uuid.uuid4()), user_identity=visitor.user_identity)
         session.add(customer)
-    customer.name, customer.email = values.get("name"), values.get("email")
-    customer.company = values.get("company")
+    _fill_columns(customer, values)
     data = dict(customer.signup_data or {})
     data["fields"] = values
     data["accounts"] = {
@@ -307,6 +305,14 @@ def _claim_in(
     return True
 
 
+def _fill_columns(customer: Customer, values: dict[str, Answer]) -> None:
+    """The customer's name, email and company from the fields of those names, when asked."""
+    for column in RECORD_COLUMNS:
+        value = values.get(column)
+        if isinstance(value, str):
+            setattr(customer, column, value or None)
+
+
 def _existing_customer(session: Session, row: Account | None, visitor: Visitor) -> Customer | None:
     """Linked to the account already, or the same human (`google.user_identity`) seen before."""
     if row is not None and row.customer_id is not None:
@@ -320,11 +326,11 @@ def _existing_customer(session: Session, row: Account | None, visitor: Visitor) 
     return None
 
 
-def _prefill(customer: Customer | None) -> dict[str, str]:
+def _prefill(customer: Customer | None) -> dict[str, Answer]:
     if customer is None:
         return {}
     fields = (customer.signup_data or {}).get("fields") or {}
-    return {k: str(v) for k, v in fields.items() if isinstance(v, str)}
+    return {k: v for k, v in fields.items() if isinstance(v, str | bool)}
 
 
 def _approve(container: Container, account_id: str) -> None:

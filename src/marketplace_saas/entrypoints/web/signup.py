@@ -17,13 +17,14 @@ signed, short-lived session cookie (`entrypoints.web.security`), never in the pa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from marketplace_saas.domain.signup import Visitor
+from marketplace_saas.domain.signup import Answer, Visitor
 from marketplace_saas.entrypoints.web.app import get_container, templates
 from marketplace_saas.entrypoints.web.security import (
     CSRF_FIELD,
@@ -114,7 +115,7 @@ def _form(
     request: Request,
     start: service.SignupStart,
     session: dict[str, Any],
-    values: dict[str, str],
+    values: Mapping[str, Answer],
     errors: dict[str, str],
     status_code: int = 200,
 ) -> Response:
@@ -123,7 +124,7 @@ def _form(
         "signup_form.html",
         status_code,
         purchases=start.purchases,
-        fields=service.FIELDS,
+        fields=get_container(request).settings.signup_fields,
         values=values,
         errors=errors,
         csrf_field=CSRF_FIELD,
@@ -193,7 +194,8 @@ async def complete(request: Request) -> Response:
     if not csrf_matches(session.get("csrf"), form.get(CSRF_FIELD)):
         message = "Please reload the sign-up page from Google Cloud Marketplace and try again."
         return _error(request, 403, "This form has expired", message)
-    answers = {f.name: str(form.get(f.name) or "") for f in service.FIELDS}
+    fields = container.settings.signup_fields
+    answers = {f.name: str(form.get(f.name) or "") for f in fields}
     try:
         status = await run_in_threadpool(service.complete_signup, container, visitor, answers)
     except service.InvalidForm as exc:
