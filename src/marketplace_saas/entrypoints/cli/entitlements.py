@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from marketplace_saas.entrypoints.cli import _records
@@ -98,63 +100,35 @@ def _done(args: argparse.Namespace, container: Any, result: Any) -> int:
     return 0
 
 
-def run_approve(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
+def _decision(
+    decide: Callable[[ModuleType, Any, str, argparse.Namespace], Any],
+) -> Callable[[argparse.Namespace], int]:
+    """A command that takes one decision through `service.approvals` and prints its outcome."""
 
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.approve_entitlement(container, entitlement_id, actor=OPERATOR)
-        return _done(args, container, result)
+    def run(args: argparse.Namespace) -> int:
+        from marketplace_saas.service import approvals
 
+        entitlement_id = _bare(args.entitlement_id)
+        with open_container() as container:
+            result = decide(approvals, container, entitlement_id, args)
+            return _done(args, container, result)
 
-def run_reject(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.reject_entitlement(
-            container, entitlement_id, actor=OPERATOR, reason=args.reason
-        )
-        return _done(args, container, result)
+    return run
 
 
-def run_approve_plan_change(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.approve_plan_change(container, entitlement_id, actor=OPERATOR)
-        return _done(args, container, result)
-
-
-def run_reject_plan_change(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.reject_plan_change(
-            container, entitlement_id, actor=OPERATOR, reason=args.reason
-        )
-        return _done(args, container, result)
-
-
-def run_suspend(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.suspend_entitlement(
-            container, entitlement_id, actor=OPERATOR, reason=args.reason
-        )
-        return _done(args, container, result)
-
-
-def run_message(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    entitlement_id = _bare(args.entitlement_id)
-    with open_container() as container:
-        result = approvals.set_message_to_user(
-            container, entitlement_id, actor=OPERATOR, message=args.text
-        )
-        return _done(args, container, result)
+run_approve = _decision(lambda ap, c, e, a: ap.approve_entitlement(c, e, actor=OPERATOR))
+run_reject = _decision(
+    lambda ap, c, e, a: ap.reject_entitlement(c, e, actor=OPERATOR, reason=a.reason)
+)
+run_approve_plan_change = _decision(
+    lambda ap, c, e, a: ap.approve_plan_change(c, e, actor=OPERATOR)
+)
+run_reject_plan_change = _decision(
+    lambda ap, c, e, a: ap.reject_plan_change(c, e, actor=OPERATOR, reason=a.reason)
+)
+run_suspend = _decision(
+    lambda ap, c, e, a: ap.suspend_entitlement(c, e, actor=OPERATOR, reason=a.reason)
+)
+run_message = _decision(
+    lambda ap, c, e, a: ap.set_message_to_user(c, e, actor=OPERATOR, message=a.text)
+)
