@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import (
     ACTIVATION_REQUESTED,
@@ -131,9 +132,7 @@ def reject_plan_change(
         actor=actor,
         action="reject_plan_change",
         pending=lambda v: v.state == PENDING_PLAN_CHANGE_APPROVAL and bool(v.new_pending_plan),
-        done=lambda v: (
-            v.in_service and v.state != PENDING_PLAN_CHANGE_APPROVAL and not v.new_pending_plan
-        ),
+        done=_plan_change_settled,
         wanted="no plan change is waiting for approval",
         call=lambda v: container.procurement.reject_plan_change(
             entitlement_id, v.new_pending_plan or "", reason
@@ -141,7 +140,21 @@ def reject_plan_change(
         outcome="rejected",
         already="already_rejected",
         details={"reason": reason},
+        # In service with no pending plan is also what an approved change leaves once it took
+        # effect: only our record of a rejection, with no plan change since, proves one.
+        already_done=lambda v: _plan_change_settled(v) and _rejection_stands(container, v.id),
     )
+
+
+def _plan_change_settled(view: EntitlementView) -> bool:
+    return (
+        view.in_service and view.state != PENDING_PLAN_CHANGE_APPROVAL and not view.new_pending_plan
+    )
+
+
+def _rejection_stands(container: Container, entitlement_id: str) -> bool:
+    with container.sessions() as session:
+        return repo.plan_change_rejected_last(session, entitlement_id)
 
 
 def suspend_entitlement(

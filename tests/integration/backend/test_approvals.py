@@ -192,6 +192,33 @@ def test_approving_a_rejected_plan_change_is_nothing_to_decide(
     assert approvals_called == 0
 
 
+def test_rejecting_an_approved_plan_change_that_took_effect_is_nothing_to_decide(
+    emulator: Emulator, container: Container
+) -> None:
+    """After an approved change took effect nothing waits: NothingToDecide, not already_rejected;
+    a second rejection of a rejected change stays already_rejected."""
+    account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
+    approvals.approve_after_signup(container, account.id, actor="signup")
+    emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
+    approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="no")
+    again = approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="")
+    assert again.outcome == "already_rejected"
+    emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
+    result = approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+    assert (result.outcome, result.state) == ("approved", "ENTITLEMENT_ACTIVE")
+    with pytest.raises(NothingToDecide, match="no plan change is waiting"):
+        approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="x")
+    row = _entitlement(container, entitlement.id)
+    assert (row.plan, row.service_plan) == ("pro", "pro")
+    with container.sessions() as session:
+        rejections_called = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.kind == "api_call", AuditLog.action == "reject_plan_change")
+        )
+    assert rejections_called == 1
+
+
 def test_resetting_an_account_records_and_audits_it(
     emulator: Emulator, container: Container
 ) -> None:

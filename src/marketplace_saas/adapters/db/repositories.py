@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import (
     Account,
+    AuditLog,
     Customer,
     Entitlement,
     InboxMessage,
@@ -233,3 +234,29 @@ def plan_history(session: Session, entitlement_id: str) -> list[PlanHistory]:
         .order_by(PlanHistory.effective_at, PlanHistory.id)
     )
     return list(session.scalars(statement))
+
+
+def plan_change_rejected_last(session: Session, entitlement_id: str) -> bool:
+    """Whether our latest word on this entitlement's plan is a rejection we recorded: a
+    `reject_plan_change` decision, and no plan change recorded since (an approved change that
+    took effect, whoever approved it, leaves a `plan_history` row with a previous plan)."""
+    rejected_at = session.scalar(
+        sa.select(sa.func.max(AuditLog.at)).where(
+            AuditLog.entitlement_id == entitlement_id,
+            AuditLog.kind == "change",
+            AuditLog.action == "reject_plan_change",
+            AuditLog.outcome.in_(("rejected", "already_rejected")),
+        )
+    )
+    if rejected_at is None:
+        return False
+    changed_since = session.scalar(
+        sa.select(PlanHistory.id)
+        .where(
+            PlanHistory.entitlement_id == entitlement_id,
+            PlanHistory.previous_plan.is_not(None),
+            PlanHistory.recorded_at >= rejected_at,
+        )
+        .limit(1)
+    )
+    return changed_since is None
