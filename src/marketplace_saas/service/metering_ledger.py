@@ -7,14 +7,22 @@ unstamped, never stamped and uncounted), and a `usage_reports` row is written as
 
 int64 metrics report the whole units of a window; the fraction is carried into the entitlement's
 next window (by the provider's metric name) and the last window rounds half up.
+
+One reporter at a time: `run_lock` is held for a whole run (close and send). A second run finds it
+taken and stops with `ANOTHER_RUN`, changing nothing: on PostgreSQL a session advisory lock, on
+SQLite an exclusive `flock` on `<database>.report-usage.lock` (a process-wide lock for `:memory:`).
+Both are released when their holder ends, a crash included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -32,6 +40,80 @@ log = structlog.get_logger(__name__)
 RECORDS = cast(sa.Table, UsageRecord.__table__)
 REPORTS = cast(sa.Table, UsageReport.__table__)
 UNFINISHED = ("pending", "sent")
+OPERATION_NAME = "Hourly Usage Report"
+ANOTHER_RUN = "another report-usage run is reporting these windows"
+_ADVISORY_KEY = 0x6D70735F75736167  # "mps_usag": the reporter's PostgreSQL advisory lock
+_MEMORY_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(engine: sa.Engine) -> Iterator[bool]:
+    """Hold the reporter's lock for the block: yields False when another run holds it."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            key = sa.literal(_ADVISORY_KEY, sa.BigInteger)
+            got = bool(connection.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar())
+            connection.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+                    connection.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        got = _MEMORY_LOCK.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                _MEMORY_LOCK.release()
+        return
+    with open(f"{database}.report-usage.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def operation_json(row: UsageReport, *, for_report: bool) -> dict[str, Any]:
+    """The Service Control Operation of one ledger row (the same bytes on every re-send)."""
+    value_sets = []
+    for name, entry in sorted(row.metric_values.items()):
+        if not isinstance(entry, dict) or "type" not in entry:
+            continue
+        value: dict[str, Any] = (
+            {"int64Value": str(entry["value"])}
+            if entry["type"] == "int64"
+            else {"doubleValue": float(entry["value"])}
+        )
+        value_sets.append({"metricName": name, "metricValues": [value]})
+    operation: dict[str, Any] = {
+        "operationId": row.operation_id,
+        "operationName": OPERATION_NAME,
+        "consumerId": row.consumer_id,
+        "startTime": rfc3339(row.window_start),
+        "endTime": rfc3339(row.window_end),
+        "metricValueSets": value_sets,
+    }
+    if for_report and row.user_labels:
+        operation["userLabels"] = dict(row.user_labels)
+    return operation
+
+
+def service_of(row: UsageReport) -> str:
+    name = next(k for k, v in row.metric_values.items() if isinstance(v, dict) and "type" in v)
+    return name.rsplit("/", 1)[0]
 
 
 @dataclass

@@ -16,6 +16,9 @@
 Check errors SERVICE_NOT_ACTIVATED, BILLING_DISABLED and PROJECT_DELETED turn the customer's
 service off (audit row, `entitlement.suspended` hook); a later passing check turns it back on
 (`entitlement.restored`). Outages never do.
+
+One run at a time (`metering_ledger.run_lock`): a run that finds another one reporting, or loses
+the race to insert the same operationId, sends nothing and says so in `errors` (`ANOTHER_RUN`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db import usage_store
@@ -44,11 +49,16 @@ from marketplace_saas.adapters.usage_catalog import load_catalog
 from marketplace_saas.service import metering_ledger as ledger
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.metering import MeteringContainer
+from marketplace_saas.service.metering_ledger import (
+    ANOTHER_RUN,
+    operation_json,
+    rfc3339,
+    service_of,
+)
 from marketplace_saas.service.outbox import enqueue_hook
 
 log = structlog.get_logger(__name__)
 
-OPERATION_NAME = "Hourly Usage Report"
 MAX_REPORT_BYTES = 900_000  # under Service Control's 1 MB request limit, with room to spare
 CHECK_WORKERS = 8
 SUSPENDED_PREFIX = "servicecontrol:"
@@ -77,44 +87,10 @@ class ReportSummary:
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("now", "operations")}
-        out["now"] = _rfc3339(self.now)
+        out["now"] = rfc3339(self.now)
         if self.operations:
             out["operations"] = self.operations
         return out
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def operation_json(row: UsageReport, *, for_report: bool) -> dict[str, Any]:
-    """The Service Control Operation of one ledger row (the same bytes on every re-send)."""
-    value_sets = []
-    for name, entry in sorted(row.metric_values.items()):
-        if not isinstance(entry, dict) or "type" not in entry:
-            continue
-        value: dict[str, Any] = (
-            {"int64Value": str(entry["value"])}
-            if entry["type"] == "int64"
-            else {"doubleValue": float(entry["value"])}
-        )
-        value_sets.append({"metricName": name, "metricValues": [value]})
-    operation: dict[str, Any] = {
-        "operationId": row.operation_id,
-        "operationName": OPERATION_NAME,
-        "consumerId": row.consumer_id,
-        "startTime": _rfc3339(row.window_start),
-        "endTime": _rfc3339(row.window_end),
-        "metricValueSets": value_sets,
-    }
-    if for_report and row.user_labels:
-        operation["userLabels"] = dict(row.user_labels)
-    return operation
-
-
-def service_of(row: UsageReport) -> str:
-    name = next(k for k, v in row.metric_values.items() if isinstance(v, dict) and "type" in v)
-    return name.rsplit("/", 1)[0]
 
 
 def report_usage(
@@ -128,36 +104,58 @@ def report_usage(
 ) -> ReportSummary:
     """Close and send every due window; see the module docstring."""
     now = now or container.now()
-    settings = container.settings
     summary = ReportSummary(now=now)
-    horizon = now - timedelta(seconds=settings.usage_grace_seconds)
-    catalog = load_catalog(settings)
-    with container.sessions.begin() as session:
-        entitlements = usage_store.load_metered_entitlements(session)
-        state = ledger.ledger_state(session, entitlements)
-        if not dry_run:
-            summary.carried, summary.stranded = ledger.carry_stray_records(
-                session, entitlements, state
-            )
-        windows = ledger.due_windows(entitlements.values(), state, catalog, horizon)
-        if dry_run:
-            ledger.preview_sums(session, windows)
-        else:
-            ledger.stamp_and_sum(session, windows)
-        rows = ledger.ledger_rows(windows, state, report_zero=settings.usage_report_zero, now=now)
-        if not dry_run:
-            ledger.insert_ledger_rows(session, rows)
-        summary.closed = len(rows)
-        summary.skipped = sum(1 for r in rows if r["status"] == "skipped")
-        if dry_run:
-            pending = ledger.unfinished(session) + [
-                UsageReport(**r) for r in rows if r["status"] == "pending"
-            ]
-            summary.operations = [operation_json(r, for_report=True) for r in pending]
+    if dry_run:
+        _close(container, summary, dry_run=True)
+        return summary
+    with container.sessions() as session:
+        bind = session.get_bind()
+    engine = bind if isinstance(bind, sa.Engine) else bind.engine
+    with ledger.run_lock(engine) as mine:
+        if not mine or not _close(container, summary, dry_run=False):
+            summary.errors.append({"error": ANOTHER_RUN})
+            log.warning("usage.another_run")
             return summary
-    gateway = gateway or container_gateway(container)
-    _Sender(container, gateway, summary, progress, actor).run()
+        _Sender(container, gateway or container_gateway(container), summary, progress, actor).run()
     return summary
+
+
+def _close(container: MeteringContainer, summary: ReportSummary, *, dry_run: bool) -> bool:
+    """Step 1: write the due windows to the ledger (a dry run lists what would be sent).
+
+    False when another run wrote one of the same operationIds first (the unique constraint).
+    """
+    settings = container.settings
+    horizon = summary.now - timedelta(seconds=settings.usage_grace_seconds)
+    catalog = load_catalog(settings)
+    try:
+        with container.sessions.begin() as session:
+            entitlements = usage_store.load_metered_entitlements(session)
+            state = ledger.ledger_state(session, entitlements)
+            if not dry_run:
+                summary.carried, summary.stranded = ledger.carry_stray_records(
+                    session, entitlements, state
+                )
+            windows = ledger.due_windows(entitlements.values(), state, catalog, horizon)
+            if dry_run:
+                ledger.preview_sums(session, windows)
+            else:
+                ledger.stamp_and_sum(session, windows)
+            zero = settings.usage_report_zero
+            rows = ledger.ledger_rows(windows, state, report_zero=zero, now=summary.now)
+            if not dry_run:
+                ledger.insert_ledger_rows(session, rows)
+            if dry_run:
+                pending = ledger.unfinished(session) + [
+                    UsageReport(**r) for r in rows if r["status"] == "pending"
+                ]
+                summary.operations = [operation_json(r, for_report=True) for r in pending]
+    except IntegrityError:  # another run wrote the same operationId first: it reports them
+        summary.carried = summary.stranded = 0
+        return False
+    summary.closed = len(rows)
+    summary.skipped = sum(1 for r in rows if r["status"] == "skipped")
+    return True
 
 
 def container_gateway(container: MeteringContainer) -> ServiceControlApi:
@@ -321,7 +319,7 @@ class _Sender:
     def _error(self, row: UsageReport, detail: str | None) -> dict[str, str]:
         return {
             "entitlement": row.entitlement_id,
-            "window_start": _rfc3339(row.window_start),
+            "window_start": rfc3339(row.window_start),
             "operation_id": row.operation_id,
             "error": detail or "",
         }

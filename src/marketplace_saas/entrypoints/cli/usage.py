@@ -1,7 +1,8 @@
 """`usage show ENTITLEMENT`, `usage pending` and `report-usage [--once] [--dry-run] [--now TIME]`.
 
 `report-usage` exits 1 when any window was rejected or is left to retry; its progress goes to
-stderr (a bar on a terminal, a line per tenth otherwise).
+stderr (a bar on a terminal, a line per tenth otherwise). A run that finds another run reporting
+says so on stderr, sends nothing and exits 0: nothing of its own failed.
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ def _seconds_to_next_run(now: datetime, settings: Any) -> float:
 def _print_summary(args: argparse.Namespace, data: dict[str, Any], *, dry_run: bool) -> None:
     if args.json:
         print_json(data)
+        for error in data.get("errors", []):
+            if "entitlement" not in error:  # about the run (another run is reporting)
+                print(f"report-usage: {error['error']}", file=sys.stderr)
         return
     if dry_run:
         for operation in data.get("operations", []):
@@ -173,6 +177,9 @@ def _print_summary(args: argparse.Namespace, data: dict[str, Any], *, dry_run: b
     keys = ["closed", "skipped", "accepted", "rejected", "retrying", "carried", "stranded"]
     emit(args, {k: data[k] for k in keys} | {"now": data["now"]})
     for error in data["errors"]:
+        if "entitlement" not in error:  # about the run, not a window
+            print(f"report-usage: {error['error']}", file=sys.stderr)
+            continue
         print(
             f"  {error['entitlement']} {error['window_start']}: {error['error']}", file=sys.stderr
         )
