@@ -1,6 +1,6 @@
 """Lifecycle benchmark: notifications/s end to end, and the cost per notification at scale.
 
-    python -m benchmarks lifecycle [--changes 1000] [--scales 1000,100000]
+    python -m benchmarks lifecycle [--changes 1000] [--scales 1000,100000] [--listeners 1]
 
 End to end means: the Marketplace emulator (its own process) publishes to a real Pub/Sub
 emulator; the backend's listener (streaming pull, `LISTENER_MAX_MESSAGES`, in this process)
@@ -248,9 +248,70 @@ def processed_count(database_url: str) -> int:
         engine.dispose()
 
 
-def end_to_end(customers: int, changes: int, folder: Path, pubsub_host: str) -> dict[str, Any]:
-    """Plan changes of `changes` entitlements among `customers`, from request to commit."""
+def _settings(database_url: str, url: str) -> Any:
     from marketplace_saas.config import Settings
+
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        DATABASE_URL=database_url,
+        PROCUREMENT_API_ENDPOINT=url,
+        MARKETPLACE_PROVIDER_ID=PROVIDER,
+        MARKETPLACE_SANDBOX=True,
+        PLAN_CHANGE_POLICY="auto",
+        APPROVAL_POLICY="auto",
+    )
+
+
+def listen_child(database_url: str, url: str, subscription: str) -> None:
+    """Another listener process on the subscription (`--listeners`); stops on SIGTERM."""
+    import signal
+
+    from marketplace_saas.adapters.logging import configure_logging
+    from marketplace_saas.entrypoints.cli._common import open_container
+    from marketplace_saas.entrypoints.listener import Listener, processing_callback
+
+    configure_logging(level="WARNING")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    settings = _settings(database_url, url)
+    with open_container(settings) as container:
+        listener = Listener(settings, processing_callback(container), subscription=subscription)
+        listener.start()
+        print("ready", flush=True)
+        stopping.wait()
+        listener.stop()
+
+
+def _start_children(n: int, *args: str) -> list[subprocess.Popen[str]]:
+    code = "import sys; from benchmarks.lifecycle import listen_child; listen_child(*sys.argv[1:])"
+    command = [sys.executable, "-c", code, *args]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for child in children:
+        assert child.stdout is not None
+        child.stdout.readline()  # "ready": its streaming pull is open
+    return children
+
+
+def _stop_children(children: list[subprocess.Popen[str]]) -> float:
+    """Stop the extra listeners; the CPU seconds they used (start-up and idle wait included)."""
+    import resource
+
+    def used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = used()
+    for child in children:
+        child.terminate()
+        child.wait(timeout=60)
+    return used() - before
+
+
+def end_to_end(
+    customers: int, changes: int, folder: Path, pubsub_host: str, listeners: int = 1
+) -> dict[str, Any]:
+    """Plan changes of `changes` entitlements among `customers`, from request to commit;
+    `listeners` > 1: that many listener processes on the subscription (this one and others)."""
     from marketplace_saas.entrypoints.cli._common import open_container
     from marketplace_saas.entrypoints.listener import Listener, processing_callback
 
@@ -273,16 +334,9 @@ def end_to_end(customers: int, changes: int, folder: Path, pubsub_host: str) -> 
                 )
                 response.raise_for_status()
         time.sleep(2.0)  # let the emulator's notifier hand every request to Pub/Sub
-        settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            DATABASE_URL=database_url,
-            PROCUREMENT_API_ENDPOINT=url,
-            MARKETPLACE_PROVIDER_ID=PROVIDER,
-            MARKETPLACE_SANDBOX=True,
-            PLAN_CHANGE_POLICY="auto",
-            APPROVAL_POLICY="auto",
-        )
+        settings = _settings(database_url, url)
         expected = 2 * len(chosen)
+        children = _start_children(listeners - 1, database_url, url, subscription)
         with open_container(settings) as container:
             listener = Listener(settings, processing_callback(container), subscription=subscription)
             cpu_before = time.process_time()
@@ -298,7 +352,10 @@ def end_to_end(customers: int, changes: int, folder: Path, pubsub_host: str) -> 
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu_before
             listener.stop()
+        # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
+        cpu += _stop_children(children)
     return {
+        "listeners": listeners,
         "customers": customers,
         "plan_changes": len(chosen),
         "notifications": expected,
@@ -354,6 +411,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks lifecycle")
     parser.add_argument("--changes", type=int, default=1000)
     parser.add_argument("--scales", default="1000,100000")
+    parser.add_argument("--listeners", type=int, default=1, help="listener processes")
     args = parser.parse_args(argv)
     scales = [int(s) for s in args.scales.split(",")]
 
@@ -375,7 +433,7 @@ def main(argv: list[str]) -> int:
             bare = []
             for customers in scales:
                 bare.append(bare_ack_rate(2 * args.changes, max_messages))
-                runs.append(end_to_end(customers, args.changes, folder, host))
+                runs.append(end_to_end(customers, args.changes, folder, host, args.listeners))
                 print(json.dumps(runs[-1]), flush=True)
     small, large = runs[0], runs[-1]
     ratio = large["ms_per_notification"] / small["ms_per_notification"]
