@@ -10,9 +10,7 @@ page go to `test-output/admin/`.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,14 +20,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from marketplace_emulator.server import Emulator, RunningEmulator, free_port, run_in_thread
 from marketplace_saas.adapters.db.models import Customer, Entitlement, InboxMessage, UsageRecord
 from marketplace_saas.adapters.operators import hash_password
-from marketplace_saas.adapters.procurement import ProcurementGateway
-from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.config import Settings
-from marketplace_saas.entrypoints.cli.serve import WebServer
-from marketplace_saas.entrypoints.web.app import create_app
+from tests.e2e.stack import Stack, start_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,52 +31,19 @@ PASSWORD = "correct horse battery staple"
 HOSTILE = "<img src=x onerror=\"window.__pwned=1;alert('x')\"><script>window.__pwned=2</script>"
 
 
-@dataclass
-class Stack:
-    url: str
-    emulator: RunningEmulator
-    container: Container
-
-
 @pytest.fixture
 def stack(migrated_database_url: str) -> Iterator[Stack]:
     """Emulator and backend on real ports; operators decide approvals and plan changes."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    emulator = Emulator(push_endpoint=f"{url}/pubsub/push", providers=[PROVIDER])
-    running = run_in_thread(emulator)
-    settings = Settings(
-        _env_file=None,
-        marketplace_provider_id=PROVIDER,
-        procurement_api_endpoint=running.url,
-        database_url=migrated_database_url,
-        marketplace_sandbox=True,
-        approval_policy="manual",
-        plan_change_policy="manual",
-        admin_operators=f"olga:operator:{hash_password(PASSWORD)}",
-    )
-    gateway = ProcurementGateway(settings, timeout=10.0)
-    container = bootstrap(settings, procurement=gateway)
-    web = WebServer(create_app(container), "127.0.0.1", port)
-    web.start()
-    try:
-        yield Stack(url, running, container)
-    finally:
-        web.stop()
-        running.stop()
-        emulator.close()
-        container.close()
-        gateway.close()
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    with start_stack(
+        migrated_database_url,
+        PROVIDER,
+        lambda _emulator_url: {
+            "approval_policy": "manual",
+            "plan_change_policy": "manual",
+            "admin_operators": f"olga:operator:{hash_password(PASSWORD)}",
+        },
+    ) as running:
+        yield running
 
 
 def _state(stack: Stack, entitlement_id: str) -> str | None:

@@ -8,9 +8,7 @@ backend's `/pubsub/push`, as Pub/Sub would. Screenshots of every page go to
 from __future__ import annotations
 
 import html
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from marketplace_emulator.identity.models import X509_PATH
-from marketplace_emulator.server import Emulator, RunningEmulator, free_port, run_in_thread
 from marketplace_saas.adapters.db.models import Account, Customer, Entitlement, InboxMessage
-from marketplace_saas.adapters.procurement import ProcurementGateway
-from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.config import Settings
-from marketplace_saas.entrypoints.cli.serve import WebServer
-from marketplace_saas.entrypoints.web.app import create_app
+from tests.e2e.stack import Stack, start_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -33,41 +26,18 @@ PROVIDER = "DEMO-sandbox"
 AUDIENCE = "saas.example.test"
 
 
-@dataclass
-class Stack:
-    backend_url: str
-    emulator: RunningEmulator
-    container: Container
-
-
 @pytest.fixture
 def stack(migrated_database_url: str) -> Iterator[Stack]:
     """Emulator and backend on real ports; the emulator pushes notifications to the backend."""
-    port = free_port()
-    backend_url = f"http://127.0.0.1:{port}"
-    emulator = Emulator(push_endpoint=f"{backend_url}/pubsub/push", providers=[PROVIDER])
-    running = run_in_thread(emulator)
-    settings = Settings(
-        _env_file=None,
-        marketplace_provider_id=PROVIDER,
-        procurement_api_endpoint=running.url,
-        database_url=migrated_database_url,
-        marketplace_sandbox=True,
-        signup_audience=AUDIENCE,
-        signup_certs_url=running.url + X509_PATH,
-    )
-    gateway = ProcurementGateway(settings, timeout=10.0)
-    container = bootstrap(settings, procurement=gateway)
-    web = WebServer(create_app(container), "127.0.0.1", port)
-    web.start()
-    try:
-        yield Stack(backend_url, running, container)
-    finally:
-        web.stop()
-        running.stop()
-        emulator.close()
-        container.close()
-        gateway.close()
+    with start_stack(
+        migrated_database_url,
+        PROVIDER,
+        lambda emulator_url: {
+            "signup_audience": AUDIENCE,
+            "signup_certs_url": emulator_url + X509_PATH,
+        },
+    ) as running:
+        yield running
 
 
 def marketplace_page(signup_url: str, token: str) -> str:
@@ -78,16 +48,6 @@ def marketplace_page(signup_url: str, token: str) -> str:
   <button>Sign up with provider</button>
 </form>
 <script>document.forms[0].submit()</script>"""
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_buyer_signs_up_in_the_browser_and_the_service_turns_on(
@@ -114,14 +74,14 @@ def test_a_buyer_signs_up_in_the_browser_and_the_service_turns_on(
     )
     assert minted.status_code == 200, minted.text
 
-    page.goto(f"{stack.backend_url}/signup")
+    page.goto(f"{stack.url}/signup")
     assert page.get_by_role("heading", level=1).inner_text() == (
         "Sign-up starts at Google Cloud Marketplace"
     )
     shot("0-no-token")
 
-    with page.expect_navigation(url=f"{stack.backend_url}/signup"):
-        page.set_content(marketplace_page(f"{stack.backend_url}/signup", minted.json()["token"]))
+    with page.expect_navigation(url=f"{stack.url}/signup"):
+        page.set_content(marketplace_page(f"{stack.url}/signup", minted.json()["token"]))
     assert page.get_by_role("heading", level=1).inner_text() == "Complete your sign-up"
     purchase = page.locator(f'[data-entitlement="{entitlement_id}"]')
     assert "example-product" in purchase.inner_text()
@@ -138,7 +98,7 @@ def test_a_buyer_signs_up_in_the_browser_and_the_service_turns_on(
     page.get_by_label("Your name").fill("Ada Lovelace")
     page.get_by_label("Work email").fill("ada@example.com")
     page.get_by_label("Company").fill("Analytical Engines")
-    with page.expect_navigation(url=f"{stack.backend_url}/signup/done"):
+    with page.expect_navigation(url=f"{stack.url}/signup/done"):
         page.get_by_role("button", name="Complete sign-up").click()
     assert page.get_by_role("heading", level=1).inner_text() == "You're all set, Ada Lovelace"
     shot("3-done")
@@ -172,6 +132,6 @@ def test_a_buyer_signs_up_in_the_browser_and_the_service_turns_on(
         assert (service.service_enabled, service.service_plan) == (True, "pro")
 
     page.get_by_role("link", name="Go to your product").click()
-    page.wait_for_url(f"{stack.backend_url}/welcome")
+    page.wait_for_url(f"{stack.url}/welcome")
     assert page.get_by_role("heading", level=1).inner_text() == "Welcome, Ada Lovelace"
     shot("4-welcome")
