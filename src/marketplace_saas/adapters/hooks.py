@@ -24,6 +24,7 @@ import importlib
 import ipaddress
 import json
 import re
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,17 +84,44 @@ HookCallable = Callable[..., object]
 
 @dataclass
 class PythonReceiver:
+    """A provider's function, called in a worker thread and awaited for at most `timeout`.
+
+    A call that does not return in time fails the attempt (retried later, then dead-lettered,
+    like a webhook that times out). The abandoned call may still finish: that is one more
+    delivery of the same idempotency key, which at-least-once delivery allows.
+    """
+
     target: str
     function: HookCallable
     patterns: tuple[str, ...] = ("*",)
+    timeout: float = 10.0
 
     def wants(self, hook: str) -> bool:
         return any(fnmatchcase(hook, pattern) for pattern in self.patterns)
 
     def deliver(self, delivery: Delivery) -> None:
-        try:
-            self.function(delivery.hook, delivery.payload, idempotency_key=delivery.idempotency_key)
-        except Exception as exc:
+        failure: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                self.function(
+                    delivery.hook, delivery.payload, idempotency_key=delivery.idempotency_key
+                )
+            except BaseException as exc:  # handed to the waiting thread, which classifies it
+                failure.append(exc)
+
+        worker = threading.Thread(target=call, name=f"hook-call-{self.target}", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if worker.is_alive():
+            raise DeliveryFailed(
+                f"{self.target} did not return within {self.timeout:g}s "
+                "(the call was abandoned; the hook will be delivered again)"
+            )
+        if failure:
+            exc = failure[0]
+            if not isinstance(exc, Exception):
+                raise exc
             detail = "".join(traceback.format_exception(exc, limit=-3)).strip()
             raise DeliveryFailed(
                 f"{self.target} raised {type(exc).__name__}: {exc}\n{detail}"
@@ -256,7 +284,11 @@ def validate_receivers(
     receivers: list[Receiver] = []
     for target, wanted in patterns.items():
         if target.startswith("python:"):
-            receivers.append(PythonReceiver(target, load_callable(target), tuple(wanted)))
+            receivers.append(
+                PythonReceiver(
+                    target, load_callable(target), tuple(wanted), settings.hook_timeout_seconds
+                )
+            )
             continue
         _check_url(target, settings)
         secrets = webhook_secrets(settings)

@@ -129,8 +129,8 @@ class Dispatcher:
         self.policy = policy or RetryPolicy(max_attempts=settings.hook_max_attempts)
         self.concurrency = max(1, concurrency)
         self.batch_size = batch_size
-        # Twice the longest a delivery can take (callables have no timeout: the heartbeat
-        # extends the lease while they run).
+        # Twice the longest a delivery can take (every receiver, webhook or callable, is bounded
+        # by HOOK_TIMEOUT_SECONDS; the heartbeat extends the lease while they run).
         per_item = settings.hook_timeout_seconds * max(1, len(receivers))
         self.lease = timedelta(seconds=lease_seconds or max(2 * per_item, MIN_LEASE_SECONDS))
         self.after_delivery = after_delivery

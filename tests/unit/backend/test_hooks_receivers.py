@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -175,6 +176,49 @@ def test_a_raising_callable_fails_the_attempt_with_its_error() -> None:
 
     with pytest.raises(DeliveryFailed, match="KeyError"):
         PythonReceiver("python:x:broken", broken).deliver(delivery())
+
+
+def test_a_callable_that_does_not_return_in_time_fails_the_attempt() -> None:
+    """A hung function is abandoned after the timeout, so the item is retried, not stuck."""
+    release = threading.Event()
+    called = threading.Event()
+
+    def hangs(hook: str, payload: HookPayload, *, idempotency_key: str) -> None:
+        called.set()
+        release.wait(30)
+
+    receiver = PythonReceiver("python:x:hangs", hangs, timeout=0.2)
+    try:
+        with pytest.raises(DeliveryFailed, match=r"did not return within 0\.2s"):
+            receiver.deliver(delivery())
+        assert called.is_set()
+    finally:
+        release.set()
+
+
+def test_a_callable_that_returns_in_time_succeeds_with_the_idempotency_key() -> None:
+    """The worker thread passes hook, payload and idempotency key, and success is success."""
+    seen: list[tuple[str, str]] = []
+
+    def works(hook: str, payload: HookPayload, *, idempotency_key: str) -> None:
+        seen.append((hook, idempotency_key))
+
+    item = delivery()
+    PythonReceiver("python:x:works", works, timeout=30).deliver(item)
+    assert seen == [(item.hook, item.idempotency_key)]
+
+
+def test_python_receivers_take_the_configured_timeout() -> None:
+    """HOOK_TIMEOUT_SECONDS bounds Python receivers as it bounds webhooks."""
+    settings = Settings(
+        _env_file=None,
+        marketplace_sandbox=True,
+        hook_receivers="python:marketplace_saas.webhooks:verify",
+        hook_timeout_seconds=3.5,
+    )
+    [receiver] = validate_receivers(settings).receivers
+    assert isinstance(receiver, PythonReceiver)
+    assert receiver.timeout == 3.5
 
 
 def test_a_payload_survives_the_round_trip_through_json() -> None:
