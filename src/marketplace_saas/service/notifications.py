@@ -206,6 +206,10 @@ def _record_failure(
         if row is None:  # pragma: no cover - stored before processing; kept for safety
             return "retrying", 1
         row.attempts += 1
+        if row.status in SETTLED:
+            # Another worker settled it meanwhile (a redelivery handled by a second listener) and
+            # Pub/Sub has its ack: this attempt's failure changes nothing, and the answer is ACK.
+            return row.status, row.attempts
         row.status = "parked" if row.attempts >= limit else "retrying"
         row.last_error = f"{'transient' if transient else 'error'}: {type(exc).__name__}: {exc}"
         row.traceback = None if transient else "".join(traceback.format_exception(exc))

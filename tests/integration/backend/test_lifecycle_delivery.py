@@ -9,6 +9,7 @@ import pytest
 
 from marketplace_emulator.faults import ApiFaults, FaultSettings
 from marketplace_emulator.server import Emulator
+from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.domain.notifications import digest_event_id
 from marketplace_saas.service.notifications import Disposition, handle_message, replay
@@ -193,6 +194,37 @@ def test_a_bug_is_recorded_with_its_traceback_and_retried(
     assert handle_message(container, encode(creation)) is Disposition.ACK
     assert inbox(container, str(creation["eventId"])).status == "processed"
     assert entitlement_row(container, entitlement.id).state == "ENTITLEMENT_ACTIVATION_REQUESTED"
+
+
+class RacedGateway(BrokenGateway):
+    """While this worker reads the entitlement, another worker settles the same message; then
+    this worker's call fails as if the API had timed out (two listeners, one redelivery)."""
+
+    def __init__(self, inner: Any, other: Container, data: bytes) -> None:
+        super().__init__(inner)
+        self._other, self._data = other, data
+
+    def get_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        assert handle_message(self._other, self._data) is Disposition.ACK
+        raise TransientProcurementError("timed out", status_code=None)
+
+
+def test_a_failed_attempt_never_unsettles_a_message_another_worker_processed(
+    emulator: Emulator, container: Container
+) -> None:
+    """The losing worker acks: its failure must not turn `processed` back into `retrying`
+    (Pub/Sub already has the other worker's ack, so nothing would ever retry it)."""
+    emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+    data = encode(emulator.notifications(PROVIDER)[-1])
+    raced = bootstrap(
+        container.settings,
+        procurement=RacedGateway(container.procurement, container, data),
+        engine=container.engine,
+    )
+    assert handle_message(raced, data) is Disposition.ACK
+    row = inbox(container, json.loads(data)["eventId"])
+    assert row.status == "processed"
+    assert row.attempts == 2  # both attempts are counted: the other worker's and this failed one
 
 
 def test_replay_of_an_unknown_event_is_a_clear_error(container: Container) -> None:
