@@ -8,9 +8,10 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -102,3 +103,28 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def bare_id(value: str) -> str:
+    """An account or entitlement id given bare or as a resource name (`providers/p/.../ID`)."""
+    return value.rsplit("/", 1)[-1]
+
+
+Decide = Callable[[ModuleType, Any, str, argparse.Namespace], Any]
+Report = Callable[[argparse.Namespace, Any, Any], int]
+
+
+def decision_command(
+    id_arg: str, decide: Decide, report: Report
+) -> Callable[[argparse.Namespace], int]:
+    """A command that takes one decision through `service.approvals` on the resource named by
+    `args.<id_arg>`, then prints its outcome with `report(args, container, result)`."""
+
+    def run(args: argparse.Namespace) -> int:
+        from marketplace_saas.service import approvals
+
+        resource_id = bare_id(getattr(args, id_arg))
+        with open_container() as container:
+            return report(args, container, decide(approvals, container, resource_id, args))
+
+    return run

@@ -6,7 +6,14 @@ import argparse
 from typing import Any
 
 from marketplace_saas.entrypoints.cli import _records
-from marketplace_saas.entrypoints.cli._common import OPERATOR, SYNC_HINT, NotFound, open_container
+from marketplace_saas.entrypoints.cli._common import (
+    OPERATOR,
+    SYNC_HINT,
+    NotFound,
+    bare_id,
+    decision_command,
+    open_container,
+)
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
 COLUMNS = [
@@ -51,10 +58,6 @@ def register(subparsers: Any) -> None:
     reset.set_defaults(run=run_reset)
 
 
-def _bare(account_id: str) -> str:
-    return account_id.rsplit("/", 1)[-1]
-
-
 def run_list(args: argparse.Namespace) -> int:
     with open_container() as container, container.sessions() as session:
         rows = _records.list_accounts(session)
@@ -64,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     with open_container() as container, container.sessions() as session:
-        record = _records.get_account(session, _bare(args.account_id))
+        record = _records.get_account(session, bare_id(args.account_id))
     if record is None:
         raise NotFound(f"account {args.account_id}", hint=SYNC_HINT)
     emit(args, record)
@@ -81,28 +84,14 @@ def _decided(args: argparse.Namespace, container: Any, result: Any) -> int:
     return 0
 
 
-def run_approve(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    account_id = _bare(args.account_id)
-    with open_container() as container:
-        result = approvals.approve_account(container, account_id, actor=OPERATOR)
-        return _decided(args, container, result)
-
-
-def run_reject(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    account_id = _bare(args.account_id)
-    with open_container() as container:
-        result = approvals.reject_account(container, account_id, actor=OPERATOR, reason=args.reason)
-        return _decided(args, container, result)
-
-
-def run_reset(args: argparse.Namespace) -> int:
-    from marketplace_saas.service import approvals
-
-    account_id = _bare(args.account_id)
-    with open_container() as container:
-        result = approvals.reset_account(container, account_id, actor=OPERATOR)
-        return _decided(args, container, result)
+run_approve = decision_command(
+    "account_id", lambda ap, c, a, _: ap.approve_account(c, a, actor=OPERATOR), _decided
+)
+run_reject = decision_command(
+    "account_id",
+    lambda ap, c, a, args: ap.reject_account(c, a, actor=OPERATOR, reason=args.reason),
+    _decided,
+)
+run_reset = decision_command(
+    "account_id", lambda ap, c, a, _: ap.reset_account(c, a, actor=OPERATOR), _decided
+)

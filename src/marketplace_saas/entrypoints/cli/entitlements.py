@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from marketplace_saas.entrypoints.cli import _records
-from marketplace_saas.entrypoints.cli._common import OPERATOR, SYNC_HINT, NotFound, open_container
+from marketplace_saas.entrypoints.cli._common import (
+    OPERATOR,
+    SYNC_HINT,
+    Decide,
+    NotFound,
+    bare_id,
+    decision_command,
+    open_container,
+)
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
 COLUMNS = [
@@ -67,10 +74,6 @@ def register(subparsers: Any) -> None:
     message.set_defaults(run=run_message)
 
 
-def _bare(entitlement_id: str) -> str:
-    return entitlement_id.rsplit("/", 1)[-1]
-
-
 def run_list(args: argparse.Namespace) -> int:
     with open_container() as container, container.sessions() as session:
         rows = _records.list_entitlements(
@@ -83,7 +86,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     with open_container() as container, container.sessions() as session:
-        record = _records.get_entitlement(session, _bare(args.entitlement_id))
+        record = _records.get_entitlement(session, bare_id(args.entitlement_id))
     if record is None:
         raise NotFound(f"entitlement {args.entitlement_id}", hint=SYNC_HINT)
     emit(args, record)
@@ -100,20 +103,8 @@ def _done(args: argparse.Namespace, container: Any, result: Any) -> int:
     return 0
 
 
-def _decision(
-    decide: Callable[[ModuleType, Any, str, argparse.Namespace], Any],
-) -> Callable[[argparse.Namespace], int]:
-    """A command that takes one decision through `service.approvals` and prints its outcome."""
-
-    def run(args: argparse.Namespace) -> int:
-        from marketplace_saas.service import approvals
-
-        entitlement_id = _bare(args.entitlement_id)
-        with open_container() as container:
-            result = decide(approvals, container, entitlement_id, args)
-            return _done(args, container, result)
-
-    return run
+def _decision(decide: Decide) -> Callable[[argparse.Namespace], int]:
+    return decision_command("entitlement_id", decide, _done)
 
 
 run_approve = _decision(lambda ap, c, e, a: ap.approve_entitlement(c, e, actor=OPERATOR))
