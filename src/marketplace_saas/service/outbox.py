@@ -14,16 +14,25 @@ one in the `HookPayload` shape is stored as is; one naming only ids (`entitlemen
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import HookOutbox, utcnow
+from marketplace_saas.adapters.db.repositories import dialect_of
 from marketplace_saas.domain.hooks import HOOK_NAMES, HookPayload, HookStatus
 from marketplace_saas.service.hook_payloads import coerce_payload
 
 __all__ = ["HOOK_NAMES", "enqueue_hook"]
+
+# Built once (the listener enqueues on its hot path); the values are bound at execution.
+_OUTBOX = cast(sa.Table, HookOutbox.__table__)
+_INSERT = {
+    name: dialect.insert(_OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
 def enqueue_hook(
@@ -52,20 +61,4 @@ def enqueue_hook(
         "next_attempt_at": now,
         "created_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = (
-            postgresql.insert(HookOutbox)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-    elif dialect == "sqlite":
-        statement = (
-            sqlite.insert(HookOutbox)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-    else:  # pragma: no cover - the project supports SQLite and PostgreSQL only
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    session.execute(statement)
+    session.execute(_INSERT[dialect_of(session)], values)

@@ -26,6 +26,7 @@ from marketplace_saas.domain.entitlements import (
 )
 from marketplace_saas.domain.events import EventType, Hook
 from marketplace_saas.service.audit import record_change
+from marketplace_saas.service.hook_payloads import build_payload
 from marketplace_saas.service.outbox import enqueue_hook
 
 # Entitlement columns copied from the API's resource.
@@ -95,7 +96,12 @@ def _hook_payload(row: Entitlement, ctx: Context) -> dict[str, Any]:
 
 
 def _enqueue(
-    session: Session, hooks: tuple[Hook, ...], row: Entitlement, ctx: Context, version: str
+    session: Session,
+    hooks: tuple[Hook, ...],
+    row: Entitlement,
+    ctx: Context,
+    version: str,
+    previous_plan: str | None = None,
 ) -> None:
     for hook in hooks:
         enqueue_hook(
@@ -103,7 +109,13 @@ def _enqueue(
             hook.value,
             ordering_key=row.id,
             idempotency_key=f"{hook.value}:{row.id}:{version}",
-            payload=_hook_payload(row, ctx),
+            payload=build_payload(
+                session,
+                hook.value,
+                entitlement=row,
+                previous_plan=previous_plan if hook is Hook.ENTITLEMENT_PLAN_CHANGED else None,
+                extra=_hook_payload(row, ctx),
+            ),
         )
 
 
@@ -134,6 +146,7 @@ def apply_entitlement(
     if row is not None and is_stale(row.google_update_time, view.update_time):
         return STALE
     before = _before(row)
+    created = row is None
     if row is None:
         row = Entitlement(id=entitlement_id, provider_id=provider_id, account_id=view.account_id)
         row.state = view.state
@@ -152,31 +165,15 @@ def apply_entitlement(
         row.deleted_at = None
         changes["deleted_at"] = None
     effective = view.update_time or ctx.now
+    history_from: datetime | None = None  # when the plan we serve starts, if it changes
     if transition.turned_on:
-        started = effective
+        history_from = effective
         if ctx.event_type == EventType.ENTITLEMENT_ACTIVE and ctx.event_update_time is not None:
-            started = min(started, ctx.event_update_time)
+            history_from = min(history_from, ctx.event_update_time)
         if row.active_since is None:
-            row.active_since = started
-        repo.add_plan_history(
-            session,
-            entitlement_id=row.id,
-            plan=transition.service_plan or "",
-            previous_plan=before.service_plan,
-            effective_at=started,
-            event_id=ctx.event_id,
-            recorded_at=ctx.now,
-        )
+            row.active_since = history_from
     elif transition.plan_changed:
-        repo.add_plan_history(
-            session,
-            entitlement_id=row.id,
-            plan=transition.service_plan or "",
-            previous_plan=before.service_plan,
-            effective_at=effective,
-            event_id=ctx.event_id,
-            recorded_at=ctx.now,
-        )
+        history_from = effective
     if row.service_enabled != transition.service_enabled:
         changes["service_enabled"] = transition.service_enabled
     if row.service_plan != transition.service_plan:
@@ -189,6 +186,18 @@ def apply_entitlement(
     row.google_create_time = view.create_time
     row.google_update_time = view.update_time
     row.raw = view.raw
+    if history_from is not None:
+        if created:
+            session.flush()  # the new entitlement row first: the history row refers to it
+        repo.add_plan_history(
+            session,
+            entitlement_id=row.id,
+            plan=transition.service_plan or "",
+            previous_plan=before.service_plan,
+            effective_at=history_from,
+            event_id=ctx.event_id,
+            recorded_at=ctx.now,
+        )
     hooks = transition.hooks
     if changes or hooks:
         record_change(
@@ -202,7 +211,7 @@ def apply_entitlement(
             details={"changes": changes, "hooks": [h.value for h in hooks]},
         )
     version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
-    _enqueue(session, hooks, row, ctx, version)
+    _enqueue(session, hooks, row, ctx, version, previous_plan=before.service_plan)
     return Applied(
         changed=bool(changes), hooks=tuple(h.value for h in hooks), changes=tuple(changes)
     )

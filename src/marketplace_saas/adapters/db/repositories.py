@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +29,58 @@ M = TypeVar("M")
 
 _WRITE_LOCKED = "marketplace_saas.write_locked"  # session.info: the transaction holding it
 
+# The listener's hot path runs the statements below once per notification. They are built once,
+# here, with bind parameters: building an ORM statement (`update(Model).where(...).values(...)`)
+# costs several times what executing a cached one does.
+_TAKE_WRITE_LOCK = sa.text("UPDATE inbox SET id = id WHERE id = -1")
+_KEY: sa.BindParameter[str] = sa.bindparam("key", type_=sa.String())
+
+
+def _by_key(model: Any, column: Any) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """SELECT of `model` by `column` = :key, and the same `FOR UPDATE` (PostgreSQL's lock)."""
+    statement = sa.select(model).where(column == _KEY)
+    return statement, statement.with_for_update()
+
+
+_SELECT_BY_KEY: dict[type[Any], tuple[sa.Select[Any], sa.Select[Any]]] = {
+    InboxMessage: _by_key(InboxMessage, InboxMessage.event_id),
+    Account: _by_key(Account, Account.id),
+    Entitlement: _by_key(Entitlement, Entitlement.id),
+}
+
+_INBOX = cast(sa.Table, InboxMessage.__table__)
+_INBOX_INSERT = {
+    name: dialect.insert(_INBOX)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(_INBOX.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INBOX_COUNT_DELIVERY = (
+    sa.update(_INBOX)
+    .where(_INBOX.c.event_id == _KEY)
+    .values(deliveries=_INBOX.c.deliveries + 1)
+    .returning(_INBOX.c.status, _INBOX.c.deliveries)
+)
+_INBOX_SETTLE = (
+    sa.update(_INBOX)
+    .where(_INBOX.c.event_id == _KEY)
+    .values(
+        status=sa.bindparam("status"),
+        attempts=_INBOX.c.attempts + 1,
+        processed_at=sa.bindparam("processed_at"),
+        last_error=sa.bindparam("last_error"),
+        traceback=None,
+    )
+)
+
+
+def dialect_of(session: Session) -> str:
+    """`sqlite` or `postgresql`: the only two the project supports."""
+    name = session.get_bind().dialect.name
+    if name not in ("sqlite", "postgresql"):  # pragma: no cover - guarded at start-up too
+        raise RuntimeError(f"unsupported database dialect {name!r}")
+    return name
+
 
 def take_write_lock(session: Session) -> None:
     """On SQLite, start the transaction as a writer now, so no read in it can go stale.
@@ -40,19 +92,19 @@ def take_write_lock(session: Session) -> None:
     transaction = session.get_transaction()
     if transaction is not None and session.info.get(_WRITE_LOCKED) is transaction:
         return
-    session.execute(sa.text("UPDATE inbox SET id = id WHERE id = -1"))
+    session.execute(_TAKE_WRITE_LOCK)
     session.info[_WRITE_LOCKED] = transaction
 
 
-def _one(
-    session: Session, model: type[M], where: sa.ColumnElement[bool], *, locked: bool
-) -> M | None:
-    statement = sa.select(model).where(where)
+def _one(session: Session, model: type[M], key: str, *, locked: bool) -> M | None:
+    plain, for_update = _SELECT_BY_KEY[model]
+    statement = plain
     if locked:
         take_write_lock(session)
         if session.get_bind().dialect.name == "postgresql":
-            statement = statement.with_for_update()
-    return session.execute(statement).scalars().first()
+            statement = for_update
+    found: M | None = session.execute(statement, {"key": key}).scalars().first()
+    return found
 
 
 # -- inbox ------------------------------------------------------------------------------------
@@ -61,36 +113,18 @@ def _one(
 def inbox_by_event_id(
     session: Session, event_id: str, *, locked: bool = False
 ) -> InboxMessage | None:
-    return _one(session, InboxMessage, InboxMessage.event_id == event_id, locked=locked)
+    return _one(session, InboxMessage, event_id, locked=locked)
 
 
 def insert_inbox(session: Session, values: dict[str, Any]) -> bool:
     """Insert an inbox row unless its eventId is there already; whether it was inserted."""
-    dialect = session.get_bind().dialect.name
-    statement: postgresql.Insert | sqlite.Insert
-    if dialect == "postgresql":
-        statement = postgresql.insert(InboxMessage)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(InboxMessage)
-    else:  # pragma: no cover - the project supports SQLite and PostgreSQL only
-        raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    inserted = session.execute(
-        statement.values(**values)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(InboxMessage.id)
-    ).first()
+    inserted = session.execute(_INBOX_INSERT[dialect_of(session)], values).first()
     return inserted is not None
 
 
 def count_delivery(session: Session, event_id: str) -> tuple[str, int] | None:
     """One more delivery of a stored eventId: its status and deliveries (None: no such row)."""
-    row = session.execute(
-        sa.update(InboxMessage)
-        .where(InboxMessage.event_id == event_id)
-        .values(deliveries=InboxMessage.deliveries + 1)
-        .returning(InboxMessage.status, InboxMessage.deliveries)
-        .execution_options(synchronize_session=False)
-    ).first()
+    row = session.execute(_INBOX_COUNT_DELIVERY, {"key": event_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -104,16 +138,13 @@ def settle_inbox(
 ) -> None:
     """Count one attempt and record its outcome: one UPDATE (it takes the row's lock itself)."""
     session.execute(
-        sa.update(InboxMessage)
-        .where(InboxMessage.event_id == event_id)
-        .values(
-            status=status,
-            attempts=InboxMessage.attempts + 1,
-            processed_at=processed_at,
-            last_error=last_error,
-            traceback=None,
-        )
-        .execution_options(synchronize_session=False)
+        _INBOX_SETTLE,
+        {
+            "key": event_id,
+            "status": status,
+            "processed_at": processed_at,
+            "last_error": last_error,
+        },
     )
 
 
@@ -130,7 +161,7 @@ def list_inbox(
 
 
 def account_by_id(session: Session, account_id: str, *, locked: bool = False) -> Account | None:
-    return _one(session, Account, Account.id == account_id, locked=locked)
+    return _one(session, Account, account_id, locked=locked)
 
 
 def customer_by_id(session: Session, customer_id: str) -> Customer | None:
@@ -158,7 +189,7 @@ def signed_up_by_account(session: Session) -> dict[str, bool]:
 def entitlement_by_id(
     session: Session, entitlement_id: str, *, locked: bool = False
 ) -> Entitlement | None:
-    return _one(session, Entitlement, Entitlement.id == entitlement_id, locked=locked)
+    return _one(session, Entitlement, entitlement_id, locked=locked)
 
 
 @dataclass(frozen=True)
@@ -171,19 +202,22 @@ class KnownEntitlement:
     account_signed_up: bool | None
 
 
+_KNOWN_ENTITLEMENT = (
+    sa.select(
+        Entitlement.google_update_time,
+        Entitlement.account_id,
+        Account.id,
+        Account.google_update_time,
+        Account.signed_up_at,
+    )
+    .outerjoin(Account, Account.id == Entitlement.account_id)
+    .where(Entitlement.id == _KEY)
+)
+
+
 def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
     """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
-    row = session.execute(
-        sa.select(
-            Entitlement.google_update_time,
-            Entitlement.account_id,
-            Account.id,
-            Account.google_update_time,
-            Account.signed_up_at,
-        )
-        .outerjoin(Account, Account.id == Entitlement.account_id)
-        .where(Entitlement.id == entitlement_id)
-    ).first()
+    row = session.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
     if row is None:
         return None
     applied, account_id, account_found, account_applied, signed_up_at = row
@@ -205,6 +239,9 @@ def live_entitlement_ids(session: Session) -> set[str]:
     return set(session.scalars(statement))
 
 
+_PLAN_HISTORY_INSERT = sa.insert(cast(sa.Table, PlanHistory.__table__))
+
+
 def add_plan_history(
     session: Session,
     *,
@@ -215,15 +252,17 @@ def add_plan_history(
     event_id: str | None,
     recorded_at: datetime,
 ) -> None:
-    session.add(
-        PlanHistory(
-            entitlement_id=entitlement_id,
-            plan=plan,
-            previous_plan=previous_plan,
-            effective_at=effective_at,
-            event_id=event_id,
-            recorded_at=recorded_at,
-        )
+    """One row, inserted now (Core: no unit of work for a row nobody reads back here)."""
+    session.execute(
+        _PLAN_HISTORY_INSERT,
+        {
+            "entitlement_id": entitlement_id,
+            "plan": plan,
+            "previous_plan": previous_plan,
+            "effective_at": effective_at,
+            "event_id": event_id,
+            "recorded_at": recorded_at,
+        },
     )
 
 
