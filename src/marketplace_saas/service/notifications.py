@@ -120,10 +120,11 @@ def _store_received(
     source: str,
 ) -> tuple[str, int, bool]:
     """Store the message unless its eventId is there: its status, deliveries, and whether it is
-    a repeated delivery. Two statements at most (insert, or count one more delivery)."""
-    with container.sessions.begin() as session:
+    a repeated delivery. Two statements at most (insert, or count one more delivery), on a bare
+    connection: no ORM session is needed for them."""
+    with container.engine.begin() as connection:
         inserted = repo.insert_inbox(
-            session,
+            connection,
             {
                 "event_id": note.event_id,
                 "event_type": note.event_type,
@@ -142,7 +143,7 @@ def _store_received(
         )
         if inserted:
             return "received", 1, False
-        counted = repo.count_delivery(session, note.event_id)
+        counted = repo.count_delivery(connection, note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
         return counted[0], counted[1], True

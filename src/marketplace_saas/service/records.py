@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db.models import Account, Entitlement
+from marketplace_saas.adapters.db.models import Account
 from marketplace_saas.domain.entitlements import (
     CANCELLED,
     AccountView,
@@ -81,7 +81,34 @@ def _jsonable(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def _hook_payload(row: Entitlement, ctx: Context) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Written:
+    """An entitlement as the transaction writes it: what its hooks' payloads are built from."""
+
+    id: str
+    account_id: str
+    state: str
+    product: str | None
+    plan: str | None
+    new_pending_plan: str | None
+    usage_reporting_id: str | None
+    offer: str | None
+    offer_end_time: datetime | None
+    subscription_end_time: datetime | None
+    cancellation_reason: str | None
+    service_plan: str | None
+    service_suspended_reason: str | None
+    deleted_at: datetime | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Written:
+        return cls(**{name: row[name] for name in _WRITTEN_FIELDS})
+
+
+_WRITTEN_FIELDS = tuple(Written.__dataclass_fields__)
+
+
+def _hook_payload(row: Written, ctx: Context) -> dict[str, Any]:
     return {
         "entitlementId": row.id,
         "accountId": row.account_id,
@@ -98,11 +125,14 @@ def _hook_payload(row: Entitlement, ctx: Context) -> dict[str, Any]:
 def _enqueue(
     session: Session,
     hooks: tuple[Hook, ...],
-    row: Entitlement,
+    values: dict[str, Any],
     ctx: Context,
     version: str,
     previous_plan: str | None = None,
 ) -> None:
+    if not hooks:
+        return
+    row = Written.of(values)
     for hook in hooks:
         enqueue_hook(
             session,
@@ -119,16 +149,31 @@ def _enqueue(
         )
 
 
-def _before(row: Entitlement | None) -> Before:
+def _before(row: dict[str, Any] | None) -> Before:
     if row is None:
         return Before()
     return Before(
-        state=row.state,
-        service_enabled=row.service_enabled,
-        service_plan=row.service_plan,
-        offer_end_time=row.offer_end_time,
-        offer=row.offer,
+        state=row["state"],
+        service_enabled=row["service_enabled"],
+        service_plan=row["service_plan"],
+        offer_end_time=row["offer_end_time"],
+        offer=row["offer"],
     )
+
+
+def _new_entitlement(
+    entitlement_id: str, provider_id: str, view: EntitlementView
+) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(repo.ENTITLEMENT_COLUMNS)
+    row.update(
+        id=entitlement_id,
+        provider_id=provider_id,
+        account_id=view.account_id,
+        state=view.state,
+        service_enabled=False,
+        raw={},
+    )
+    return row
 
 
 def apply_entitlement(
@@ -139,30 +184,29 @@ def apply_entitlement(
     view: EntitlementView | None,
     ctx: Context,
 ) -> Applied:
-    """Make our entitlement match `view` (None: the API answered 404, it is deleted)."""
-    row = repo.entitlement_by_id(session, entitlement_id, locked=True)
+    """Make our entitlement match `view` (None: the API answered 404, it is deleted).
+
+    The row is read and written as plain columns (`repo.entitlement_values` and
+    `repo.save_entitlement`): one SELECT and one UPDATE or INSERT, no ORM unit of work."""
+    current = repo.entitlement_values(session, entitlement_id, locked=True)
     if view is None:
-        return _apply_deleted(session, row, ctx)
-    if row is not None and is_stale(row.google_update_time, view.update_time):
+        return _apply_deleted(session, current, ctx)
+    if current is not None and is_stale(current["google_update_time"], view.update_time):
         return STALE
-    before = _before(row)
-    created = row is None
-    if row is None:
-        row = Entitlement(id=entitlement_id, provider_id=provider_id, account_id=view.account_id)
-        row.state = view.state
-        row.service_enabled = False
-        session.add(row)
+    before = _before(current)
+    created = current is None
+    row = _new_entitlement(entitlement_id, provider_id, view) if current is None else current
     transition = service_transition(before, view, event_type=ctx.event_type)
     changes: dict[str, object] = {}
     for column in _COPIED:
         new = getattr(view, column)
-        if getattr(row, column) != new:
+        if row[column] != new:
             changes[column] = _jsonable(new)
-            setattr(row, column, new)
-    if before.state is None:
+            row[column] = new
+    if created:
         changes["state"] = view.state
-    if row.deleted_at is not None:
-        row.deleted_at = None
+    if row["deleted_at"] is not None:
+        row["deleted_at"] = None
         changes["deleted_at"] = None
     effective = view.update_time or ctx.now
     history_from: datetime | None = None  # when the plan we serve starts, if it changes
@@ -170,28 +214,28 @@ def apply_entitlement(
         history_from = effective
         if ctx.event_type == EventType.ENTITLEMENT_ACTIVE and ctx.event_update_time is not None:
             history_from = min(history_from, ctx.event_update_time)
-        if row.active_since is None:
-            row.active_since = history_from
+        if row["active_since"] is None:
+            row["active_since"] = history_from
     elif transition.plan_changed:
         history_from = effective
-    if row.service_enabled != transition.service_enabled:
+    if row["service_enabled"] != transition.service_enabled:
         changes["service_enabled"] = transition.service_enabled
-    if row.service_plan != transition.service_plan:
+    if row["service_plan"] != transition.service_plan:
         changes["service_plan"] = transition.service_plan
-    row.service_enabled = transition.service_enabled
-    row.service_plan = transition.service_plan
-    if view.state == CANCELLED and row.cancelled_at is None:
-        row.cancelled_at = view.subscription_end_time or effective
-        changes["cancelled_at"] = row.cancelled_at.isoformat()
-    row.google_create_time = view.create_time
-    row.google_update_time = view.update_time
-    row.raw = view.raw
+    row["service_enabled"] = transition.service_enabled
+    row["service_plan"] = transition.service_plan
+    if view.state == CANCELLED and row["cancelled_at"] is None:
+        cancelled_at = view.subscription_end_time or effective
+        row["cancelled_at"] = cancelled_at
+        changes["cancelled_at"] = cancelled_at.isoformat()
+    row["google_create_time"] = view.create_time
+    row["google_update_time"] = view.update_time
+    row["raw"] = view.raw
+    repo.save_entitlement(session, row, new=created)
     if history_from is not None:
-        if created:
-            session.flush()  # the new entitlement row first: the history row refers to it
         repo.add_plan_history(
             session,
-            entitlement_id=row.id,
+            entitlement_id=entitlement_id,
             plan=transition.service_plan or "",
             previous_plan=before.service_plan,
             effective_at=history_from,
@@ -202,11 +246,11 @@ def apply_entitlement(
     if changes or hooks:
         record_change(
             session,
-            "entitlement.created" if before.state is None else "entitlement.updated",
+            "entitlement.created" if created else "entitlement.updated",
             actor=ctx.actor,
             at=ctx.now,
-            account_id=row.account_id,
-            entitlement_id=row.id,
+            account_id=row["account_id"],
+            entitlement_id=entitlement_id,
             event_id=ctx.event_id,
             details={"changes": changes, "hooks": [h.value for h in hooks]},
         )
@@ -217,22 +261,23 @@ def apply_entitlement(
     )
 
 
-def _apply_deleted(session: Session, row: Entitlement | None, ctx: Context) -> Applied:
-    if row is None or row.deleted_at is not None:
+def _apply_deleted(session: Session, row: dict[str, Any] | None, ctx: Context) -> Applied:
+    if row is None or row["deleted_at"] is not None:
         return UNCHANGED  # never seen (nothing to keep), or already recorded
     transition = service_transition(_before(row), None, event_type=ctx.event_type)
-    row.deleted_at = ctx.now
-    row.service_enabled = False
-    row.service_plan = None
-    if transition.turned_off and row.cancelled_at is None:
-        row.cancelled_at = ctx.now
+    row["deleted_at"] = ctx.now
+    row["service_enabled"] = False
+    row["service_plan"] = None
+    if transition.turned_off and row["cancelled_at"] is None:
+        row["cancelled_at"] = ctx.now
+    repo.save_entitlement(session, row, new=False)
     record_change(
         session,
         "entitlement.deleted",
         actor=ctx.actor,
         at=ctx.now,
-        account_id=row.account_id,
-        entitlement_id=row.id,
+        account_id=row["account_id"],
+        entitlement_id=row["id"],
         event_id=ctx.event_id,
         details={"hooks": [h.value for h in transition.hooks]},
     )

@@ -74,9 +74,9 @@ _INBOX_SETTLE = (
 )
 
 
-def dialect_of(session: Session) -> str:
+def dialect_of(db: Session | sa.Connection) -> str:
     """`sqlite` or `postgresql`: the only two the project supports."""
-    name = session.get_bind().dialect.name
+    name = db.dialect.name if isinstance(db, sa.Connection) else db.get_bind().dialect.name
     if name not in ("sqlite", "postgresql"):  # pragma: no cover - guarded at start-up too
         raise RuntimeError(f"unsupported database dialect {name!r}")
     return name
@@ -116,15 +116,15 @@ def inbox_by_event_id(
     return _one(session, InboxMessage, event_id, locked=locked)
 
 
-def insert_inbox(session: Session, values: dict[str, Any]) -> bool:
+def insert_inbox(db: Session | sa.Connection, values: dict[str, Any]) -> bool:
     """Insert an inbox row unless its eventId is there already; whether it was inserted."""
-    inserted = session.execute(_INBOX_INSERT[dialect_of(session)], values).first()
+    inserted = db.execute(_INBOX_INSERT[dialect_of(db)], values).first()
     return inserted is not None
 
 
-def count_delivery(session: Session, event_id: str) -> tuple[str, int] | None:
+def count_delivery(db: Session | sa.Connection, event_id: str) -> tuple[str, int] | None:
     """One more delivery of a stored eventId: its status and deliveries (None: no such row)."""
-    row = session.execute(_INBOX_COUNT_DELIVERY, {"key": event_id}).first()
+    row = db.execute(_INBOX_COUNT_DELIVERY, {"key": event_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -192,6 +192,53 @@ def entitlement_by_id(
     return _one(session, Entitlement, entitlement_id, locked=locked)
 
 
+_ENTITLEMENTS = cast(sa.Table, Entitlement.__table__)
+# Every column the lifecycle writes (`created_at` and `updated_at` are the table's defaults).
+ENTITLEMENT_COLUMNS = tuple(
+    column.name for column in _ENTITLEMENTS.c if column.name not in ("created_at", "updated_at")
+)
+_ENTITLEMENT_SET = tuple(name for name in ENTITLEMENT_COLUMNS if name != "id")
+_ENTITLEMENT_SELECT = sa.select(*(_ENTITLEMENTS.c[name] for name in ENTITLEMENT_COLUMNS)).where(
+    _ENTITLEMENTS.c.id == _KEY
+)
+_ENTITLEMENT_SELECT_FOR_UPDATE = _ENTITLEMENT_SELECT.with_for_update()
+_ENTITLEMENT_INSERT = sa.insert(_ENTITLEMENTS)
+_ENTITLEMENT_UPDATE = (
+    sa.update(_ENTITLEMENTS)
+    .where(_ENTITLEMENTS.c.id == _KEY)
+    .values({name: sa.bindparam("set_" + name) for name in _ENTITLEMENT_SET})
+)
+
+
+def entitlement_values(
+    session: Session, entitlement_id: str, *, locked: bool = False
+) -> dict[str, Any] | None:
+    """The entitlement's columns as a dict, for a caller that writes it back with
+    `save_entitlement` (no ORM object to load and flush: the listener's hot path)."""
+    statement = _ENTITLEMENT_SELECT
+    if locked:
+        take_write_lock(session)
+        if session.get_bind().dialect.name == "postgresql":
+            statement = _ENTITLEMENT_SELECT_FOR_UPDATE
+    row = session.execute(statement, {"key": entitlement_id}).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def save_entitlement(session: Session, values: dict[str, Any], *, new: bool) -> None:
+    """Write every column of `values` (`ENTITLEMENT_COLUMNS`): an INSERT when `new`, else one
+    UPDATE. An ORM copy of the row in this session is expired, so it reloads what was written."""
+    if new:
+        session.execute(_ENTITLEMENT_INSERT, {name: values[name] for name in ENTITLEMENT_COLUMNS})
+    else:
+        session.execute(
+            _ENTITLEMENT_UPDATE,
+            {"key": values["id"], **{"set_" + name: values[name] for name in _ENTITLEMENT_SET}},
+        )
+    cached = session.identity_map.get(session.identity_key(Entitlement, values["id"]))
+    if cached is not None:
+        session.expire(cached)
+
+
 @dataclass(frozen=True)
 class KnownEntitlement:
     """What we applied of an entitlement and of its account (None: no such row)."""
@@ -215,9 +262,9 @@ _KNOWN_ENTITLEMENT = (
 )
 
 
-def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
+def known_entitlement(db: Session | sa.Connection, entitlement_id: str) -> KnownEntitlement | None:
     """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
-    row = session.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
+    row = db.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
     if row is None:
         return None
     applied, account_id, account_found, account_applied, signed_up_at = row
