@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -73,22 +73,40 @@ def entitlement_info(row: EntitlementLike) -> EntitlementInfo:
     )
 
 
+_ACCOUNTS = cast(sa.Table, Account.__table__)
+_CUSTOMERS = cast(sa.Table, Customer.__table__)
+# One read for both, built once (hooks are enqueued on the listener's hot path).
+_ACCOUNT_AND_CUSTOMER = (
+    sa.select(
+        _ACCOUNTS.c.id,
+        _ACCOUNTS.c.state,
+        _ACCOUNTS.c.signup_approval,
+        _ACCOUNTS.c.customer_id,
+        _CUSTOMERS.c.id.label("customer_found"),
+        _CUSTOMERS.c.name,
+        _CUSTOMERS.c.email,
+        _CUSTOMERS.c.company,
+    )
+    .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _ACCOUNTS.c.customer_id)
+    .where(_ACCOUNTS.c.id == sa.bindparam("account_id"))
+)
+
+
 def _account_and_customer(
     session: Session, account_id: str | None
 ) -> tuple[AccountInfo | None, CustomerInfo | None]:
     if account_id is None:
         return None, None
-    account = session.get(Account, account_id)
-    if account is None:
+    row = session.execute(_ACCOUNT_AND_CUSTOMER, {"account_id": account_id}).first()
+    if row is None:
         return AccountInfo(id=account_id), None
-    info = AccountInfo(id=account.id, state=account.state, signup_approval=account.signup_approval)
-    if account.customer_id is None:
+    info = AccountInfo(id=row.id, state=row.state, signup_approval=row.signup_approval)
+    if row.customer_id is None:
         return info, None
-    customer = session.get(Customer, account.customer_id)
-    if customer is None:
-        return info, CustomerInfo(id=account.customer_id)
+    if row.customer_found is None:
+        return info, CustomerInfo(id=row.customer_id)
     return info, CustomerInfo(
-        id=customer.id, name=customer.name, email=customer.email, company=customer.company
+        id=row.customer_id, name=row.name, email=row.email, company=row.company
     )
 
 
