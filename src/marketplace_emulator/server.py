@@ -32,7 +32,7 @@ from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
-from marketplace_emulator.middleware import install_fault_middleware
+from marketplace_emulator.middleware import install_fault_middleware, install_hot_routes
 from marketplace_emulator.notifier import Notifier
 from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
@@ -123,6 +123,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     )
     app.state.emulator = emulator
     install_error_handlers(app)
+    install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)

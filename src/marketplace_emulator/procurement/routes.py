@@ -3,16 +3,22 @@
 Custom verbs (`.../entitlements/{id}:approve`) arrive as one path segment, since a path parameter
 matches `[^/]+`; `responses.split_action` separates the id from the verb. Handlers that change state
 run in the thread pool, because publishing a notification may block.
+
+`hot_endpoint` picks, without the router, the handler of the two calls a provider's backend makes
+for each notification (`entitlements.get`, and an entitlement's custom verb such as
+`:approvePlanChange`); `middleware.HotRouteMiddleware` serves them with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from marketplace_emulator.procurement import responses as rs
 from marketplace_emulator.procurement.exceptions import InvalidArgument, NotFound
@@ -153,3 +159,33 @@ async def entitlement_action(request: Request, provider: str, segment: str) -> J
         raise _unknown_verb(verb, request.url.path)
     await run_in_threadpool(call)
     return JSONResponse({})
+
+
+HotEndpoint = Callable[[Request], Awaitable[JSONResponse]]
+
+
+def hot_endpoint(scope: Scope) -> HotEndpoint | None:
+    """The handler the router would choose for `GET .../entitlements/{id}` or
+    `POST .../entitlements/{id}:{verb}`, bound to its path parameters; None for any other call.
+
+    The segments are matched as the router matches `{provider}` and `{entitlement}` (non-empty, no
+    '/'); no route before these two matches such a path, so the choice is the router's.
+    """
+    if scope.get("root_path"):
+        return None
+    parts = scope["path"].split("/")
+    if (
+        len(parts) != 6
+        or parts[1] != "v1"
+        or parts[2] != "providers"
+        or parts[4] != "entitlements"
+        or not parts[3]
+        or not parts[5]
+    ):
+        return None
+    method = scope["method"]
+    if method == "GET":
+        return partial(get_entitlement, provider=parts[3], entitlement=parts[5])
+    if method == "POST":
+        return partial(entitlement_action, provider=parts[3], segment=parts[5])
+    return None

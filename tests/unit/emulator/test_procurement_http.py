@@ -1,4 +1,6 @@
-"""The Procurement API and control API over ASGI: Google's error envelope, and never a 500."""
+"""The Procurement API and control API over ASGI: Google's error envelope, and never a 500; the hot
+calls (`entitlements.get`, an entitlement's custom verbs), served without the router, answer byte
+for byte as the router does, faults included."""
 
 from __future__ import annotations
 
@@ -14,6 +16,13 @@ from hypothesis import strategies as st
 from starlette.exceptions import StarletteDeprecationWarning
 
 from marketplace_emulator.events import RecordingSink
+from marketplace_emulator.faults import FaultSettings
+from marketplace_emulator.middleware import HotRouteMiddleware
+from marketplace_emulator.procurement.routes import (
+    entitlement_action,
+    get_entitlement,
+    hot_endpoint,
+)
 from marketplace_emulator.server import Emulator, create_app
 
 with warnings.catch_warnings():  # Starlette asks for httpx2, which the project does not install
@@ -33,6 +42,15 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture(scope="module")
 def client(emulator: Emulator) -> TestClient:
     return TestClient(create_app(emulator), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def routed(emulator: Emulator) -> TestClient:
+    """The same app on the same emulator with every call going through the router."""
+    app = create_app(emulator)
+    hot_routes: Any = HotRouteMiddleware
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not hot_routes]
+    return TestClient(app, raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -256,3 +274,115 @@ def test_no_input_makes_any_route_answer_500(
         error = response.json()["error"]
         assert set(error) == {"code", "message", "status"}
         assert error["code"] == response.status_code
+
+
+# -- the hot calls, served without the router ----------------------------------------------------
+
+
+def scope(method: str, path: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": path, "query_string": b"", **extra}
+
+
+def test_only_an_entitlements_get_or_custom_verb_is_hot() -> None:
+    """GET and POST on `/v1/providers/{p}/entitlements/{segment}` match; nothing else does."""
+    got = hot_endpoint(scope("GET", "/v1/providers/p/entitlements/e"))
+    posted = hot_endpoint(scope("POST", "/v1/providers/p/entitlements/e:approve"))
+    assert getattr(got, "func", None) is get_entitlement
+    assert getattr(posted, "func", None) is entitlement_action
+    for method, path, extra in [
+        ("HEAD", "/v1/providers/p/entitlements/e", {}),
+        ("PATCH", "/v1/providers/p/entitlements/e", {}),
+        ("GET", "/v1/providers/p/entitlements", {}),
+        ("GET", "/v1/providers/p/entitlements/", {}),
+        ("GET", "/v1/providers//entitlements/e", {}),
+        ("GET", "/v1/providers/p/entitlements/e/", {}),
+        ("GET", "/v1/providers/p/accounts/a", {}),
+        ("GET", "/v2/providers/p/entitlements/e", {}),
+        ("GET", "/emulator/v1/providers/p/entitlements/e", {}),
+        ("GET", "/v1/providers/p/entitlements/e", {"root_path": "/mounted"}),
+    ]:
+        assert hot_endpoint(scope(method, path, **extra)) is None, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("GET", "?alt=json", None),
+        ("GET", "?colour=red", None),
+        ("GET", "?alt=proto", None),
+        ("GET", "-unknown", None),
+        ("POST", ":approve", b"{}"),
+        ("POST", ":approve", b""),
+        ("POST", ":approve?colour=red", b"{}"),
+        ("POST", ":frobnicate", b"{}"),
+        ("POST", ":reject", b"{not json"),
+        ("POST", ":reject", b'{"reason": 5}'),
+        ("POST", ":approvePlanChange", b"{}"),
+        ("POST", ":approvePlanChange", b'{"pendingPlanName": "pro"}'),
+        ("POST", ":suspend", b"{}"),
+        ("POST", "-unknown:approve", b"{}"),
+    ],
+)
+def test_hot_calls_answer_exactly_as_the_router_does(
+    client: TestClient,
+    routed: TestClient,
+    bought: Any,
+    method: str,
+    suffix: str,
+    body: bytes | None,
+) -> None:
+    """Same status, headers (but the date) and body, for answers and for refusals alike."""
+    name = bought["entitlement"]["name"]
+    answers = [c.request(method, f"/v1/{name}{suffix}", content=body) for c in (client, routed)]
+    first, second = ((r.status_code, r.content, dict(r.headers)) for r in answers)
+    for _, _, headers in (first, second):
+        headers.pop("date", None)
+    assert first == second
+
+
+def test_an_empty_entitlement_id_before_a_verb_is_refused_on_the_hot_path(
+    client: TestClient, routed: TestClient
+) -> None:
+    """`.../entitlements/:approve` is a 400 INVALID_ARGUMENT, as through the router."""
+    path = f"/v1/providers/{P}/entitlements/:approve"
+    answers = [c.post(path, content=b"{}") for c in (client, routed)]
+    assert [a.status_code for a in answers] == [400, 400]
+    assert answers[0].content == answers[1].content
+
+
+def test_a_plan_change_approved_on_the_hot_path_is_applied_and_notified(
+    client: TestClient, emulator: Emulator, bought: Any
+) -> None:
+    """`:approvePlanChange` changes the plan and publishes ENTITLEMENT_PLAN_CHANGED."""
+    name = bought["entitlement"]["name"]
+    account = client.get(f"/v1/{name}").json()["account"]
+    assert client.post(f"/v1/{account}:approve", json={}).status_code == 200
+    assert client.post(f"/v1/{name}:approve", json={}).status_code == 200
+    assert client.get(f"/v1/{name}").json()["state"] == "ENTITLEMENT_ACTIVE"
+    eid = name.rsplit("/", 1)[1]
+    change = f"/emulator/v1/providers/{P}/entitlements/{eid}:changePlan"
+    assert client.post(change, json={"plan": "pro"}).status_code == 200
+    response = client.post(f"/v1/{name}:approvePlanChange", json={"pendingPlanName": "pro"})
+    assert (response.status_code, response.json()) == (200, {})
+    assert client.get(f"/v1/{name}").json()["plan"] == "pro"
+    notified = emulator.notifications(P)
+    events = [n["eventType"] for n in notified if n.get("entitlement", {}).get("id") == eid]
+    assert events[-1] == "ENTITLEMENT_PLAN_CHANGED"
+
+
+def test_injected_faults_still_apply_to_the_hot_calls(
+    client: TestClient, emulator: Emulator, bought: Any
+) -> None:
+    """An injected error answers instead of the hot handler, and the call has no effect."""
+    name = bought["entitlement"]["name"]
+    faults = {"procurement": {"errorRate": 1.0, "statuses": [503]}}
+    emulator.faults.configure(FaultSettings.model_validate(faults))
+    try:
+        got = client.get(f"/v1/{name}")
+        posted = client.post(f"/v1/{name}:reject", json={"reason": "no"})
+    finally:
+        emulator.faults.clear()
+    assert (got.status_code, got.json()["error"]["status"]) == (503, "UNAVAILABLE")
+    assert (posted.status_code, posted.json()["error"]["status"]) == (503, "UNAVAILABLE")
+    assert client.get(f"/v1/{name}").json()["state"] == "ENTITLEMENT_ACTIVATION_REQUESTED"
