@@ -69,11 +69,18 @@ class Publisher(Protocol):
     def stop(self) -> None: ...
 
 
+# How long the publisher client gathers messages into one Publish call (its default: 10 ms). Each
+# call costs the emulator about 0.5 ms of CPU whatever it carries; at a hundred notifications a
+# second, 50 ms puts about five in a call instead of one, for at most 40 ms more delivery latency.
+PUBLISH_BATCH_LATENCY_SECONDS = 0.05
+
+
 def default_publisher() -> Publisher:
     """Google's publisher client; it honours `PUBSUB_EMULATOR_HOST` by itself."""
     from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 
-    client: Publisher = pubsub_v1.PublisherClient()
+    batching = pubsub_v1.types.BatchSettings(max_latency=PUBLISH_BATCH_LATENCY_SECONDS)
+    client: Publisher = pubsub_v1.PublisherClient(batch_settings=batching)
     return client
 
 
