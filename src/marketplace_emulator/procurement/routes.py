@@ -1,8 +1,11 @@
 """URL -> handler for the Procurement API v1 (paths of the discovery document).
 
 Custom verbs (`.../entitlements/{id}:approve`) arrive as one path segment, since a path parameter
-matches `[^/]+`; `responses.split_action` separates the id from the verb. Handlers that change state
-run in the thread pool, because publishing a notification may block.
+matches `[^/]+`; `responses.split_action` separates the id from the verb. Every handler, reading or
+changing state, runs on the event loop: a backend operation is short and in memory, and publishing a
+notification only queues it (the notifier delivers from its own thread), so a thread-pool hop would
+cost more than the call (a quarter of an approval's CPU). The control API keeps its thread pool:
+seeding and moving the clock can take long.
 
 `hot_endpoint` picks, without the router, the handler of the two calls a provider's backend makes
 for each notification (`entitlements.get`, and an entitlement's custom verb such as
@@ -17,7 +20,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from marketplace_emulator.procurement import responses as rs
@@ -90,7 +92,7 @@ async def account_action(request: Request, provider: str, segment: str) -> JSONR
 
     else:
         raise _unknown_verb(verb, request.url.path)
-    await run_in_threadpool(call)
+    call()
     return JSONResponse({})
 
 
@@ -117,7 +119,7 @@ async def patch_entitlement(request: Request, provider: str, entitlement: str) -
     body = rs.parse_message(await rs.json_body(request), rs.ENTITLEMENT_FIELDS)
     message = body.get("messageToUser", "")
     procurement = backend(request)
-    updated = await run_in_threadpool(procurement.patch_entitlement, provider, entitlement, message)
+    updated = procurement.patch_entitlement(provider, entitlement, message)
     return JSONResponse(updated.to_json())
 
 
@@ -157,7 +159,7 @@ async def entitlement_action(request: Request, provider: str, segment: str) -> J
     call = _entitlement_call(backend(request), provider, entitlement, verb, body)
     if call is None:
         raise _unknown_verb(verb, request.url.path)
-    await run_in_threadpool(call)
+    call()
     return JSONResponse({})
 
 
