@@ -18,10 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
+from marketplace_saas.adapters.db.group_commit import GroupCommit
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
 from marketplace_saas.config import Settings
 
 Clock = Callable[[], datetime]
+
+# At most this many notifications' writes share one SQLite transaction (`GroupCommit`).
+SQLITE_GROUP_COMMIT = 32
 
 # Where the metering engineer's Service Control gateway lives; built lazily if importable.
 SERVICECONTROL_MODULE = "marketplace_saas.adapters.servicecontrol"
@@ -47,6 +51,11 @@ class Container:
         self.settings = settings
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
+        # The listener's write transactions, grouped on SQLite (one writer at a time there).
+        self.writes: GroupCommit[Session] = GroupCommit(
+            self.sessions.begin,
+            max_batch=SQLITE_GROUP_COMMIT if engine.dialect.name == "sqlite" else 1,
+        )
         self._procurement = procurement
         self._owned_gateways: list[Any] = []
         self._servicecontrol = servicecontrol

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.db.models import InboxMessage
@@ -120,33 +121,33 @@ def _store_received(
     source: str,
 ) -> tuple[str, int, bool]:
     """Store the message unless its eventId is there: its status, deliveries, and whether it is
-    a repeated delivery. Two statements at most (insert, or count one more delivery), on a bare
-    connection: no ORM session is needed for them."""
-    with container.engine.begin() as connection:
-        inserted = repo.insert_inbox(
-            connection,
-            {
-                "event_id": note.event_id,
-                "event_type": note.event_type,
-                "provider_id": note.provider_id,
-                "subject_kind": note.kind,
-                "subject_id": note.subject_id,
-                "subject_update_time": note.update_time,
-                "payload": _text(data),
-                "message_id": message_id,
-                "source": source,
-                "status": "received",
-                "attempts": 0,
-                "deliveries": 1,
-                "received_at": container.now(),
-            },
-        )
-        if inserted:
+    a repeated delivery. Two statements at most (insert, or count one more delivery), committed
+    before the message is processed (with other workers' writes, on SQLite: `container.writes`)."""
+    values = {
+        "event_id": note.event_id,
+        "event_type": note.event_type,
+        "provider_id": note.provider_id,
+        "subject_kind": note.kind,
+        "subject_id": note.subject_id,
+        "subject_update_time": note.update_time,
+        "payload": _text(data),
+        "message_id": message_id,
+        "source": source,
+        "status": "received",
+        "attempts": 0,
+        "deliveries": 1,
+        "received_at": container.now(),
+    }
+
+    def store(session: Session) -> tuple[str, int, bool]:
+        if repo.insert_inbox(session, values):
             return "received", 1, False
-        counted = repo.count_delivery(connection, note.event_id)
+        counted = repo.count_delivery(session, note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
         return counted[0], counted[1], True
+
+    return container.writes.run(store)
 
 
 # -- processing and settling ----------------------------------------------------------------------
@@ -175,8 +176,9 @@ def _process(container: Container, note: Notification, calls: CallLog, *, actor:
         event_type=note.event_type,
         event_update_time=note.update_time,
     )
-    changed = False
-    with container.sessions.begin() as session:
+
+    def commit(session: Session) -> bool:
+        changed = False
         for write in effects.writes:
             changed = write(session, ctx).changed or changed
         calls.flush(session, actor=actor, event_id=note.event_id)
@@ -187,6 +189,9 @@ def _process(container: Container, note: Notification, calls: CallLog, *, actor:
             processed_at=ctx.now,
             last_error=None if effects.status == "processed" else effects.detail,
         )
+        return changed
+
+    changed = container.writes.run(commit)
     return _Done(effects.status, effects.detail, tuple(effects.decisions), changed)
 
 

@@ -1,0 +1,122 @@
+"""Group commit: the short write transactions of concurrent workers, run together.
+
+    writes = GroupCommit(container.sessions.begin, max_batch=32)
+    result = writes.run(lambda session: ...)    # returns once that work is committed
+
+SQLite admits one writer at a time. When the listener's threads each open their own write
+transaction, they queue on SQLite's lock, whose busy handler sleeps in growing steps (1, 2, 5,
+10 ms...) however soon the lock is free, and every transaction pays its own BEGIN and COMMIT.
+Here the threads queue on a condition instead: whichever finds no transaction running becomes the
+leader, runs every piece of work queued so far (up to `max_batch`) in one transaction, commits
+once, and wakes the others; each `run` returns its own work's result only after the commit.
+
+Each piece of work is a function of the session that only writes to the database, so it can run
+again: if the shared transaction fails (one work raised, or the commit did), it is rolled back and
+every piece is run again alone, in its own transaction, so one failure never takes another's
+writes with it and each caller gets its own result or exception. A `max_batch` of 1 is a plain
+transaction per call (what PostgreSQL, with row locks and many writers, is given).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class _Work(Generic[S]):
+    fn: Callable[[S], Any]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit(Generic[S]):
+    """Runs `fn(session)` calls from many threads in shared transactions (see the module)."""
+
+    def __init__(
+        self, begin: Callable[[], AbstractContextManager[S]], *, max_batch: int = 32
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._begin = begin
+        self._max_batch = max_batch
+        self._changed = threading.Condition()
+        self._queue: list[_Work[S]] = []
+        self._leading = False
+        self.batches = 0  # transactions committed or tried, for tests and metrics
+        self.retried_alone = 0  # works run again alone after a shared transaction failed
+
+    def run(self, fn: Callable[[S], T]) -> T:
+        """Run `fn(session)` in a write transaction; its result once committed, or its error."""
+        if self._max_batch == 1:
+            with self._begin() as session:
+                return fn(session)
+        work: _Work[S] = _Work(fn)
+        with self._changed:
+            self._queue.append(work)
+        while batch := self._wait_turn(work):  # lead until this work is done, by us or another
+            try:
+                self._run_batch(batch)
+            finally:
+                with self._changed:
+                    self._leading = False
+                    self._changed.notify_all()
+        if work.error is not None:
+            raise work.error
+        result: T = work.result
+        return result
+
+    def _wait_turn(self, work: _Work[S]) -> list[_Work[S]]:
+        """Wait until `work` is done (returns []) or no transaction runs; then lead: the batch
+        to run, the oldest queued works (a full queue may leave this one for the next batch)."""
+        with self._changed:
+            while not work.done and self._leading:
+                self._changed.wait()
+            if work.done:
+                return []
+            self._leading = True
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            return batch
+
+    def _run_batch(self, batch: list[_Work[S]]) -> None:
+        self.batches += 1
+        try:
+            with self._begin() as session:
+                results = [work.fn(session) for work in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                self._finish(batch[0], None, exc)
+                return
+            self.retried_alone += len(batch)
+            for work in batch:
+                self._run_alone(work)
+            return
+        except BaseException as exc:  # interrupted: nobody may wait for these any longer
+            for work in batch:
+                self._finish(work, None, exc)
+            raise
+        for work, result in zip(batch, results, strict=True):
+            self._finish(work, result, None)
+
+    def _run_alone(self, work: _Work[S]) -> None:
+        try:
+            with self._begin() as session:
+                result = work.fn(session)
+        except Exception as exc:
+            self._finish(work, None, exc)
+        else:
+            self._finish(work, result, None)
+
+    def _finish(self, work: _Work[S], result: Any, error: BaseException | None) -> None:
+        with self._changed:
+            work.result = result
+            work.error = error
+            work.done = True
