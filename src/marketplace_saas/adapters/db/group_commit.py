@@ -6,9 +6,10 @@
 SQLite admits one writer at a time. When the listener's threads each open their own write
 transaction, they queue on SQLite's lock, whose busy handler sleeps in growing steps (1, 2, 5,
 10 ms...) however soon the lock is free, and every transaction pays its own BEGIN and COMMIT.
-Here the threads queue on a condition instead: whichever finds no transaction running becomes the
+Here the threads queue in-process instead: whichever finds no transaction running becomes the
 leader, runs every piece of work queued so far (up to `max_batch`) in one transaction, commits
-once, and wakes the others; each `run` returns its own work's result only after the commit.
+once, and wakes the threads whose work it did; once its own work is done it hands the lead to the
+oldest work still queued. Each `run` returns its own work's result only after the commit.
 
 Each piece of work is a function of the session that only writes to the database, so it can run
 again: if the shared transaction fails (one work raised, or the commit did), it is rolled back and
@@ -22,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 S = TypeVar("S")
@@ -35,6 +36,8 @@ class _Work(Generic[S]):
     done: bool = False
     result: Any = None
     error: BaseException | None = None
+    # Set once the work is done, or to hand its thread the lead: only that thread wakes.
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class GroupCommit(Generic[S]):
@@ -47,9 +50,9 @@ class GroupCommit(Generic[S]):
             raise ValueError("max_batch must be at least 1")
         self._begin = begin
         self._max_batch = max_batch
-        self._changed = threading.Condition()
+        self._mutex = threading.Lock()
         self._queue: list[_Work[S]] = []
-        self._leading = False
+        self._leading = False  # a thread is running batches
         self.batches = 0  # transactions committed or tried, for tests and metrics
         self.retried_alone = 0  # works run again alone after a shared transaction failed
 
@@ -59,32 +62,34 @@ class GroupCommit(Generic[S]):
             with self._begin() as session:
                 return fn(session)
         work: _Work[S] = _Work(fn)
-        with self._changed:
+        with self._mutex:
             self._queue.append(work)
-        while batch := self._wait_turn(work):  # lead until this work is done, by us or another
-            try:
-                self._run_batch(batch)
-            finally:
-                with self._changed:
-                    self._leading = False
-                    self._changed.notify_all()
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            work.wake.wait()  # done by the leader, or handed the lead
+        if not work.done:
+            self._lead(work)
         if work.error is not None:
             raise work.error
         result: T = work.result
         return result
 
-    def _wait_turn(self, work: _Work[S]) -> list[_Work[S]]:
-        """Wait until `work` is done (returns []) or no transaction runs; then lead: the batch
-        to run, the oldest queued works (a full queue may leave this one for the next batch)."""
-        with self._changed:
-            while not work.done and self._leading:
-                self._changed.wait()
-            if work.done:
-                return []
-            self._leading = True
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-            return batch
+    def _lead(self, work: _Work[S]) -> None:
+        """Run batches of the oldest queued works until `work` is done; then hand the lead to
+        the oldest work still queued (its thread wakes and leads), or put it down."""
+        try:
+            while not work.done:
+                with self._mutex:
+                    batch = self._queue[: self._max_batch]
+                    del self._queue[: self._max_batch]
+                self._run_batch(batch)
+        finally:
+            with self._mutex:
+                if self._queue:
+                    self._queue[0].wake.set()
+                else:
+                    self._leading = False
 
     def _run_batch(self, batch: list[_Work[S]]) -> None:
         self.batches += 1
@@ -115,8 +120,9 @@ class GroupCommit(Generic[S]):
         else:
             self._finish(work, result, None)
 
-    def _finish(self, work: _Work[S], result: Any, error: BaseException | None) -> None:
-        with self._changed:
-            work.result = result
-            work.error = error
-            work.done = True
+    @staticmethod
+    def _finish(work: _Work[S], result: Any, error: BaseException | None) -> None:
+        work.result = result
+        work.error = error
+        work.done = True
+        work.wake.set()
