@@ -373,6 +373,7 @@ def end_to_end(
             user = times.user - times_before.user
             system = times.system - times_before.system
             listener.stop()
+            batches = container.writes.batches
         # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
         cpu += _stop_children(children)
     return {
@@ -388,6 +389,8 @@ def end_to_end(
         # this process alone: its user (Python, SQLite, gRPC) and kernel (syscalls, switches) time
         "listener_user_ms_per_notification": round(user / max(done, 1) * 1000, 3),
         "listener_system_ms_per_notification": round(system / max(done, 1) * 1000, 3),
+        # this process's write transactions (inbox rows and effects, grouped on SQLite)
+        "write_transactions": batches,
         "seeding_seconds": round(seeding, 1),
     }
 
