@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
@@ -57,7 +57,22 @@ class Effects:
     decisions: list[str] = field(default_factory=list)
 
 
-Handler = Callable[["Container", Notification, CallLog], Effects]
+@dataclass(frozen=True)
+class Stored:
+    """What our records said of an entitlement when its notification was stored: read in that
+    transaction, so the handler need not read it again before calling Google."""
+
+    entitlement: repo.KnownEntitlement | None
+
+
+class Handler(Protocol):
+    def __call__(
+        self,
+        container: Container,
+        note: Notification,
+        calls: CallLog,
+        stored: Stored | None = None,
+    ) -> Effects: ...
 
 
 class DecisionNotTaken(RuntimeError):
@@ -178,10 +193,12 @@ def needs_decision(container: Container, view: EntitlementView, *, signed_up: bo
     )
 
 
-def _refresh_entitlement(container: Container, note: Notification, calls: CallLog) -> Effects:
+def _refresh_entitlement(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """GET the entitlement, take the decisions its state and our policies call for, record it."""
     eid = note.subject_id
-    ours = _known_entitlement(container, eid)
+    ours = stored.entitlement if stored is not None else _known_entitlement(container, eid)
     if is_stale(ours.update_time if ours else None, note.update_time):
         return Effects(detail="stale: a newer version is already applied")
     view = read_entitlement(container, calls, eid)
@@ -206,69 +223,95 @@ def _refresh_entitlement(container: Container, note: Notification, calls: CallLo
     return effects
 
 
-def on_creation_requested(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_creation_requested(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The customer chose a plan: approve per APPROVAL_POLICY, or record it and wait."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_offer_accepted(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_offer_accepted(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """A private offer was accepted on an auto-approval product: record the upcoming start."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_active(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_active(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The plan is active: turn our service on at the plan from GET."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_plan_change_requested(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_plan_change_requested(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """A new plan awaits approval: approve per PLAN_CHANGE_POLICY; the service does not change."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_plan_changed(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_plan_changed(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The plan change took effect: move our service to the plan from GET."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_plan_change_cancelled(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_plan_change_cancelled(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The pending plan change was withdrawn or rejected: the old plan carries on."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_pending_cancellation(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_pending_cancellation(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """Cancelled at the end of the term: keep serving until CANCELLED."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_cancellation_reverted(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_cancellation_reverted(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The customer took the cancellation back: it renews again."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_cancelling(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_cancelling(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """Cancellation in progress: record the state, wait for CANCELLED."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_cancelled(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_cancelled(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """Cancelled: turn our service off (the last usage window ends here)."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_renewed(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_renewed(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """A new term started: refresh the offer's end time."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_offer_ended(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_offer_ended(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """A private offer ended: either CANCELLED follows, or it carries on at list price."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
-def on_entitlement_deleted(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_entitlement_deleted(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """Google deleted the entitlement (GET answers 404): mark it deleted, keep it for billing."""
-    return _refresh_entitlement(container, note, calls)
+    return _refresh_entitlement(container, note, calls, stored)
 
 
 # -- account handlers -------------------------------------------------------------------------
@@ -308,7 +351,9 @@ def needs_account_decision(container: Container, view: AccountView, *, signed_up
     return decision is Decision.APPROVE
 
 
-def on_account_active(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_account_active(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """An account exists (messages without eventType land here): record it, approve per policy."""
     account_id = note.subject_id
     known = _known_account(container, account_id)
@@ -320,7 +365,9 @@ def on_account_active(container: Container, note: Notification, calls: CallLog) 
     return decide_account(container, calls, view, signed_up=known.signed_up)
 
 
-def on_account_deleted(container: Container, note: Notification, calls: CallLog) -> Effects:
+def on_account_deleted(
+    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+) -> Effects:
     """The account is gone: erase the customer's personal data, keep what billing needs."""
     view = read_account(container, calls, note.subject_id)
     if view is not None:  # still there: the message was a hint about something else

@@ -119,10 +119,11 @@ def _store_received(
     *,
     message_id: str | None,
     source: str,
-) -> tuple[str, int, bool]:
-    """Store the message unless its eventId is there: its status, deliveries, and whether it is
-    a repeated delivery. Two statements at most (insert, or count one more delivery), committed
-    before the message is processed (with other workers' writes, on SQLite: `container.writes`)."""
+) -> tuple[str, int, bool, lifecycle.Stored | None]:
+    """Store the message unless its eventId is there: its status, deliveries, whether it is
+    a repeated delivery, and (an entitlement's message) what our records say of the entitlement,
+    read in the same transaction for the handler. Committed before the message is processed
+    (with other workers' writes, on SQLite: `container.writes`)."""
     values = {
         "event_id": note.event_id,
         "event_type": note.event_type,
@@ -139,13 +140,16 @@ def _store_received(
         "received_at": container.now(),
     }
 
-    def store(session: Session) -> tuple[str, int, bool]:
+    def store(session: Session) -> tuple[str, int, bool, lifecycle.Stored | None]:
+        known = None
+        if note.kind == "entitlement":
+            known = lifecycle.Stored(repo.known_entitlement(session, note.subject_id))
         if repo.insert_inbox(session, values):
-            return "received", 1, False
+            return "received", 1, False, known
         counted = repo.count_delivery(session, note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
-        return counted[0], counted[1], True
+        return counted[0], counted[1], True, known
 
     return container.writes.run(store)
 
@@ -161,11 +165,18 @@ class _Done:
     changed: bool
 
 
-def _process(container: Container, note: Notification, calls: CallLog, *, actor: str) -> _Done:
+def _process(
+    container: Container,
+    note: Notification,
+    calls: CallLog,
+    *,
+    actor: str,
+    stored: lifecycle.Stored | None = None,
+) -> _Done:
     """Run the handler, then commit its writes, its calls and the inbox status together."""
     handler, why_ignored = lifecycle.handler_for(note)
     effects = (
-        handler(container, note, calls)
+        handler(container, note, calls, stored)
         if handler is not None
         else lifecycle.Effects(status="ignored", detail=why_ignored)
     )
@@ -224,11 +235,18 @@ def _record_failure(
         return row.status, row.attempts
 
 
-def _settle(container: Container, note: Notification, *, actor: str, log: Any) -> str:
+def _settle(
+    container: Container,
+    note: Notification,
+    *,
+    actor: str,
+    log: Any,
+    stored: lifecycle.Stored | None = None,
+) -> str:
     """The one place that turns an outcome into an inbox status (and so into ack or nack)."""
     calls = CallLog(container.now)
     try:
-        done = _process(container, note, calls, actor=actor)
+        done = _process(container, note, calls, actor=actor, stored=stored)
     except TRANSIENT as exc:
         status, attempts = _record_failure(container, note, calls, exc, transient=True, actor=actor)
         log.warning("notification.retry", status=status, attempts=attempts, error=str(exc))
@@ -276,11 +294,11 @@ def handle_message(
         stored = _store_received(container, note, data, message_id=message_id, source=source)
     except IntegrityError:  # the same eventId, stored a moment ago by another worker
         stored = _store_received(container, note, data, message_id=message_id, source=source)
-    status, deliveries, repeated = stored
+    status, deliveries, repeated, known = stored
     if repeated and status in SETTLED:
         log.info("notification.duplicate", status=status, deliveries=deliveries)
         return Disposition.ACK
-    status = _settle(container, note, actor=LISTENER, log=log)
+    status = _settle(container, note, actor=LISTENER, log=log, stored=known)
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
