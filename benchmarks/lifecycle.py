@@ -18,10 +18,8 @@ The clock runs from the listener's start until the last of them is committed.
 In the same run, the bare Pub/Sub emulator's ack rate is measured: the same number of messages,
 a subscriber whose callback only acks, the same flow control.
 
-The emulator holds only the entitlements the run touches: its store recomputes the next due
-transition by scanning every entitlement on each write, so at 100,000 entitlements the emulator,
-not the backend, would set the pace (and seeding it would take hours). The scale being measured
-is the backend's: its database, its queries, its writes.
+The emulator holds only the entitlements the run touches: the scale being measured is the
+backend's (its database, its queries, its writes), not the emulator's.
 
 Figures go to `benchmarks/results/lifecycle.json`.
 """

@@ -5,12 +5,14 @@
 
 1. Parse. A message that can never become valid (not JSON, no ids, another provider's, over
    64 KiB) gets an inbox row with status `invalid` and the reason, a warning, and an ACK.
-2. Store the raw message first, in its own transaction (unique eventId). A repeated delivery
-   counts `deliveries`; if the first one is already settled (processed, ignored, parked) it is
+2. Store the raw message first, in its own committed transaction (unique eventId), which also
+   reads what we applied of its entitlement for the handler. A repeated delivery counts
+   `deliveries`; if the first one is already settled (processed, ignored, parked) it is
    acknowledged without being processed again.
 3. Process: the handler of `lifecycle.EVENT_HANDLERS` calls Google, then its writes, the audit rows
    of its calls and the inbox status commit in one short transaction. Unknown event types are
-   recorded as `ignored`.
+   recorded as `ignored`. Both transactions go through `container.writes`: on SQLite, those of
+   concurrent workers share one commit (`adapters.db.group_commit`).
 4. Decide, in `_settle` alone: done -> ACK; a transient failure (Procurement API unavailable,
    database busy or unreachable) or a bug (any other exception, recorded with its traceback) ->
    the attempt is counted and the message is NACKed for Pub/Sub to redeliver, until
