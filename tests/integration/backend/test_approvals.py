@@ -12,6 +12,7 @@ from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.service import approvals
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
+from tests.integration.backend.lifecycle_support import api_calls
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +70,7 @@ def test_approving_twice_is_benign_and_calls_google_once(
     approvals.approve_entitlement(container, entitlement.id, actor="signup")
     again = approvals.approve_entitlement(container, entitlement.id, actor="signup")
     assert again.outcome == "already_approved"
-    with container.sessions() as session:
-        count = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(AuditLog)
-            .where(AuditLog.kind == "api_call", AuditLog.action == "approve_entitlement")
-        )
-    assert count == 1
+    assert api_calls(container, "approve_entitlement") == 1
 
 
 def test_entitlement_approval_before_the_account_is_refused_clearly(
@@ -183,13 +178,7 @@ def test_approving_a_rejected_plan_change_is_nothing_to_decide(
         approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
     row = _entitlement(container, entitlement.id)
     assert (row.plan, row.service_plan) == ("basic", "basic")
-    with container.sessions() as session:
-        approvals_called = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(AuditLog)
-            .where(AuditLog.kind == "api_call", AuditLog.action == "approve_plan_change")
-        )
-    assert approvals_called == 0
+    assert api_calls(container, "approve_plan_change") == 0
 
 
 def test_rejecting_an_approved_plan_change_that_took_effect_is_nothing_to_decide(
@@ -210,13 +199,7 @@ def test_rejecting_an_approved_plan_change_that_took_effect_is_nothing_to_decide
         approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="x")
     row = _entitlement(container, entitlement.id)
     assert (row.plan, row.service_plan) == ("pro", "pro")
-    with container.sessions() as session:
-        rejections_called = session.scalar(
-            sa.select(sa.func.count())
-            .select_from(AuditLog)
-            .where(AuditLog.kind == "api_call", AuditLog.action == "reject_plan_change")
-        )
-    assert rejections_called == 1
+    assert api_calls(container, "reject_plan_change") == 1
 
 
 def test_resetting_an_account_records_and_audits_it(
