@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.types import Scope
 
 from marketplace_emulator.procurement import responses as rs
@@ -165,29 +166,25 @@ async def entitlement_action(request: Request, provider: str, segment: str) -> J
 
 HotEndpoint = Callable[[Request], Awaitable[JSONResponse]]
 
+# The router's own routes for the two hot calls: their methods, path patterns and handlers.
+_HOT_ROUTES = tuple(
+    (method, route.path_regex, route.endpoint)
+    for route in router.routes
+    if isinstance(route, APIRoute) and route.endpoint in (get_entitlement, entitlement_action)
+    for method in route.methods or ()
+)
+
 
 def hot_endpoint(scope: Scope) -> HotEndpoint | None:
     """The handler the router would choose for `GET .../entitlements/{id}` or
     `POST .../entitlements/{id}:{verb}`, bound to its path parameters; None for any other call.
 
-    The segments are matched as the router matches `{provider}` and `{entitlement}` (non-empty, no
-    '/'); no route before these two matches such a path, so the choice is the router's.
+    The path is matched with those routes' own patterns (their parameters are plain strings); no
+    route before these two matches such a path, so the choice is the router's.
     """
     if scope.get("root_path"):
         return None
-    parts = scope["path"].split("/")
-    if (
-        len(parts) != 6
-        or parts[1] != "v1"
-        or parts[2] != "providers"
-        or parts[4] != "entitlements"
-        or not parts[3]
-        or not parts[5]
-    ):
-        return None
-    method = scope["method"]
-    if method == "GET":
-        return partial(get_entitlement, provider=parts[3], entitlement=parts[5])
-    if method == "POST":
-        return partial(entitlement_action, provider=parts[3], segment=parts[5])
+    for method, pattern, endpoint in _HOT_ROUTES:
+        if scope["method"] == method and (found := pattern.match(scope["path"])):
+            return partial(endpoint, **found.groupdict())
     return None
