@@ -32,9 +32,6 @@ class DueQueue:
         self._heap: list[tuple[datetime, int, Key]] = []
         self._current: dict[Key, tuple[datetime, int]] = {}
 
-    def __len__(self) -> int:
-        return len(self._current)
-
     def set(self, key: Key, seq: int, when: datetime | None) -> None:
         """Schedule `key` at `when` (None: nothing scheduled), replacing its previous entry."""
         if when is None:
@@ -84,9 +81,6 @@ class SortedKeys:
     def __init__(self) -> None:
         self._items: list[tuple[datetime, str]] = []
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def add(self, create_time: datetime, item_id: str) -> None:
         item = (create_time, item_id)
         if not self._items or self._items[-1] < item:
@@ -100,12 +94,8 @@ class SortedKeys:
         if i < len(self._items) and self._items[i] == item:
             del self._items[i]
 
-    def ids(self, start: int = 0) -> Iterator[str]:
-        for i in range(start, len(self._items)):
-            yield self._items[i][1]
-
-    def slice(self, start: int, end: int) -> list[str]:
-        return [item_id for _, item_id in self._items[start:end]]
+    def ids(self) -> Iterator[str]:
+        return (item_id for _, item_id in self._items)
 
 
 class OrderedIndex(Generic[H, V]):
