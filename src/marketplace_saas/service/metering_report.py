@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -108,10 +107,7 @@ def report_usage(
     if dry_run:
         _close(container, summary, dry_run=True)
         return summary
-    with container.sessions() as session:
-        bind = session.get_bind()
-    engine = bind if isinstance(bind, sa.Engine) else bind.engine
-    with ledger.run_lock(engine) as mine:
+    with ledger.run_lock(container.engine) as mine:
         if not mine or not _close(container, summary, dry_run=False):
             summary.errors.append({"error": ANOTHER_RUN})
             log.warning("usage.another_run")
