@@ -31,6 +31,7 @@ from marketplace_saas.adapters.db.models import (
     PlanHistory,
 )
 from marketplace_saas.bootstrap import Container
+from marketplace_saas.domain.entitlements import IN_SERVICE
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.process_support import Process, backend_env
 from tests.integration.backend.pubsub_support import Channel, channel_fixture, wait_for
@@ -41,12 +42,6 @@ __all__ = ["channel_fixture"]
 SEED = 20261128
 STEPS = 90
 DEADLINE_SECONDS = 120.0
-IN_SERVICE = {
-    "ENTITLEMENT_ACTIVE",
-    "ENTITLEMENT_PENDING_CANCELLATION",
-    "ENTITLEMENT_PENDING_PLAN_CHANGE",
-    "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL",
-}
 
 
 class Pump(threading.Thread):
