@@ -17,11 +17,11 @@ from marketplace_saas.adapters.db.engine import create_engine
 from marketplace_saas.adapters.db.models import UsageReport
 from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
 from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli import main
 from marketplace_saas.service.metering import record_usage
 from marketplace_saas.service.metering_ledger import ANOTHER_RUN, run_lock
 from marketplace_saas.service.metering_report import ReportSummary, report_usage
+from tests.integration.backend.conftest import backend_settings
 from tests.support.metering import emulator_entitlement, seed_entitlements
 
 SERVICE = "example-product.endpoints.sandbox.cloud.goog"
@@ -52,14 +52,11 @@ def make(
     made: list[tuple[Container, ServiceControlGateway]] = []
 
     def build() -> tuple[Container, ServiceControlGateway]:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            MARKETPLACE_SANDBOX=True,
-            MARKETPLACE_PROVIDER_ID="DEMO-sandbox",
-            DATABASE_URL=migrated_database_url,
-            PROCUREMENT_API_ENDPOINT=emulator_url,
-            SERVICE_CONTROL_API_ENDPOINT=emulator_url,
-            USAGE_GRACE_SECONDS=60,
+        settings = backend_settings(
+            migrated_database_url,
+            emulator_url,
+            service_control_api_endpoint=emulator_url,
+            usage_grace_seconds=60,
         )
         gateway = ServiceControlGateway(settings, backoff_base=0.01, backoff_max=0.02)
         container = bootstrap(settings, servicecontrol=gateway, clock=emulator.clock.now)
