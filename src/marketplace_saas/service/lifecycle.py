@@ -104,8 +104,8 @@ class _Known:
 
 def _known_entitlement(container: Container, eid: str) -> repo.KnownEntitlement | None:
     """The updateTime of the version we applied, and what we know of its account."""
-    with container.engine.connect() as connection:  # one read: no ORM session needed
-        return repo.known_entitlement(connection, eid)
+    with container.sessions() as session:
+        return repo.known_entitlement(session, eid)
 
 
 def _known_account(container: Container, account_id: str) -> _Known:

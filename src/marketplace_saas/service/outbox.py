@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import HookOutbox, utcnow
-from marketplace_saas.adapters.db.repositories import dialect_of
+from marketplace_saas.adapters.db.repositories import dialect_of, insert_skipping_duplicates
 from marketplace_saas.domain.hooks import HOOK_NAMES, HookPayload, HookStatus
 from marketplace_saas.service.hook_payloads import coerce_payload
 
@@ -29,10 +28,7 @@ __all__ = ["HOOK_NAMES", "enqueue_hook"]
 
 # Built once (the listener enqueues on its hot path); the values are bound at execution.
 _OUTBOX = cast(sa.Table, HookOutbox.__table__)
-_INSERT = {
-    name: dialect.insert(_OUTBOX).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
+_INSERT = insert_skipping_duplicates(_OUTBOX, "idempotency_key")
 
 
 def enqueue_hook(

@@ -48,12 +48,20 @@ _SELECT_BY_KEY: dict[type[Any], tuple[sa.Select[Any], sa.Select[Any]]] = {
     Entitlement: _by_key(Entitlement, Entitlement.id),
 }
 
+
+def insert_skipping_duplicates(table: sa.Table, key: str) -> dict[str, Any]:
+    """Per dialect, `INSERT ... ON CONFLICT (key) DO NOTHING` into `table`, values bound at
+    execution (pick one with `dialect_of(session)`)."""
+    return {
+        name: dialect.insert(table).on_conflict_do_nothing(index_elements=[key])
+        for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    }
+
+
 _INBOX = cast(sa.Table, InboxMessage.__table__)
 _INBOX_INSERT = {
-    name: dialect.insert(_INBOX)
-    .on_conflict_do_nothing(index_elements=["event_id"])
-    .returning(_INBOX.c.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+    name: statement.returning(_INBOX.c.id)
+    for name, statement in insert_skipping_duplicates(_INBOX, "event_id").items()
 }
 _INBOX_COUNT_DELIVERY = (
     sa.update(_INBOX)
@@ -74,9 +82,9 @@ _INBOX_SETTLE = (
 )
 
 
-def dialect_of(db: Session | sa.Connection) -> str:
+def dialect_of(session: Session) -> str:
     """`sqlite` or `postgresql`: the only two the project supports."""
-    name = db.dialect.name if isinstance(db, sa.Connection) else db.get_bind().dialect.name
+    name = session.get_bind().dialect.name
     if name not in ("sqlite", "postgresql"):  # pragma: no cover - guarded at start-up too
         raise RuntimeError(f"unsupported database dialect {name!r}")
     return name
@@ -96,13 +104,19 @@ def take_write_lock(session: Session) -> None:
     session.info[_WRITE_LOCKED] = transaction
 
 
+def _reading(
+    session: Session, plain: sa.Select[Any], for_update: sa.Select[Any], *, locked: bool
+) -> sa.Select[Any]:
+    """The statement for a read: `plain`, or for a row the caller will write (`locked`), the
+    write lock taken (SQLite) or `for_update` (PostgreSQL's row lock)."""
+    if not locked:
+        return plain
+    take_write_lock(session)
+    return for_update if session.get_bind().dialect.name == "postgresql" else plain
+
+
 def _one(session: Session, model: type[M], key: str, *, locked: bool) -> M | None:
-    plain, for_update = _SELECT_BY_KEY[model]
-    statement = plain
-    if locked:
-        take_write_lock(session)
-        if session.get_bind().dialect.name == "postgresql":
-            statement = for_update
+    statement = _reading(session, *_SELECT_BY_KEY[model], locked=locked)
     found: M | None = session.execute(statement, {"key": key}).scalars().first()
     return found
 
@@ -116,15 +130,15 @@ def inbox_by_event_id(
     return _one(session, InboxMessage, event_id, locked=locked)
 
 
-def insert_inbox(db: Session | sa.Connection, values: dict[str, Any]) -> bool:
+def insert_inbox(session: Session, values: dict[str, Any]) -> bool:
     """Insert an inbox row unless its eventId is there already; whether it was inserted."""
-    inserted = db.execute(_INBOX_INSERT[dialect_of(db)], values).first()
+    inserted = session.execute(_INBOX_INSERT[dialect_of(session)], values).first()
     return inserted is not None
 
 
-def count_delivery(db: Session | sa.Connection, event_id: str) -> tuple[str, int] | None:
+def count_delivery(session: Session, event_id: str) -> tuple[str, int] | None:
     """One more delivery of a stored eventId: its status and deliveries (None: no such row)."""
-    row = db.execute(_INBOX_COUNT_DELIVERY, {"key": event_id}).first()
+    row = session.execute(_INBOX_COUNT_DELIVERY, {"key": event_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -215,11 +229,9 @@ def entitlement_values(
 ) -> dict[str, Any] | None:
     """The entitlement's columns as a dict, for a caller that writes it back with
     `save_entitlement` (no ORM object to load and flush: the listener's hot path)."""
-    statement = _ENTITLEMENT_SELECT
-    if locked:
-        take_write_lock(session)
-        if session.get_bind().dialect.name == "postgresql":
-            statement = _ENTITLEMENT_SELECT_FOR_UPDATE
+    statement = _reading(
+        session, _ENTITLEMENT_SELECT, _ENTITLEMENT_SELECT_FOR_UPDATE, locked=locked
+    )
     row = session.execute(statement, {"key": entitlement_id}).mappings().first()
     return dict(row) if row is not None else None
 
@@ -262,9 +274,9 @@ _KNOWN_ENTITLEMENT = (
 )
 
 
-def known_entitlement(db: Session | sa.Connection, entitlement_id: str) -> KnownEntitlement | None:
+def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
     """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
-    row = db.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
+    row = session.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
     if row is None:
         return None
     applied, account_id, account_found, account_applied, signed_up_at = row
