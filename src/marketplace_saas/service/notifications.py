@@ -30,7 +30,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db.models import InboxMessage
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.domain.notifications import (
@@ -85,33 +84,32 @@ def _store_invalid(
     *,
     message_id: str | None,
     source: str,
-) -> InboxMessage:
+) -> str:
+    """Store a message that can never become valid, keyed by a digest of its bytes (or count one
+    more delivery of it); that key."""
     key = digest_event_id(data)
     claimed = f" (claimed eventId {error.event_id!r})" if error.event_id else ""
     now = container.now()
+    values = {
+        "event_id": key,
+        "event_type": error.event_type,
+        "provider_id": error.provider_id,
+        "subject_kind": error.kind,
+        "subject_id": error.subject_id,
+        "payload": _text(data[:MAX_NOTIFICATION_BYTES]),
+        "message_id": message_id,
+        "source": source,
+        "status": "invalid",
+        "attempts": 0,
+        "deliveries": 1,
+        "received_at": now,
+        "processed_at": now,
+        "last_error": error.reason + claimed,
+    }
     with container.sessions.begin() as session:
-        row = repo.inbox_by_event_id(session, key, locked=True)
-        if row is not None:
-            row.deliveries += 1
-            return row
-        row = InboxMessage(
-            event_id=key,
-            event_type=error.event_type,
-            provider_id=error.provider_id,
-            subject_kind=error.kind,
-            subject_id=error.subject_id,
-            payload=_text(data[:MAX_NOTIFICATION_BYTES]),
-            message_id=message_id,
-            source=source,
-            status="invalid",
-            attempts=0,
-            deliveries=1,
-            received_at=now,
-            processed_at=now,
-            last_error=error.reason + claimed,
-        )
-        session.add(row)
-        return row
+        if not repo.insert_inbox(session, values):
+            repo.count_delivery(session, key)
+    return key
 
 
 def _store_received(
@@ -143,15 +141,15 @@ def _store_received(
     }
 
     def store(session: Session) -> tuple[str, int, bool, lifecycle.Stored | None]:
-        known = None
+        stored = None
         if note.kind == "entitlement":
-            known = lifecycle.Stored(repo.known_entitlement(session, note.subject_id))
+            stored = lifecycle.Stored(repo.known_entitlement(session, note.subject_id))
         if repo.insert_inbox(session, values):
-            return "received", 1, False, known
+            return "received", 1, False, stored
         counted = repo.count_delivery(session, note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
-        return counted[0], counted[1], True, known
+        return counted[0], counted[1], True, stored
 
     return container.writes.run(store)
 
@@ -286,21 +284,21 @@ def handle_message(
     try:
         note = parse_notification(data, provider_id=container.settings.provider_id)
     except InvalidNotification as error:
-        row = _store_invalid(container, data, error, message_id=message_id, source=source)
+        key = _store_invalid(container, data, error, message_id=message_id, source=source)
         get_logger(__name__, message_id=message_id, source=source).warning(
-            "notification.invalid", reason=error.reason, inbox_event_id=row.event_id
+            "notification.invalid", reason=error.reason, inbox_event_id=key
         )
         return Disposition.ACK
     log = _logger(note, message_id=message_id, source=source)
     try:
-        stored = _store_received(container, note, data, message_id=message_id, source=source)
+        received = _store_received(container, note, data, message_id=message_id, source=source)
     except IntegrityError:  # the same eventId, stored a moment ago by another worker
-        stored = _store_received(container, note, data, message_id=message_id, source=source)
-    status, deliveries, repeated, known = stored
+        received = _store_received(container, note, data, message_id=message_id, source=source)
+    status, deliveries, repeated, stored = received
     if repeated and status in SETTLED:
         log.info("notification.duplicate", status=status, deliveries=deliveries)
         return Disposition.ACK
-    status = _settle(container, note, actor=LISTENER, log=log, stored=known)
+    status = _settle(container, note, actor=LISTENER, log=log, stored=stored)
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
