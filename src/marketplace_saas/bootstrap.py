@@ -17,10 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from marketplace_saas.adapters.db.console import SqlConsole
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.group_commit import GroupCommit
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
 from marketplace_saas.config import Settings
+from marketplace_saas.service.console.reads import ConsoleViews
 
 Clock = Callable[[], datetime]
 
@@ -56,6 +58,8 @@ class Container:
             self.sessions.begin,
             max_batch=SQLITE_GROUP_COMMIT if engine.dialect.name == "sqlite" else 1,
         )
+        # The console's read models, one short session per `with container.console() as reads`.
+        self.console: ConsoleViews = SqlConsole(self.sessions)
         self._procurement = procurement
         self._owned_gateways: list[Any] = []
         self._servicecontrol = servicecontrol

@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from marketplace_saas.domain.usage import next_report_at
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -157,9 +158,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _seconds_to_next_run(now: datetime, settings: Any) -> float:
-    grace = timedelta(seconds=settings.usage_grace_seconds)
-    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return max(1.0, (next_hour + grace - now).total_seconds())
+    due = next_report_at(now, timedelta(seconds=settings.usage_grace_seconds))
+    return max(1.0, (due - now).total_seconds())
 
 
 def _print_summary(args: argparse.Namespace, data: dict[str, Any], *, dry_run: bool) -> None:
