@@ -1,4 +1,5 @@
-"""Our records as the CLI shows them: the Procurement API's field names, plus ours.
+"""Our records as the CLI shows them (`container.console`): the Procurement API's field names,
+plus ours.
 
 An entitlement is shown the way `GET providers/{p}/entitlements/{id}` answers (from the last
 copy we fetched, overlaid with what we applied), followed by our own fields: `serviceEnabled`,
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Account, Entitlement, InboxMessage
-from marketplace_saas.entrypoints.cli._output import rfc3339
+from marketplace_saas.domain.time import optional_rfc3339 as rfc3339
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:
