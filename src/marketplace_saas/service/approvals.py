@@ -15,9 +15,6 @@ The read-decide-read-record machinery is in `service.decisions`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import (
     ACTIVATION_REQUESTED,
@@ -38,9 +35,7 @@ from marketplace_saas.service.decisions import (
     record_account,
     save_calls,
 )
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
 
 __all__ = [
     "ApprovalResult",
@@ -153,8 +148,8 @@ def _plan_change_settled(view: EntitlementView) -> bool:
 
 
 def _rejection_stands(container: Container, entitlement_id: str) -> bool:
-    with container.sessions() as session:
-        return repo.plan_change_rejected_last(session, entitlement_id)
+    with container.reading() as uow:
+        return uow.plans.rejection_stands(entitlement_id)
 
 
 def suspend_entitlement(

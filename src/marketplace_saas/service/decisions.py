@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.service import records
 from marketplace_saas.service.audit import CallLog, record_change
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,8 @@ Pending = Callable[[EntitlementView], bool]
 
 def save_calls(container: Container, calls: CallLog, actor: str) -> None:
     if calls.calls:
-        with container.sessions.begin() as session:
-            calls.flush(session, actor=actor)
+        with container.unit_of_work() as uow:
+            calls.flush(uow, actor=actor)
 
 
 def record_entitlement(
@@ -52,9 +50,9 @@ def record_entitlement(
     details: dict[str, Any] | None = None,
 ) -> None:
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         records.apply_entitlement(
-            session,
+            uow,
             provider_id=container.settings.provider_id,
             entitlement_id=entitlement_id,
             view=view,
@@ -62,7 +60,7 @@ def record_entitlement(
         )
         if action is not None:
             record_change(
-                session,
+                uow,
                 action,
                 actor=actor,
                 at=ctx.now,
@@ -71,7 +69,7 @@ def record_entitlement(
                 outcome=outcome,
                 details=details,
             )
-        calls.flush(session, actor=actor)
+        calls.flush(uow, actor=actor)
 
 
 def read_entitlement(
@@ -162,13 +160,11 @@ def record_account(
     details: dict[str, Any] | None = None,
 ) -> None:
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
-        records.apply_account(
-            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
-        )
+    with container.unit_of_work() as uow:
+        records.apply_account(uow, provider_id=container.settings.provider_id, view=view, ctx=ctx)
         if action is not None:
             record_change(
-                session,
+                uow,
                 action,
                 actor=actor,
                 at=ctx.now,
@@ -176,7 +172,7 @@ def record_account(
                 outcome=outcome,
                 details=details,
             )
-        calls.flush(session, actor=actor)
+        calls.flush(uow, actor=actor)
 
 
 def decide_account(

@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
 from marketplace_saas.domain.entitlements import (
     APPROVAL_APPROVED,
@@ -34,6 +33,7 @@ from marketplace_saas.domain.policies import (
     entitlement_decision,
     plan_change_decision,
 )
+from marketplace_saas.domain.records import KnownEntitlement
 from marketplace_saas.service.audit import CallLog
 from marketplace_saas.service.lifecycle_io import Write as Write
 from marketplace_saas.service.lifecycle_io import erase_account as erase_account
@@ -42,9 +42,7 @@ from marketplace_saas.service.lifecycle_io import read_entitlement as read_entit
 from marketplace_saas.service.lifecycle_io import write_account as write_account
 from marketplace_saas.service.lifecycle_io import write_entitlement as write_entitlement
 from marketplace_saas.service.provisioning import provision_instead_of_approving
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
 
 
 @dataclass
@@ -62,7 +60,7 @@ class Stored:
     """What our records said of an entitlement when its notification was stored: read in that
     transaction, so the handler need not read it again before calling Google."""
 
-    entitlement: repo.KnownEntitlement | None
+    entitlement: KnownEntitlement | None
 
 
 class Handler(Protocol):
@@ -102,15 +100,15 @@ class _Known:
     signed_up: bool
 
 
-def _known_entitlement(container: Container, eid: str) -> repo.KnownEntitlement | None:
+def _known_entitlement(container: Container, eid: str) -> KnownEntitlement | None:
     """The updateTime of the version we applied, and what we know of its account."""
-    with container.sessions() as session:
-        return repo.known_entitlement(session, eid)
+    with container.reading() as uow:
+        return uow.entitlements.known(eid)
 
 
 def _known_account(container: Container, account_id: str) -> _Known:
-    with container.sessions() as session:
-        row = repo.account_by_id(session, account_id)
+    with container.reading() as uow:
+        row = uow.accounts.get(account_id)
         if row is None:
             return _Known(None, False, False)
         return _Known(row.google_update_time, True, row.signed_up_at is not None)

@@ -7,18 +7,14 @@ the one short transaction `service.notifications` opens for a notification's eff
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from sqlalchemy.orm import Session
 
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.service import records
 from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
-
-Write = Callable[[Session, records.Context], records.Applied]
+Write = Callable[[UnitOfWork, records.Context], records.Applied]
 
 
 def read_entitlement(container: Container, calls: CallLog, eid: str) -> EntitlementView | None:
@@ -36,9 +32,9 @@ def read_account(container: Container, calls: CallLog, account_id: str) -> Accou
 
 
 def write_entitlement(container: Container, eid: str, view: EntitlementView | None) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
+    def write(uow: UnitOfWork, ctx: records.Context) -> records.Applied:
         return records.apply_entitlement(
-            session,
+            uow,
             provider_id=container.settings.provider_id,
             entitlement_id=eid,
             view=view,
@@ -49,16 +45,16 @@ def write_entitlement(container: Container, eid: str, view: EntitlementView | No
 
 
 def write_account(container: Container, view: AccountView) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
+    def write(uow: UnitOfWork, ctx: records.Context) -> records.Applied:
         return records.apply_account(
-            session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+            uow, provider_id=container.settings.provider_id, view=view, ctx=ctx
         )
 
     return write
 
 
 def erase_account(account_id: str) -> Write:
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        return records.erase_account(session, account_id=account_id, ctx=ctx)
+    def write(uow: UnitOfWork, ctx: records.Context) -> records.Applied:
+        return records.erase_account(uow, account_id=account_id, ctx=ctx)
 
     return write

@@ -24,12 +24,9 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-
-from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.errors import IntegrityError, OperationalError
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.domain.notifications import (
@@ -41,9 +38,8 @@ from marketplace_saas.domain.notifications import (
 )
 from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 LISTENER = "listener"
 
@@ -106,9 +102,9 @@ def _store_invalid(
         "processed_at": now,
         "last_error": error.reason + claimed,
     }
-    with container.sessions.begin() as session:
-        if not repo.insert_inbox(session, values):
-            repo.count_delivery(session, key)
+    with container.unit_of_work() as uow:
+        if not uow.inbox.add(values):
+            uow.inbox.count_delivery(key)
     return key
 
 
@@ -140,13 +136,13 @@ def _store_received(
         "received_at": container.now(),
     }
 
-    def store(session: Session) -> tuple[str, int, bool, lifecycle.Stored | None]:
+    def store(uow: UnitOfWork) -> tuple[str, int, bool, lifecycle.Stored | None]:
         stored = None
         if note.kind == "entitlement":
-            stored = lifecycle.Stored(repo.known_entitlement(session, note.subject_id))
-        if repo.insert_inbox(session, values):
+            stored = lifecycle.Stored(uow.entitlements.known(note.subject_id))
+        if uow.inbox.add(values):
             return "received", 1, False, stored
-        counted = repo.count_delivery(session, note.event_id)
+        counted = uow.inbox.count_delivery(note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
         return counted[0], counted[1], True, stored
@@ -188,13 +184,12 @@ def _process(
         event_update_time=note.update_time,
     )
 
-    def commit(session: Session) -> bool:
+    def commit(uow: UnitOfWork) -> bool:
         changed = False
         for write in effects.writes:
-            changed = write(session, ctx).changed or changed
-        calls.flush(session, actor=actor, event_id=note.event_id)
-        repo.settle_inbox(
-            session,
+            changed = write(uow, ctx).changed or changed
+        calls.flush(uow, actor=actor, event_id=note.event_id)
+        uow.inbox.settle(
             note.event_id,
             status=effects.status,
             processed_at=ctx.now,
@@ -217,9 +212,9 @@ def _record_failure(
 ) -> tuple[str, int]:
     """Count the failed attempt; park the message once it has used all its attempts."""
     limit = container.settings.max_delivery_attempts
-    with container.sessions.begin() as session:
-        calls.flush(session, actor=actor, event_id=note.event_id)
-        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
+    with container.unit_of_work() as uow:
+        calls.flush(uow, actor=actor, event_id=note.event_id)
+        row = uow.lock_inbox(note.event_id)
         if row is None:  # pragma: no cover - stored before processing; kept for safety
             return "retrying", 1
         row.attempts += 1
@@ -304,8 +299,8 @@ def handle_message(
 
 def replay(container: Container, event_id: str) -> ReplayResult:
     """Process a stored notification again (a parked one, or any other), now."""
-    with container.sessions() as session:
-        row = repo.inbox_by_event_id(session, event_id)
+    with container.reading() as uow:
+        row = uow.inbox.get(event_id)
         if row is None:
             raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
         payload = row.payload.encode("utf-8")
@@ -317,16 +312,16 @@ def replay(container: Container, event_id: str) -> ReplayResult:
     status = _settle(container, note, actor="replay", log=log)
     if status == "retrying":
         status = _park_after_replay(container, event_id)
-    with container.sessions() as session:
-        row = repo.inbox_by_event_id(session, event_id)
+    with container.reading() as uow:
+        row = uow.inbox.get(event_id)
         last_error = row.last_error if row is not None and status != "processed" else None
     return ReplayResult(event_id, status, last_error)
 
 
 def _park_after_replay(container: Container, event_id: str) -> str:
     """A replay has no Pub/Sub delivery to retry it: a failed replay stays parked."""
-    with container.sessions.begin() as session:
-        row = repo.inbox_by_event_id(session, event_id, locked=True)
+    with container.unit_of_work() as uow:
+        row = uow.lock_inbox(event_id)
         if row is not None:
             row.status = "parked"
             row.processed_at = container.now()

@@ -21,12 +21,9 @@ Google answers the approval with ENTITLEMENT_ACTIVE, which raises the usual `ent
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db.models import Entitlement
 from marketplace_saas.adapters.hooks import Delivery
 from marketplace_saas.adapters.procurement_errors import (
     ProcurementError,
@@ -40,9 +37,8 @@ from marketplace_saas.service import approvals, records
 from marketplace_saas.service.audit import CallLog
 from marketplace_saas.service.hook_payloads import EntitlementLike, build_payload
 from marketplace_saas.service.outbox import enqueue_hook
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -71,9 +67,9 @@ def _record_from_api(container: Container, entitlement_id: str, actor: str) -> N
     resource = container.procurement.get_entitlement(entitlement_id)
     if resource is None:
         raise ResourceNotFound("entitlement", entitlement_id)
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         records.apply_entitlement(
-            session,
+            uow,
             provider_id=container.settings.provider_id,
             entitlement_id=entitlement_id,
             view=EntitlementView.from_api(resource),
@@ -104,28 +100,28 @@ def begin_provisioning(
         recorded = False
     if not recorded:
         _record_from_api(container, entitlement_id, actor)
-    with container.sessions.begin() as session:
-        row = session.get(Entitlement, entitlement_id)
+    with container.unit_of_work() as uow:
+        row = uow.entitlements.get(entitlement_id)
         if row is None:
             raise ResourceNotFound("entitlement", entitlement_id)
         state = row.state
-        if not enqueue_provisioning(session, row):
+        if not enqueue_provisioning(uow, row):
             bound.info("provisioning.not_waiting", state=state)
             return approvals.ApprovalResult("entitlement", entitlement_id, "not_waiting", state)
     bound.info("provisioning.queued")
     return approvals.ApprovalResult("entitlement", entitlement_id, "provisioning", state)
 
 
-def enqueue_provisioning(session: Session, entitlement: EntitlementLike) -> bool:
+def enqueue_provisioning(uow: UnitOfWork, entitlement: EntitlementLike) -> bool:
     """In the caller's transaction: queue the provisioning hook of an entitlement that waits for
     its approval (our row, or the API's view). False when it does not wait (nothing queued)."""
     if entitlement.state != ACTIVATION_REQUESTED:
         return False
     payload = build_payload(
-        session, Hook.ENTITLEMENT_ACTIVE, entitlement=entitlement, provision_before_approve=True
+        uow, Hook.ENTITLEMENT_ACTIVE, entitlement=entitlement, provision_before_approve=True
     )
     enqueue_hook(
-        session,
+        uow,
         Hook.ENTITLEMENT_ACTIVE.value,
         ordering_key=entitlement.id,
         idempotency_key=provisioning_key(entitlement.id),
@@ -136,7 +132,7 @@ def enqueue_provisioning(session: Session, entitlement: EntitlementLike) -> bool
 
 def provision_instead_of_approving(
     container: Container, calls: CallLog, view: EntitlementView
-) -> Callable[[Session, records.Context], records.Applied]:
+) -> Callable[[UnitOfWork, records.Context], records.Applied]:
     """The lifecycle's approval under PROVISION_BEFORE_APPROVE: show "Setting up your workspace"
     (a call logged in `calls`), and return the write that queues the provisioning hook in the
     lifecycle's transaction. Raises `TransientProcurementError` when Google is unavailable."""
@@ -153,8 +149,8 @@ def provision_instead_of_approving(
     except ProcurementError as exc:  # the message is a courtesy: provisioning goes on
         log.warning("provisioning.message_not_set", entitlement_id=view.id, error=str(exc))
 
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        queued = enqueue_provisioning(session, view)
+    def write(uow: UnitOfWork, ctx: records.Context) -> records.Applied:
+        queued = enqueue_provisioning(uow, view)
         return records.Applied(
             changed=queued, hooks=(Hook.ENTITLEMENT_ACTIVE.value,) if queued else ()
         )

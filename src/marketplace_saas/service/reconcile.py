@@ -19,18 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import MarketplaceError
 from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
 
 BATCH = 200
 T = TypeVar("T")
@@ -59,8 +56,8 @@ def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
 
 
 def _signed_up(container: Container) -> dict[str, bool]:
-    with container.sessions() as session:
-        return repo.signed_up_by_account(session)
+    with container.reading() as uow:
+        return uow.accounts.signed_up()
 
 
 def _streamed(
@@ -82,8 +79,8 @@ def _streamed(
 
 def _flush(container: Container, calls: CallLog, actor: str) -> None:
     if calls.calls:
-        with container.sessions.begin() as session:
-            calls.flush(session, actor=actor)
+        with container.unit_of_work() as uow:
+            calls.flush(uow, actor=actor)
         calls.calls.clear()
 
 
@@ -95,7 +92,7 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
     undecided: list[AccountView] = []
     for batch in _batches(resources):
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             for resource in batch:
                 view = AccountView.from_api(resource)
                 listed.add(view.id)
@@ -105,10 +102,10 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
                     undecided.append(view)
                     continue
                 applied = records.apply_account(
-                    session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+                    uow, provider_id=container.settings.provider_id, view=view, ctx=ctx
                 )
                 result.accounts_changed += int(applied.changed)
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
             calls.calls.clear()
     _flush(container, calls, actor)
     for view in undecided:
@@ -125,7 +122,7 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
     undecided: list[EntitlementView] = []
     for batch in _batches(resources):
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             for resource in batch:
                 view = EntitlementView.from_api(resource)
                 listed.add(view.id)
@@ -134,14 +131,14 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
                     undecided.append(view)
                     continue
                 applied = records.apply_entitlement(
-                    session,
+                    uow,
                     provider_id=container.settings.provider_id,
                     entitlement_id=view.id,
                     view=view,
                     ctx=ctx,
                 )
                 result.entitlements_changed += int(applied.changed)
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
             calls.calls.clear()
     _flush(container, calls, actor)
     for view in undecided:
@@ -160,10 +157,10 @@ def _decide_account(
         result.errors.append(f"account {view.id}: {exc}")
         effects = lifecycle.Effects(writes=[lifecycle.write_account(container, view)])
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         for write in effects.writes:
-            result.accounts_changed += int(write(session, ctx).changed)
-        calls.flush(session, actor=actor)
+            result.accounts_changed += int(write(uow, ctx).changed)
+        calls.flush(uow, actor=actor)
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
@@ -179,10 +176,10 @@ def _decide(
         latest, effects = view, lifecycle.Effects()
     effects.writes.append(lifecycle.write_entitlement(container, view.id, latest))
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         for write in effects.writes:
-            result.entitlements_changed += int(write(session, ctx).changed)
-        calls.flush(session, actor=actor)
+            result.entitlements_changed += int(write(uow, ctx).changed)
+        calls.flush(uow, actor=actor)
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
@@ -195,9 +192,9 @@ def _sync_vanished(
     actor: str,
 ) -> None:
     """What we hold but the API did not list: confirm with a GET before believing it gone."""
-    with container.sessions() as session:
-        live_entitlements = repo.live_entitlement_ids(session) - listed_entitlements
-        live_accounts = repo.live_account_ids(session) - listed_accounts
+    with container.reading() as uow:
+        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
+        live_accounts = uow.accounts.live_ids() - listed_accounts
     for entitlement_id in sorted(live_entitlements):
         calls = CallLog(container.now)
         try:
@@ -206,15 +203,15 @@ def _sync_vanished(
             result.errors.append(f"entitlement {entitlement_id}: {exc}")
             continue
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             applied = records.apply_entitlement(
-                session,
+                uow,
                 provider_id=container.settings.provider_id,
                 entitlement_id=entitlement_id,
                 view=view,
                 ctx=ctx,
             )
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
         result.entitlements_deleted += int(view is None and applied.changed)
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
@@ -224,15 +221,15 @@ def _sync_vanished(
             result.errors.append(f"account {account_id}: {exc}")
             continue
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             if account is None:
-                applied = records.erase_account(session, account_id=account_id, ctx=ctx)
+                applied = records.erase_account(uow, account_id=account_id, ctx=ctx)
                 result.accounts_deleted += int(applied.changed)
             else:
                 records.apply_account(
-                    session, provider_id=container.settings.provider_id, view=account, ctx=ctx
+                    uow, provider_id=container.settings.provider_id, view=account, ctx=ctx
                 )
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
 
 
 def sync_all(container: Container, *, actor: str = "sync") -> SyncResult:

@@ -23,15 +23,11 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db.models import Account, Customer
+from marketplace_saas.adapters.db.errors import IntegrityError
 from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
 from marketplace_saas.adapters.tokens import (
     CertificatesUnavailable,
@@ -59,10 +55,10 @@ from marketplace_saas.domain.signup import (
 from marketplace_saas.service import approvals, records
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.ports import AccountRecord, CustomerRecord
 from marketplace_saas.service.signup_status import SignupStatus, account_entry, signup_status
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -169,10 +165,10 @@ def purchases_of(container: Container, account_id: str) -> list[Purchase]:
 def begin_signup(container: Container, token: str) -> SignupStart:
     visitor, account = identify(container, token, route="signup")
     purchases = purchases_of(container, visitor.account_id)
-    with container.sessions() as session:
-        row = repo.account_by_id(session, visitor.account_id)
+    with container.reading() as uow:
+        row = uow.accounts.get(visitor.account_id)
         signed_up = row is not None and row.signed_up_at is not None
-        customer = _existing_customer(session, row, visitor)
+        customer = _existing_customer(uow, row, visitor)
         prefill = _prefill(customer)
     log.info("signup.started", account_id=visitor.account_id, signed_up=signed_up)
     if signed_up:
@@ -183,8 +179,8 @@ def begin_signup(container: Container, token: str) -> SignupStart:
 def recognise(container: Container, token: str) -> tuple[Visitor, str | None]:
     """The login URL: the visitor, and our customer id when this account has signed up."""
     visitor, _account = identify(container, token, route="login")
-    with container.sessions() as session:
-        row = repo.account_by_id(session, visitor.account_id)
+    with container.reading() as uow:
+        row = uow.accounts.get(visitor.account_id)
         customer_id = row.customer_id if row is not None and row.signed_up_at else None
     log.info("signup.login", account_id=visitor.account_id, recognised=customer_id is not None)
     return visitor, customer_id
@@ -221,8 +217,8 @@ def _claim(
     """Record the sign-up; True for the one request that claimed the account."""
     for _attempt in range(3):
         try:
-            with container.sessions.begin() as session:
-                return _claim_in(session, container, visitor, values, account, purchases)
+            with container.unit_of_work() as uow:
+                return _claim_in(uow, container, visitor, values, account, purchases)
         except (IntegrityError, _LostRace):
             continue  # another request created the same row first: look again
     raise SignupUnavailable("the sign-up could not be recorded; please try again")
@@ -233,7 +229,7 @@ class _LostRace(Exception):
 
 
 def _claim_in(
-    session: Session,
+    uow: UnitOfWork,
     container: Container,
     visitor: Visitor,
     values: dict[str, Answer],
@@ -242,17 +238,14 @@ def _claim_in(
 ) -> bool:
     now = container.now()
     ctx = records.Context(actor=ACTOR, now=now)
-    records.apply_account(
-        session, provider_id=container.settings.provider_id, view=account, ctx=ctx
-    )
-    row = repo.account_by_id(session, visitor.account_id)
+    records.apply_account(uow, provider_id=container.settings.provider_id, view=account, ctx=ctx)
+    row = uow.accounts.get(visitor.account_id)
     assert row is not None  # apply_account created it
     if row.signed_up_at is not None:
         return False
-    customer = _existing_customer(session, row, visitor)
+    customer = _existing_customer(uow, row, visitor)
     if customer is None:
-        customer = Customer(id=str(uuid.uuid4()), user_identity=visitor.user_identity)
-        session.add(customer)
+        customer = uow.customers.add(str(uuid.uuid4()), user_identity=visitor.user_identity)
     _fill_columns(customer, values)
     data = dict(customer.signup_data or {})
     data["fields"] = values
@@ -267,17 +260,10 @@ def _claim_in(
         },
     }
     customer.signup_data = data
-    session.flush()
-    claim = session.execute(
-        sa.update(Account)
-        .where(Account.id == visitor.account_id, Account.signed_up_at.is_(None))
-        .values(customer_id=customer.id, signed_up_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(claim, "rowcount", 0) != 1:
+    if not uow.accounts.claim_signup(visitor.account_id, customer_id=customer.id, at=now):
         raise _LostRace  # rolls back our customer: the other request's sign-up stands
     record_change(
-        session,
+        uow,
         "customer.signed_up",
         actor=ACTOR,
         at=now,
@@ -295,7 +281,7 @@ def _claim_in(
         },
     )
     enqueue_hook(
-        session,
+        uow,
         Hook.CUSTOMER_SIGNED_UP.value,
         ordering_key=visitor.account_id,
         idempotency_key=f"{Hook.CUSTOMER_SIGNED_UP.value}:{visitor.account_id}",
@@ -305,7 +291,7 @@ def _claim_in(
     return True
 
 
-def _fill_columns(customer: Customer, values: dict[str, Answer]) -> None:
+def _fill_columns(customer: CustomerRecord, values: dict[str, Answer]) -> None:
     """The customer's name, email and company from the fields of those names, when asked."""
     for column in RECORD_COLUMNS:
         value = values.get(column)
@@ -313,20 +299,20 @@ def _fill_columns(customer: Customer, values: dict[str, Answer]) -> None:
             setattr(customer, column, value or None)
 
 
-def _existing_customer(session: Session, row: Account | None, visitor: Visitor) -> Customer | None:
+def _existing_customer(
+    uow: UnitOfWork, row: AccountRecord | None, visitor: Visitor
+) -> CustomerRecord | None:
     """Linked to the account already, or the same human (`google.user_identity`) seen before."""
     if row is not None and row.customer_id is not None:
-        linked = session.get(Customer, row.customer_id)
+        linked = uow.customers.get(row.customer_id)
         if linked is not None:
             return linked
     if visitor.user_identity:
-        return session.scalars(
-            sa.select(Customer).where(Customer.user_identity == visitor.user_identity)
-        ).first()
+        return uow.customers.by_identity(visitor.user_identity)
     return None
 
 
-def _prefill(customer: Customer | None) -> dict[str, Answer]:
+def _prefill(customer: CustomerRecord | None) -> dict[str, Answer]:
     if customer is None:
         return {}
     fields = (customer.signup_data or {}).get("fields") or {}
@@ -345,9 +331,9 @@ def _approve(container: Container, account_id: str) -> None:
         outcome, error = "failed", str(exc)
     if error is not None:
         log.error("signup.approval_failed", account_id=account_id, error=error)
-    with container.sessions.begin() as session:
-        row = repo.account_by_id(session, account_id)
-        customer = session.get(Customer, row.customer_id) if row and row.customer_id else None
+    with container.unit_of_work() as uow:
+        row = uow.accounts.get(account_id)
+        customer = uow.customers.get(row.customer_id) if row and row.customer_id else None
         if customer is None:
             return
         data = dict(customer.signup_data or {})
@@ -358,9 +344,9 @@ def _approve(container: Container, account_id: str) -> None:
 
 
 def _approval_note(container: Container, account_id: str) -> dict[str, Any] | None:
-    with container.sessions() as session:
-        row = repo.account_by_id(session, account_id)
-        customer = session.get(Customer, row.customer_id) if row and row.customer_id else None
+    with container.reading() as uow:
+        row = uow.accounts.get(account_id)
+        customer = uow.customers.get(row.customer_id) if row and row.customer_id else None
         if customer is None:
             return None
         note = account_entry(customer, account_id).get("approval")
@@ -378,8 +364,8 @@ def _retry_approval_if_stuck(container: Container, account_id: str, account: Acc
     """Signed up a while ago, yet Google still waits for our approval: approve again."""
     if container.settings.approval_policy == "manual" or account.signup_state == APPROVAL_APPROVED:
         return
-    with container.sessions() as session:
-        row = repo.account_by_id(session, account_id)
+    with container.reading() as uow:
+        row = uow.accounts.get(account_id)
         since = row.signed_up_at if row is not None else None
     note = _approval_note(container, account_id)
     stuck = note is None or note.get("outcome") != "done"

@@ -49,5 +49,5 @@ def ping(engine: sa.Engine) -> None:
 
 
 def safe_url(url: str) -> str:
-    """The database URL with its password hidden (for messages)."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The database URL as it may be printed: the password hidden."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.logging import configure_logging
 from marketplace_saas.config import Settings
 
@@ -79,18 +78,14 @@ def load_settings() -> Settings:
 
 @contextmanager
 def open_container(settings: Settings | None = None) -> Iterator[Container]:
-    """The container for a command: bootstrap(), with the Procurement API calls measured."""
-    from marketplace_saas.adapters.procurement import ProcurementGateway
+    """The container for a command: bootstrap(), with the Google API calls measured."""
     from marketplace_saas.bootstrap import bootstrap
 
-    settings = settings or load_settings()
-    gateway = ProcurementGateway(settings)
-    container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
+    container = bootstrap(settings or load_settings(), instrument=True)
     try:
         yield container
     finally:
         container.close()
-        gateway.close()
 
 
 def stop_on_signals() -> threading.Event:

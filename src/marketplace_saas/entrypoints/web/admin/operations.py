@@ -143,9 +143,9 @@ def replay(container: Container, operator: Operator, event_id: str) -> Outcome:
         result = replay_notification(container, event_id)
     except LookupError:
         return Outcome(False, 404, f"There is no notification {event_id!r} in the inbox.")
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         record_change(
-            session,
+            uow,
             "replay_notification",
             actor=operator.actor,
             at=container.now(),
