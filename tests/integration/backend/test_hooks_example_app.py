@@ -22,7 +22,7 @@ from marketplace_saas.entrypoints.example_provider import (
     attach_example_provider,
     start_example_provider,
 )
-from marketplace_saas.service.hooks import Dispatcher
+from marketplace_saas.service.hooks.dispatch import Dispatcher
 from marketplace_saas.service.outbox import enqueue_hook
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import SECRET, payload

@@ -13,7 +13,7 @@ from marketplace_saas.adapters.db.models import Account, HookOutbox
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.hooks import RetryPolicy
 from marketplace_saas.service import approvals
-from marketplace_saas.service.hooks import Dispatcher, build_dispatcher
+from marketplace_saas.service.hooks.dispatch import Dispatcher, build_dispatcher
 from marketplace_saas.service.provisioning import SETTING_UP_MESSAGE
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.hooks_support import SECRET, WebhookServer, webhook_server

@@ -68,7 +68,7 @@ def _pairs(values: dict[str, str]) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering import usage_history
+    from marketplace_saas.service.metering.history import usage_history
 
     with open_container() as container:
         windows = usage_history(container, args.entitlement)
@@ -84,7 +84,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_pending(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering import pending_usage
+    from marketplace_saas.service.metering.history import pending_usage
 
     with open_container() as container:
         pending = pending_usage(container)
@@ -139,7 +139,7 @@ def _parse_now(text: str | None) -> datetime | None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering_report import report_usage
+    from marketplace_saas.service.metering.report import report_usage
 
     now = _parse_now(args.now)
     if args.now and not args.once:

@@ -21,7 +21,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from marketplace_saas.config import Settings
-from marketplace_saas.service.metering import MeteringContainer, record_usage
+from marketplace_saas.service.metering.ingest import record_usage
+from marketplace_saas.service.metering.ports import MeteringApp
 
 router = APIRouter()
 
@@ -75,7 +76,7 @@ def _records(body: bytes, max_batch: int) -> list[Any]:
 
 @router.post("/v1/usage")
 async def ingest_usage(request: Request) -> JSONResponse:
-    container = cast(MeteringContainer, request.app.state.container)
+    container = cast(MeteringApp, request.app.state.container)
     settings = container.settings
     _authorize(request, settings)
     body = await _read_body(request, settings.usage_max_batch * BYTES_PER_RECORD)

@@ -176,7 +176,7 @@ def retry_report(container: Container, operator: Operator, operation_id: str) ->
             "skipped": "there was nothing to report in this window.",
         }.get(status, "")
         return Outcome(False, 409, f"Report {operation_id} is {status}: {why}", state=status)
-    from marketplace_saas.service.metering_report import report_usage
+    from marketplace_saas.service.metering.report import report_usage
 
     summary = report_usage(container, actor=operator.actor)
     state = _report_status(container, operation_id)
