@@ -54,7 +54,7 @@ from marketplace_saas.domain.signup import (
 )
 from marketplace_saas.service import approvals, records
 from marketplace_saas.service.audit import record_change
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.ports import AccountRecord, CustomerRecord
 from marketplace_saas.service.signup_status import SignupStatus, account_entry, signup_status
 from marketplace_saas.service.unit_of_work import App as Container

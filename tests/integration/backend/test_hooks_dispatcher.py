@@ -16,7 +16,7 @@ from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.domain.hooks import HookPayload, RetryPolicy
 from marketplace_saas.service.hooks import admin as hooks_admin
 from marketplace_saas.service.hooks.dispatch import Dispatcher
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from tests.integration.backend import hooks_support
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import (

@@ -16,7 +16,7 @@ import structlog
 
 from marketplace_saas.domain.metering import ReportRow
 from marketplace_saas.service.audit import record_change
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
