@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from marketplace_saas.adapters.db import api_records
+from marketplace_saas.adapters.db.api_records import SqlApiRecords
 from marketplace_saas.adapters.db.console_rows import (
     account_dict,
     audit_dict,
@@ -60,11 +60,8 @@ class SqlConsole:
             yield SqlConsoleReads(session)
 
 
-class SqlConsoleReads:
+class SqlConsoleReads(SqlApiRecords):
     """The console's read models over one session (`service.console.reads.ConsoleReads`)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
     # -- overview ---------------------------------------------------------------------------
 
@@ -348,31 +345,3 @@ class SqlConsoleReads:
             )
         )
         return [(window_start, dict(values or {})) for window_start, values in rows]
-
-    # -- the CLI's records: the Procurement API's field names, plus ours -----------------------
-
-    def api_accounts(self) -> list[dict[str, Any]]:
-        return api_records.list_accounts(self.session)
-
-    def api_account(self, account_id: str) -> dict[str, Any] | None:
-        return api_records.get_account(self.session, account_id)
-
-    def api_entitlements(
-        self, *, state: str | None = None, account: str | None = None, product: str | None = None
-    ) -> list[dict[str, Any]]:
-        return api_records.list_entitlements(
-            self.session, state=state, account=account, product=product
-        )
-
-    def api_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
-        return api_records.get_entitlement(self.session, entitlement_id)
-
-    def api_events(
-        self, *, status: str | None = None, event_type: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
-        return api_records.list_events(
-            self.session, status=status, event_type=event_type, limit=limit
-        )
-
-    def api_event(self, event_id: str) -> dict[str, Any] | None:
-        return api_records.get_event(self.session, event_id)
