@@ -35,6 +35,7 @@ from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers,
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.hooks import HookClaim, HookPayload, HookStatus, RetryPolicy
 from marketplace_saas.service.hooks.admin import HookUnit
+from marketplace_saas.service.provisioning import approve_after_provisioning
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -234,8 +235,6 @@ def build_dispatcher(container: Container, **options: Any) -> Dispatcher | None:
     Raises `ConfigurationError` on a misconfigured receiver. With no receiver the outbox keeps
     its items pending (nothing is lost); they go out once receivers are configured.
     """
-    from marketplace_saas.service.provisioning import approve_after_provisioning
-
     receivers = validate_receivers(container.settings)
     if not receivers:
         return None
