@@ -22,6 +22,11 @@ def parse_rfc3339(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def rfc3339(moment: datetime) -> str:
+    """An aware time as Google writes it: UTC, `Z` (`2025-07-16T13:13:57.948233Z`)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def optional_time(value: object) -> datetime | None:
     """`parse_rfc3339` for optional fields of an API resource; junk reads as absent."""
     if not isinstance(value, str) or not value:

@@ -10,6 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from marketplace_saas.domain import time
+
 Columns = Sequence[tuple[str, str]]  # (header, key)
 
 
@@ -18,9 +20,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
+    return None if value is None else time.rfc3339(value)
 
 
 def _default(value: object) -> object:
