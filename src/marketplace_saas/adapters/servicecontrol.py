@@ -4,23 +4,23 @@
 `google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator).
 Every call has a timeout and is retried, bounded, with exponential backoff and full jitter on
 408/429/5xx, timeouts and connection errors (`google_api.GoogleApiTransport`, shared with the
-Procurement gateway). This module classifies Service Control's failures:
+Procurement gateway). This module is the one place that classifies Service Control's answers:
 
     ServiceControlError                 a request failed as a whole (400, 403, ...): do not retry it
      └── TransientServiceControlError   429, 5xx, timeouts, broken connections after the retries;
                                         for a report, whether Google recorded it is unknown
 
+    check_verdict(checkErrors)   -> OK | SUSPEND (stop serving the customer) | RETRY | REFUSED
     report_error_is_transient(status) -> whether a `reportErrors` entry is worth re-sending
-
-What a check's `checkErrors` mean for the customer's service (suspend or not) is a business rule:
-`domain.suspension.check_verdict`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 import google.auth
@@ -33,6 +33,12 @@ from marketplace_saas.config import Settings
 SCOPE = "https://www.googleapis.com/auth/servicecontrol"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+# CheckError codes after which Google recommends to stop serving the customer (reference 4.4).
+SUSPEND_CODES = frozenset({"SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"})
+# Backend outages and artificial faults: retry, never a reason to cut service off.
+RETRY_CODES = frozenset({"LOAD_SHEDDING", "INJECTED_ERROR", "ERROR_CODE_UNSPECIFIED"})
+# "should be ignored" (the discovery document).
+IGNORED_CODES = frozenset({"SECURITY_POLICY_BACKEND_UNAVAILABLE"})
 # google.rpc codes of a `reportErrors` status worth re-sending: UNKNOWN, DEADLINE_EXCEEDED,
 # RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
 TRANSIENT_RPC_CODES = frozenset({2, 4, 8, 10, 13, 14})
@@ -54,6 +60,41 @@ class ServiceControlError(Exception):
 
 class TransientServiceControlError(ServiceControlError):
     """Retry later: unavailable, rate limited, timed out, or the connection broke."""
+
+
+class Verdict(Enum):
+    OK = "ok"
+    SUSPEND = "suspend"  # stop serving the customer until a later check passes
+    RETRY = "retry"  # an outage on Google's side: try again later, change nothing
+    REFUSED = "refused"  # any other error: try again later, and make it visible
+
+
+@dataclass(frozen=True)
+class CheckVerdict:
+    verdict: Verdict
+    code: str | None = None
+    detail: str | None = None
+
+
+def check_verdict(check_errors: Sequence[dict[str, Any]]) -> CheckVerdict:
+    """What a check's `checkErrors` mean for us; the most serious error wins."""
+    found: list[CheckVerdict] = []
+    for error in check_errors:
+        code = str(error.get("code", "ERROR_CODE_UNSPECIFIED"))
+        detail = str(error.get("detail") or error.get("status", {}).get("message") or code)
+        if code in IGNORED_CODES:
+            continue
+        if code in SUSPEND_CODES:
+            found.append(CheckVerdict(Verdict.SUSPEND, code, detail))
+        elif code.endswith("_UNAVAILABLE") or code in RETRY_CODES:
+            found.append(CheckVerdict(Verdict.RETRY, code, detail))
+        else:
+            found.append(CheckVerdict(Verdict.REFUSED, code, detail))
+    for verdict in (Verdict.SUSPEND, Verdict.REFUSED, Verdict.RETRY):
+        for item in found:
+            if item.verdict is verdict:
+                return item
+    return CheckVerdict(Verdict.OK)
 
 
 def report_error_is_transient(status: dict[str, Any]) -> bool:

@@ -1,11 +1,10 @@
-"""When a customer's service is suspended: the rule read from Service Control's check answer.
+"""When Service Control's check means the customer's service must stop (reference 4.4).
 
-    check_verdict(answer["checkErrors"]) -> CheckVerdict(verdict, code, detail)
+    check_verdict(checkErrors) -> OK | SUSPEND (stop serving the customer) | RETRY | REFUSED
 
-A check that finds the consumer's project gone, its billing disabled or the service not
-activated means: stop serving (`SUSPEND`) until a later check passes. Google's own outages mean
-nothing about the customer (`RETRY`); any other error is kept visible (`REFUSED`). Codes from
-the reference (4.4) and the discovery document.
+SERVICE_NOT_ACTIVATED, BILLING_DISABLED and PROJECT_DELETED suspend; outages (`*_UNAVAILABLE`,
+load shedding) are retried and never turn a service off; anything else is refused (visible, and
+retried on the next run). Applied by `service/metering/suspension.py`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,18 @@ from datetime import UTC, datetime
 _FRACTION = re.compile(r"\.(\d+)")
 
 
+def format_rfc3339(moment: datetime) -> str:
+    """`2025-07-16T13:13:57.948233Z`: an aware time in UTC with a `Z` (a naive one as it is)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def optional_rfc3339(moment: datetime | None) -> str | None:
+    """`format_rfc3339`, None for None (absent times of a record)."""
+    return format_rfc3339(moment) if moment is not None else None
+
+
 def parse_rfc3339(value: str) -> datetime:
     """An aware UTC datetime; fractions beyond microseconds are cut; offsets are honoured."""
     text = value.strip()
@@ -20,11 +32,6 @@ def parse_rfc3339(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValueError(f"RFC 3339 time without an offset: {value!r}")
     return parsed.astimezone(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    """An aware time as Google writes it: UTC, `Z` (`2025-07-16T13:13:57.948233Z`)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def optional_time(value: object) -> datetime | None:

@@ -22,7 +22,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
 from marketplace_saas.adapters.db.usage_store import MeteredEntitlement, chunks
 from marketplace_saas.adapters.usage_catalog import MetricSpec, UsageCatalog
-from marketplace_saas.domain.time import rfc3339
 from marketplace_saas.domain.usage import Window, operation_id, split_integer, user_labels
 
 log = structlog.get_logger(__name__)
@@ -81,6 +80,10 @@ def run_lock(engine: sa.Engine) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def operation_json(row: UsageReport, *, for_report: bool) -> dict[str, Any]:

@@ -41,17 +41,18 @@ from marketplace_saas.adapters.servicecontrol import (
     ServiceControlApi,
     ServiceControlError,
     TransientServiceControlError,
+    Verdict,
+    check_verdict,
     report_error_is_transient,
 )
 from marketplace_saas.adapters.usage_catalog import load_catalog
-from marketplace_saas.domain.suspension import Verdict, check_verdict
-from marketplace_saas.domain.time import rfc3339
 from marketplace_saas.service import metering_ledger as ledger
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.metering import MeteringContainer
 from marketplace_saas.service.metering_ledger import (
     ANOTHER_RUN,
     operation_json,
+    rfc3339,
     service_of,
 )
 from marketplace_saas.service.outbox import enqueue_hook

@@ -10,17 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
-from marketplace_saas.domain import time
+from marketplace_saas.domain.time import optional_rfc3339 as rfc3339
 
 Columns = Sequence[tuple[str, str]]  # (header, key)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    return None if value is None else time.rfc3339(value)
 
 
 def _default(value: object) -> object:
