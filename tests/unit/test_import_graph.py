@@ -112,7 +112,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="approvals <-> provisioning, until the decisions rework")
 def test_no_import_cycle_among_the_backend_modules() -> None:
     """Counting imports inside functions and under TYPE_CHECKING too: a cycle dodged by a local
     import is still a cycle."""

@@ -16,8 +16,8 @@ from marketplace_saas.adapters.procurement_errors import TransientProcurementErr
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.entitlements import AccountView
 from marketplace_saas.domain.signup import Visitor
-from marketplace_saas.service import records
 from marketplace_saas.service import signup as service
+from marketplace_saas.service.procurement import records
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.signup_support import (
     FORM,

@@ -112,14 +112,15 @@ Report = Callable[[argparse.Namespace, Any, Any], int]
 def decision_command(
     id_arg: str, decide: Decide, report: Report
 ) -> Callable[[argparse.Namespace], int]:
-    """A command that takes one decision through `service.approvals` on the resource named by
-    `args.<id_arg>`, then prints its outcome with `report(args, container, result)`."""
+    """A command that takes one decision through `service.procurement.decisions` on the
+    resource named by `args.<id_arg>`, then prints its outcome with
+    `report(args, container, result)`."""
 
     def run(args: argparse.Namespace) -> int:
-        from marketplace_saas.service import approvals
+        from marketplace_saas.service.procurement import decisions
 
         resource_id = bare_id(getattr(args, id_arg))
         with open_container() as container:
-            return report(args, container, decide(approvals, container, resource_id, args))
+            return report(args, container, decide(decisions, container, resource_id, args))
 
     return run

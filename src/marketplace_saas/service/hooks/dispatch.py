@@ -35,7 +35,7 @@ from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers,
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.hooks import HookClaim, HookPayload, HookStatus, RetryPolicy
 from marketplace_saas.service.hooks.admin import HookUnit
-from marketplace_saas.service.provisioning import approve_after_provisioning
+from marketplace_saas.service.procurement.automatic import approve_after_provisioning
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container

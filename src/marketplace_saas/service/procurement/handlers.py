@@ -3,7 +3,7 @@
 A notification is a hint. Every handler re-reads its account or entitlement from the Procurement
 API, takes the decisions the policies allow on the state it finds (approve the account, the
 entitlement, a plan change), reads again after deciding, and returns the `Effects` to write: the
-caller (`service.notifications`) commits them in one short transaction with the inbox row, so no
+caller (`inbox`) commits them in one short transaction with the inbox row, so no
 transaction is open while Google is called. A notification older than what we applied
 (`updateTime`) changes nothing and calls nobody.
 
@@ -13,46 +13,24 @@ handled whichever message brought us to it, so lost or reordered messages still 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
-from marketplace_saas.domain.entitlements import (
-    APPROVAL_APPROVED,
-    AccountView,
-    EntitlementView,
-    is_stale,
-)
+from marketplace_saas.domain.entitlements import is_stale
 from marketplace_saas.domain.events import EventType
 from marketplace_saas.domain.notifications import Notification
-from marketplace_saas.domain.policies import (
-    Decision,
-    account_decision,
-    entitlement_decision,
-    plan_change_decision,
-)
 from marketplace_saas.domain.records import KnownEntitlement
 from marketplace_saas.service.audit import CallLog
-from marketplace_saas.service.lifecycle_io import Write as Write
-from marketplace_saas.service.lifecycle_io import erase_account as erase_account
-from marketplace_saas.service.lifecycle_io import read_account as read_account
-from marketplace_saas.service.lifecycle_io import read_entitlement as read_entitlement
-from marketplace_saas.service.lifecycle_io import write_account as write_account
-from marketplace_saas.service.lifecycle_io import write_entitlement as write_entitlement
-from marketplace_saas.service.provisioning import provision_instead_of_approving
-from marketplace_saas.service.unit_of_work import App as Container
-
-
-@dataclass
-class Effects:
-    """What a handler found, and the writes that record it (run in one transaction)."""
-
-    status: str = "processed"  # processed | ignored
-    detail: str = ""
-    writes: list[Write] = field(default_factory=list)
-    decisions: list[str] = field(default_factory=list)
+from marketplace_saas.service.procurement.automatic import apply_account_policy, apply_policies
+from marketplace_saas.service.procurement.decision_flow import read_account, read_entitlement
+from marketplace_saas.service.procurement.effects import (
+    Effects,
+    erase_account,
+    write_account,
+    write_entitlement,
+)
+from marketplace_saas.service.unit_of_work import App
 
 
 @dataclass(frozen=True)
@@ -66,29 +44,14 @@ class Stored:
 class Handler(Protocol):
     def __call__(
         self,
-        container: Container,
+        container: App,
         note: Notification,
         calls: CallLog,
         stored: Stored | None = None,
     ) -> Effects: ...
 
 
-class DecisionNotTaken(RuntimeError):
-    """Google refused a decision as already taken, yet the resource still waits for it."""
-
-
-# -- reading and deciding ---------------------------------------------------------------------
-
-
-def _decide(calls: CallLog, action: str, fn: Callable[[], None], **ids: str) -> bool:
-    """Make one decision call; a benign refusal (already decided) is fine: the re-read tells."""
-    try:
-        calls.call(action, fn, **ids)
-    except ProcurementError as exc:
-        if benign_outcome(exc) is None:
-            raise
-        return False
-    return True
+# -- reading what we know ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -100,13 +63,13 @@ class _Known:
     signed_up: bool
 
 
-def _known_entitlement(container: Container, eid: str) -> KnownEntitlement | None:
+def _known_entitlement(container: App, eid: str) -> KnownEntitlement | None:
     """The updateTime of the version we applied, and what we know of its account."""
     with container.reading() as uow:
         return uow.entitlements.known(eid)
 
 
-def _known_account(container: Container, account_id: str) -> _Known:
+def _known_account(container: App, account_id: str) -> _Known:
     with container.reading() as uow:
         row = uow.accounts.get(account_id)
         if row is None:
@@ -114,85 +77,11 @@ def _known_account(container: Container, account_id: str) -> _Known:
         return _Known(row.google_update_time, True, row.signed_up_at is not None)
 
 
-def _ensure_account_approved(
-    container: Container, calls: CallLog, account_id: str, effects: Effects, signed_up: bool
-) -> None:
-    """Before approving an entitlement, the account's `signup` approval must be granted."""
-    account = read_account(container, calls, account_id)
-    if account is None:
-        return
-    decided = decide_account(container, calls, account, signed_up=signed_up)
-    effects.writes[0:0] = decided.writes
-    effects.decisions[0:0] = decided.decisions
-
-
 # -- entitlement handlers -----------------------------------------------------------------------
 
 
-def decide_entitlement(
-    container: Container, calls: CallLog, view: EntitlementView, *, signed_up: bool
-) -> tuple[EntitlementView | None, Effects]:
-    """Take the decisions the policies allow on `view`; the latest view, and what to record.
-
-    Shared with the reconciliation, which finds entitlements whose notification was missed.
-    """
-    settings = container.settings
-    eid = view.id
-    effects = Effects()
-    latest: EntitlementView | None = view
-    if entitlement_decision(settings.approval_policy, view, signed_up=signed_up) is (
-        Decision.APPROVE
-    ):
-        _ensure_account_approved(container, calls, view.account_id, effects, signed_up)
-        if settings.provision_before_approve:  # the hook dispatcher approves once provisioned
-            effects.writes.append(provision_instead_of_approving(container, calls, view))
-            effects.decisions.append("provision_before_approve")
-            return latest, effects
-        _decide(
-            calls,
-            "approve_entitlement",
-            lambda: container.procurement.approve_entitlement(eid),
-            entitlement_id=eid,
-        )
-        effects.decisions.append("approve_entitlement")
-        latest = read_entitlement(container, calls, eid)
-        if (
-            latest is not None
-            and entitlement_decision(settings.approval_policy, latest, signed_up=signed_up)
-            is Decision.APPROVE
-        ):
-            raise DecisionNotTaken(f"entitlement {eid} is still waiting for approval")
-    elif plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE:
-        pending = view.new_pending_plan or ""
-        _decide(
-            calls,
-            "approve_plan_change",
-            lambda: container.procurement.approve_plan_change(eid, pending),
-            entitlement_id=eid,
-        )
-        effects.decisions.append(f"approve_plan_change:{pending}")
-        latest = read_entitlement(container, calls, eid)
-        if (
-            latest is not None
-            and latest.new_pending_plan == pending
-            and plan_change_decision(settings.plan_change_policy, latest) is Decision.APPROVE
-        ):
-            raise DecisionNotTaken(f"the plan change of {eid} to {pending} is still pending")
-    return latest, effects
-
-
-def needs_decision(container: Container, view: EntitlementView, *, signed_up: bool) -> bool:
-    """Whether the policies would decide something about `view` now."""
-    settings = container.settings
-    return (
-        entitlement_decision(settings.approval_policy, view, signed_up=signed_up)
-        is Decision.APPROVE
-        or plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE
-    )
-
-
 def _refresh_entitlement(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """GET the entitlement, take the decisions its state and our policies call for, record it."""
     eid = note.subject_id
@@ -210,7 +99,7 @@ def _refresh_entitlement(
         known = _Known(ours.account_update_time, signed_up is not None, bool(signed_up))
     else:
         known = _known_account(container, view.account_id)
-    latest, effects = decide_entitlement(container, calls, view, signed_up=known.signed_up)
+    latest, effects = apply_policies(container, calls, view, signed_up=known.signed_up)
     if not effects.decisions and not known.account_known:
         # An entitlement of an account we have not seen: record the account too.
         account = read_account(container, calls, view.account_id)
@@ -222,91 +111,91 @@ def _refresh_entitlement(
 
 
 def on_creation_requested(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The customer chose a plan: approve per APPROVAL_POLICY, or record it and wait."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_offer_accepted(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """A private offer was accepted on an auto-approval product: record the upcoming start."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_active(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The plan is active: turn our service on at the plan from GET."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_plan_change_requested(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """A new plan awaits approval: approve per PLAN_CHANGE_POLICY; the service does not change."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_plan_changed(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The plan change took effect: move our service to the plan from GET."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_plan_change_cancelled(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The pending plan change was withdrawn or rejected: the old plan carries on."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_pending_cancellation(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """Cancelled at the end of the term: keep serving until CANCELLED."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_cancellation_reverted(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The customer took the cancellation back: it renews again."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_cancelling(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """Cancellation in progress: record the state, wait for CANCELLED."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_cancelled(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """Cancelled: turn our service off (the last usage window ends here)."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_renewed(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """A new term started: refresh the offer's end time."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_offer_ended(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """A private offer ended: either CANCELLED follows, or it carries on at list price."""
     return _refresh_entitlement(container, note, calls, stored)
 
 
 def on_entitlement_deleted(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """Google deleted the entitlement (GET answers 404): mark it deleted, keep it for billing."""
     return _refresh_entitlement(container, note, calls, stored)
@@ -315,42 +204,8 @@ def on_entitlement_deleted(
 # -- account handlers -------------------------------------------------------------------------
 
 
-def decide_account(
-    container: Container, calls: CallLog, view: AccountView, *, signed_up: bool
-) -> Effects:
-    """Approve the account's `signup` if the policy allows it now; record what the API says."""
-    decision = account_decision(
-        container.settings.approval_policy, signup_state=view.signup_state, signed_up=signed_up
-    )
-    effects = Effects(detail=f"signup {view.signup_state or 'unknown'}")
-    latest: AccountView | None = view
-    if decision is Decision.APPROVE and view.signup_state != APPROVAL_APPROVED:
-        _decide(
-            calls,
-            "approve_account",
-            lambda: container.procurement.approve_account(view.id, "signup"),
-            account_id=view.id,
-        )
-        effects.decisions.append("approve_account")
-        latest = read_account(container, calls, view.id)
-    if latest is None:
-        effects.detail = "deleted: the API answers 404"
-        effects.writes.append(erase_account(view.id))
-    else:
-        effects.detail = f"signup {latest.signup_state or 'unknown'}"
-        effects.writes.append(write_account(container, latest))
-    return effects
-
-
-def needs_account_decision(container: Container, view: AccountView, *, signed_up: bool) -> bool:
-    decision = account_decision(
-        container.settings.approval_policy, signup_state=view.signup_state, signed_up=signed_up
-    )
-    return decision is Decision.APPROVE
-
-
 def on_account_active(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """An account exists (messages without eventType land here): record it, approve per policy."""
     account_id = note.subject_id
@@ -360,11 +215,11 @@ def on_account_active(
     view = read_account(container, calls, account_id)
     if view is None:
         return Effects(detail="deleted: the API answers 404", writes=[erase_account(account_id)])
-    return decide_account(container, calls, view, signed_up=known.signed_up)
+    return apply_account_policy(container, calls, view, signed_up=known.signed_up)
 
 
 def on_account_deleted(
-    container: Container, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """The account is gone: erase the customer's personal data, keep what billing needs."""
     view = read_account(container, calls, note.subject_id)

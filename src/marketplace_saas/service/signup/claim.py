@@ -1,92 +1,53 @@
 """Sign-up: a marketplace buyer becomes our customer, and their purchase gets approved.
 
-    begin_signup(container, token)          verify the token, read the account and its purchases
-    complete_signup(container, visitor, form)  create or link the customer, then approve
-    (what the pages show afterwards, from our records: `service.signup_status`)
-    recognise(container, token)             the login URL: a returning, signed-up customer?
-
-Errors: `SignupRefused` (401: the token or the account is not acceptable; `reason` is logged,
-never the token), `SignupUnavailable` (503: Google or its certificates cannot be reached now),
-`InvalidForm` (the answers need fixing; `errors` per field).
+    begin_signup(app, token)               verify the token, read the account and its purchases
+    complete_signup(app, visitor, form)    create or link the customer, then approve
+    recognise(app, token)                  the login URL: a returning, signed-up customer?
+    (who the visitor is: `visitor`; what the pages show afterwards: `status`)
 
 Idempotent at the database level: the first completion claims the account with a conditional
-update (`signed_up_at IS NULL`), in the same transaction as the customer, the audit row and the
-`customer.signed_up` hook. Only the claimant asks Google to approve; a second click, a reload or a
-racing tab finds the claim, waits briefly for the claimant's outcome, and shows the same page. No
-database transaction is open while Google is called.
+update (`uow.accounts.claim_signup`: `signed_up_at IS NULL`), in the same unit of work as the
+customer, the audit row and the `customer.signed_up` hook. Only the claimant asks Google to
+approve; a second click, a reload or a racing tab finds the claim, waits briefly for the
+claimant's outcome, and shows the same page. No unit of work is open while Google is called.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from marketplace_saas.adapters.db.errors import IntegrityError
 from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
-from marketplace_saas.adapters.tokens import (
-    CertificatesUnavailable,
-    InvalidSignupToken,
-    SignupToken,
-    SignupTokenVerifier,
-)
-from marketplace_saas.config import Settings
-from marketplace_saas.domain.entitlements import (
-    APPROVAL_APPROVED,
-    CANCELLED,
-    AccountView,
-    EntitlementView,
-)
+from marketplace_saas.domain.entitlements import APPROVAL_APPROVED, AccountView
 from marketplace_saas.domain.errors import MarketplaceError
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, Hook, HookPayload
-from marketplace_saas.domain.signup import (
-    RECORD_COLUMNS,
-    Answer,
-    Purchase,
-    Validated,
-    Visitor,
-    validate,
-)
-from marketplace_saas.service import approvals, records
+from marketplace_saas.domain.signup import RECORD_COLUMNS, Answer, Purchase, Visitor, validate
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.ports import AccountRecord, CustomerRecord
-from marketplace_saas.service.signup_status import SignupStatus, account_entry, signup_status
-from marketplace_saas.service.unit_of_work import App as Container
-from marketplace_saas.service.unit_of_work import UnitOfWork
+from marketplace_saas.service.procurement import automatic, records
+from marketplace_saas.service.signup.status import SignupStatus, account_entry, signup_status
+from marketplace_saas.service.signup.visitor import (
+    InvalidForm,
+    SignupRefused,
+    SignupUnavailable,
+    google_read,
+    identify,
+    purchases_of,
+)
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
 ACTOR = "signup"
-SANDBOX_AUDIENCE = "localhost"  # SIGNUP_AUDIENCE in the sandbox when none is set
 RETRY_APPROVAL_AFTER = timedelta(seconds=60)  # a claimant that never finished: try again
 WAIT_FOR_CLAIMANT_SECONDS = 10.0
-
-
-class SignupError(MarketplaceError):
-    """Sign-up could not go ahead."""
-
-
-class SignupRefused(SignupError):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class SignupUnavailable(SignupError):
-    """Try again shortly: Google, or its certificates endpoint, could not be reached."""
-
-
-class InvalidForm(SignupError):
-    def __init__(self, validated: Validated) -> None:
-        super().__init__("the sign-up form has errors: " + ", ".join(sorted(validated.errors)))
-        self.validated = validated
 
 
 @dataclass(frozen=True)
@@ -97,72 +58,7 @@ class SignupStart:
     prefill: dict[str, Answer] = field(default_factory=dict)
 
 
-def audience(settings: Settings) -> str:
-    if settings.signup_audience:
-        return settings.signup_audience
-    if settings.sandbox:
-        return SANDBOX_AUDIENCE
-    raise SignupUnavailable("sign-up is not configured: set SIGNUP_AUDIENCE to the product domain")
-
-
-@functools.lru_cache(maxsize=8)
-def _verifier(certs_url: str, expected_audience: str) -> SignupTokenVerifier:
-    """One verifier (and certificate cache) per pinned URL and audience, for the process."""
-    return SignupTokenVerifier.for_url(certs_url, expected_audience)
-
-
-def verifier_for(settings: Settings) -> SignupTokenVerifier:
-    return _verifier(settings.signup_certs_url, audience(settings))
-
-
-def identify(container: Container, token: str, *, route: str) -> tuple[Visitor, AccountView]:
-    """The verified visitor and their account as the Procurement API has it; no records change."""
-    try:
-        verified = verifier_for(container.settings).verify(token)
-    except InvalidSignupToken as exc:
-        log.warning("signup.token_rejected", route=route, reason=exc.reason)
-        raise SignupRefused(exc.reason, exc.message) from None
-    except CertificatesUnavailable as exc:
-        log.error("signup.certs_unavailable", route=route, error=str(exc))
-        raise SignupUnavailable("Google's sign-up certificates could not be read") from None
-    resource = _google(lambda: container.procurement.get_account(verified.account_id))
-    if resource is None:
-        reason = "unknown_account"
-        log.warning(
-            "signup.token_rejected", route=route, reason=reason, account_id=verified.account_id
-        )
-        raise SignupRefused("unknown_account", "Google Cloud Marketplace has no such account.")
-    return _visitor(verified), AccountView.from_api(resource)
-
-
-def _visitor(token: SignupToken) -> Visitor:
-    return Visitor(token.account_id, token.user_identity, token.roles, token.orders)
-
-
-def _google(call: Any) -> Any:
-    """A Procurement API read; any failure is "try again shortly" for the buyer, logged for us."""
-    try:
-        return call()
-    except TransientProcurementError as exc:
-        log.warning("signup.procurement_unavailable", error=str(exc))
-        raise SignupUnavailable("Google Cloud Marketplace could not be reached") from None
-    except ProcurementError as exc:
-        log.error("signup.procurement_failed", error=str(exc))
-        raise SignupUnavailable("Google Cloud Marketplace refused our request") from None
-
-
-def purchases_of(container: Container, account_id: str) -> list[Purchase]:
-    """The account's entitlements from the API, oldest first, without cancelled ones."""
-    quoted = account_id.replace("\\", "\\\\").replace('"', '\\"')
-    query = f'account="{quoted}"'
-    resources = _google(lambda: list(container.procurement.list_entitlements(query)))
-    views = [EntitlementView.from_api(r) for r in resources]
-    oldest = datetime.min.replace(tzinfo=UTC)
-    views.sort(key=lambda v: (v.create_time is None, v.create_time or oldest, v.id))
-    return [Purchase.from_view(v) for v in views if v.state != CANCELLED]
-
-
-def begin_signup(container: Container, token: str) -> SignupStart:
+def begin_signup(container: App, token: str) -> SignupStart:
     visitor, account = identify(container, token, route="signup")
     purchases = purchases_of(container, visitor.account_id)
     with container.reading() as uow:
@@ -176,7 +72,7 @@ def begin_signup(container: Container, token: str) -> SignupStart:
     return SignupStart(visitor, purchases, signed_up, prefill)
 
 
-def recognise(container: Container, token: str) -> tuple[Visitor, str | None]:
+def recognise(container: App, token: str) -> tuple[Visitor, str | None]:
     """The login URL: the visitor, and our customer id when this account has signed up."""
     visitor, _account = identify(container, token, route="login")
     with container.reading() as uow:
@@ -186,11 +82,11 @@ def recognise(container: Container, token: str) -> tuple[Visitor, str | None]:
     return visitor, customer_id
 
 
-def complete_signup(container: Container, visitor: Visitor, form: dict[str, str]) -> SignupStatus:
+def complete_signup(container: App, visitor: Visitor, form: dict[str, str]) -> SignupStatus:
     validated = validate(container.settings.signup_fields, form)
     if not validated.ok:
         raise InvalidForm(validated)
-    resource = _google(lambda: container.procurement.get_account(visitor.account_id))
+    resource = google_read(lambda: container.procurement.get_account(visitor.account_id))
     if resource is None:
         log.warning("signup.account_gone", account_id=visitor.account_id)
         raise SignupRefused("unknown_account", "Google Cloud Marketplace has no such account.")
@@ -208,7 +104,7 @@ def complete_signup(container: Container, visitor: Visitor, form: dict[str, str]
 
 
 def _claim(
-    container: Container,
+    container: App,
     visitor: Visitor,
     values: dict[str, Answer],
     account: AccountView,
@@ -230,7 +126,7 @@ class _LostRace(Exception):
 
 def _claim_in(
     uow: UnitOfWork,
-    container: Container,
+    container: App,
     visitor: Visitor,
     values: dict[str, Answer],
     account: AccountView,
@@ -319,11 +215,11 @@ def _prefill(customer: CustomerRecord | None) -> dict[str, Answer]:
     return {k: v for k, v in fields.items() if isinstance(v, str | bool)}
 
 
-def _approve(container: Container, account_id: str) -> None:
+def _approve(container: App, account_id: str) -> None:
     """Approve per APPROVAL_POLICY (outside any transaction), then note the outcome."""
     error: str | None = None
     try:
-        approvals.approve_after_signup(container, account_id, actor=ACTOR)
+        automatic.approve_after_signup(container, account_id, actor=ACTOR)
         outcome = "done"
     except TransientProcurementError as exc:
         outcome, error = "retry", str(exc)
@@ -343,7 +239,7 @@ def _approve(container: Container, account_id: str) -> None:
         customer.signup_data = {**data, "accounts": accounts}
 
 
-def _approval_note(container: Container, account_id: str) -> dict[str, Any] | None:
+def _approval_note(container: App, account_id: str) -> dict[str, Any] | None:
     with container.reading() as uow:
         row = uow.accounts.get(account_id)
         customer = uow.customers.get(row.customer_id) if row and row.customer_id else None
@@ -353,14 +249,14 @@ def _approval_note(container: Container, account_id: str) -> dict[str, Any] | No
         return note if isinstance(note, dict) else None
 
 
-def _wait_for_claimant(container: Container, account_id: str) -> None:
+def _wait_for_claimant(container: App, account_id: str) -> None:
     """A racing request: give the claimant a moment to finish its approvals (bounded)."""
     deadline = time.monotonic() + WAIT_FOR_CLAIMANT_SECONDS
     while _approval_note(container, account_id) is None and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
-def _retry_approval_if_stuck(container: Container, account_id: str, account: AccountView) -> None:
+def _retry_approval_if_stuck(container: App, account_id: str, account: AccountView) -> None:
     """Signed up a while ago, yet Google still waits for our approval: approve again."""
     if container.settings.approval_policy == "manual" or account.signup_state == APPROVAL_APPROVED:
         return

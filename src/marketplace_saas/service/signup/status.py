@@ -14,7 +14,7 @@ from typing import Any
 from marketplace_saas.domain.entitlements import APPROVAL_APPROVED, APPROVAL_REJECTED, CANCELLED
 from marketplace_saas.domain.signup import Purchase
 from marketplace_saas.service.ports import CustomerRecord
-from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.unit_of_work import App
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def account_entry(customer: CustomerRecord, account_id: str) -> dict[str, Any]:
     return entry if isinstance(entry, dict) else {}
 
 
-def signup_status(container: Container, account_id: str) -> SignupStatus | None:
+def signup_status(container: App, account_id: str) -> SignupStatus | None:
     """The done page's facts; None when this account has not signed up."""
     with container.reading() as uow:
         row = uow.accounts.get(account_id)
@@ -81,7 +81,7 @@ def signup_status(container: Container, account_id: str) -> SignupStatus | None:
         )
 
 
-def customer_overview(container: Container, customer_id: str) -> CustomerOverview | None:
+def customer_overview(container: App, customer_id: str) -> CustomerOverview | None:
     """A signed-up customer's name and live subscriptions across their accounts."""
     with container.reading() as uow:
         customer = uow.customers.get(customer_id)

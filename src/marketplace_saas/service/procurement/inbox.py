@@ -9,7 +9,7 @@
    reads what we applied of its entitlement for the handler. A repeated delivery counts
    `deliveries`; if the first one is already settled (processed, ignored, parked) it is
    acknowledged without being processed again.
-3. Process: the handler of `lifecycle.EVENT_HANDLERS` calls Google, then its writes, the audit rows
+3. Process: the handler of `handlers.EVENT_HANDLERS` calls Google, then its writes, the audit rows
    of its calls and the inbox status commit in one short transaction. Unknown event types are
    recorded as `ignored`. Both transactions go through `container.writes`: on SQLite, those of
    concurrent workers share one commit (`adapters.db.group_commit`).
@@ -36,10 +36,10 @@ from marketplace_saas.domain.notifications import (
     digest_event_id,
     parse_notification,
 )
-from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-from marketplace_saas.service.unit_of_work import App as Container
-from marketplace_saas.service.unit_of_work import UnitOfWork
+from marketplace_saas.service.procurement import handlers, records
+from marketplace_saas.service.procurement.effects import Effects
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 LISTENER = "listener"
 
@@ -74,7 +74,7 @@ def _text(data: bytes) -> str:
 
 
 def _store_invalid(
-    container: Container,
+    container: App,
     data: bytes,
     error: InvalidNotification,
     *,
@@ -109,13 +109,13 @@ def _store_invalid(
 
 
 def _store_received(
-    container: Container,
+    container: App,
     note: Notification,
     data: bytes,
     *,
     message_id: str | None,
     source: str,
-) -> tuple[str, int, bool, lifecycle.Stored | None]:
+) -> tuple[str, int, bool, handlers.Stored | None]:
     """Store the message unless its eventId is there: its status, deliveries, whether it is
     a repeated delivery, and (an entitlement's message) what our records say of the entitlement,
     read in the same transaction for the handler. Committed before the message is processed
@@ -136,10 +136,10 @@ def _store_received(
         "received_at": container.now(),
     }
 
-    def store(uow: UnitOfWork) -> tuple[str, int, bool, lifecycle.Stored | None]:
+    def store(uow: UnitOfWork) -> tuple[str, int, bool, handlers.Stored | None]:
         stored = None
         if note.kind == "entitlement":
-            stored = lifecycle.Stored(uow.entitlements.known(note.subject_id))
+            stored = handlers.Stored(uow.entitlements.known(note.subject_id))
         if uow.inbox.add(values):
             return "received", 1, False, stored
         counted = uow.inbox.count_delivery(note.event_id)
@@ -162,19 +162,19 @@ class _Done:
 
 
 def _process(
-    container: Container,
+    container: App,
     note: Notification,
     calls: CallLog,
     *,
     actor: str,
-    stored: lifecycle.Stored | None = None,
+    stored: handlers.Stored | None = None,
 ) -> _Done:
     """Run the handler, then commit its writes, its calls and the inbox status together."""
-    handler, why_ignored = lifecycle.handler_for(note)
+    handler, why_ignored = handlers.handler_for(note)
     effects = (
         handler(container, note, calls, stored)
         if handler is not None
-        else lifecycle.Effects(status="ignored", detail=why_ignored)
+        else Effects(status="ignored", detail=why_ignored)
     )
     ctx = records.Context(
         actor=actor,
@@ -202,7 +202,7 @@ def _process(
 
 
 def _record_failure(
-    container: Container,
+    container: App,
     note: Notification,
     calls: CallLog,
     exc: BaseException,
@@ -231,12 +231,12 @@ def _record_failure(
 
 
 def _settle(
-    container: Container,
+    container: App,
     note: Notification,
     *,
     actor: str,
     log: Any,
-    stored: lifecycle.Stored | None = None,
+    stored: handlers.Stored | None = None,
 ) -> str:
     """The one place that turns an outcome into an inbox status (and so into ack or nack)."""
     calls = CallLog(container.now)
@@ -273,7 +273,7 @@ def _logger(note: Notification, **extra: Any) -> Any:
 
 
 def handle_message(
-    container: Container, data: bytes, *, message_id: str | None = None, source: str = "pull"
+    container: App, data: bytes, *, message_id: str | None = None, source: str = "pull"
 ) -> Disposition:
     """Store, process and settle one notification; ACK only once its effects are committed."""
     try:
@@ -297,7 +297,7 @@ def handle_message(
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
-def replay(container: Container, event_id: str) -> ReplayResult:
+def replay(container: App, event_id: str) -> ReplayResult:
     """Process a stored notification again (a parked one, or any other), now."""
     with container.reading() as uow:
         row = uow.inbox.get(event_id)
@@ -318,7 +318,7 @@ def replay(container: Container, event_id: str) -> ReplayResult:
     return ReplayResult(event_id, status, last_error)
 
 
-def _park_after_replay(container: Container, event_id: str) -> str:
+def _park_after_replay(container: App, event_id: str) -> str:
     """A replay has no Pub/Sub delivery to retry it: a failed replay stays parked."""
     with container.unit_of_work() as uow:
         row = uow.lock_inbox(event_id)

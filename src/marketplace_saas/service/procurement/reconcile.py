@@ -25,9 +25,18 @@ from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import MarketplaceError
-from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-from marketplace_saas.service.unit_of_work import App as Container
+from marketplace_saas.service.procurement import records
+from marketplace_saas.service.procurement.automatic import (
+    DecisionNotTaken,
+    apply_account_policy,
+    apply_policies,
+    needs_account_decision,
+    needs_decision,
+)
+from marketplace_saas.service.procurement.decision_flow import read_account, read_entitlement
+from marketplace_saas.service.procurement.effects import Effects, write_account, write_entitlement
+from marketplace_saas.service.unit_of_work import App
 
 BATCH = 200
 T = TypeVar("T")
@@ -55,7 +64,7 @@ def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
         yield batch
 
 
-def _signed_up(container: Container) -> dict[str, bool]:
+def _signed_up(container: App) -> dict[str, bool]:
     with container.reading() as uow:
         return uow.accounts.signed_up()
 
@@ -77,14 +86,14 @@ def _streamed(
     calls.record(action, started, outcome="ok", details={"items": count})
 
 
-def _flush(container: Container, calls: CallLog, actor: str) -> None:
+def _flush(container: App, calls: CallLog, actor: str) -> None:
     if calls.calls:
         with container.unit_of_work() as uow:
             calls.flush(uow, actor=actor)
         calls.calls.clear()
 
 
-def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+def _sync_accounts(container: App, result: SyncResult, *, actor: str) -> set[str]:
     listed: set[str] = set()
     signed_up = _signed_up(container)
     calls = CallLog(container.now)
@@ -96,9 +105,7 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
             for resource in batch:
                 view = AccountView.from_api(resource)
                 listed.add(view.id)
-                if lifecycle.needs_account_decision(
-                    container, view, signed_up=signed_up.get(view.id, False)
-                ):
+                if needs_account_decision(container, view, signed_up=signed_up.get(view.id, False)):
                     undecided.append(view)
                     continue
                 applied = records.apply_account(
@@ -114,7 +121,7 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
     return listed
 
 
-def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set[str]:
     listed: set[str] = set()
     signed_up = _signed_up(container)
     calls = CallLog(container.now)
@@ -127,7 +134,7 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
                 view = EntitlementView.from_api(resource)
                 listed.add(view.id)
                 account_signed_up = signed_up.get(view.account_id, False)
-                if lifecycle.needs_decision(container, view, signed_up=account_signed_up):
+                if needs_decision(container, view, signed_up=account_signed_up):
                     undecided.append(view)
                     continue
                 applied = records.apply_entitlement(
@@ -148,14 +155,14 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
 
 
 def _decide_account(
-    container: Container, view: AccountView, signed_up: bool, result: SyncResult, *, actor: str
+    container: App, view: AccountView, signed_up: bool, result: SyncResult, *, actor: str
 ) -> None:
     calls = CallLog(container.now)
     try:
-        effects = lifecycle.decide_account(container, calls, view, signed_up=signed_up)
+        effects = apply_account_policy(container, calls, view, signed_up=signed_up)
     except ProcurementError as exc:
         result.errors.append(f"account {view.id}: {exc}")
-        effects = lifecycle.Effects(writes=[lifecycle.write_account(container, view)])
+        effects = Effects(writes=[write_account(container, view)])
     ctx = records.Context(actor=actor, now=container.now())
     with container.unit_of_work() as uow:
         for write in effects.writes:
@@ -165,16 +172,16 @@ def _decide_account(
 
 
 def _decide(
-    container: Container, view: EntitlementView, signed_up: bool, result: SyncResult, *, actor: str
+    container: App, view: EntitlementView, signed_up: bool, result: SyncResult, *, actor: str
 ) -> None:
     """A decision a missed notification would have taken: take it now, then record."""
     calls = CallLog(container.now)
     try:
-        latest, effects = lifecycle.decide_entitlement(container, calls, view, signed_up=signed_up)
-    except (ProcurementError, MarketplaceError, lifecycle.DecisionNotTaken) as exc:
+        latest, effects = apply_policies(container, calls, view, signed_up=signed_up)
+    except (ProcurementError, MarketplaceError, DecisionNotTaken) as exc:
         result.errors.append(f"entitlement {view.id}: {exc}")
-        latest, effects = view, lifecycle.Effects()
-    effects.writes.append(lifecycle.write_entitlement(container, view.id, latest))
+        latest, effects = view, Effects()
+    effects.writes.append(write_entitlement(container, view.id, latest))
     ctx = records.Context(actor=actor, now=container.now())
     with container.unit_of_work() as uow:
         for write in effects.writes:
@@ -184,7 +191,7 @@ def _decide(
 
 
 def _sync_vanished(
-    container: Container,
+    container: App,
     result: SyncResult,
     listed_accounts: set[str],
     listed_entitlements: set[str],
@@ -198,7 +205,7 @@ def _sync_vanished(
     for entitlement_id in sorted(live_entitlements):
         calls = CallLog(container.now)
         try:
-            view = lifecycle.read_entitlement(container, calls, entitlement_id)
+            view = read_entitlement(container, calls, entitlement_id)
         except ProcurementError as exc:
             result.errors.append(f"entitlement {entitlement_id}: {exc}")
             continue
@@ -216,7 +223,7 @@ def _sync_vanished(
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
         try:
-            account = lifecycle.read_account(container, calls, account_id)
+            account = read_account(container, calls, account_id)
         except ProcurementError as exc:
             result.errors.append(f"account {account_id}: {exc}")
             continue
@@ -232,7 +239,7 @@ def _sync_vanished(
             calls.flush(uow, actor=actor)
 
 
-def sync_all(container: Container, *, actor: str = "sync") -> SyncResult:
+def sync_all(container: App, *, actor: str = "sync") -> SyncResult:
     """Repair every account and entitlement from the Procurement API; see the module docstring."""
     log = get_logger(__name__, actor=actor)
     result = SyncResult()
