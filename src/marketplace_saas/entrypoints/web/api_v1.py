@@ -56,6 +56,13 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return secure_headers(JSONResponse(jsonable_encoder(data), status_code=status_code))
 
 
+def _found(data: dict[str, Any] | None, missing: str) -> Response:
+    """The read model as JSON, or 404 saying what is `missing`."""
+    if data is None:
+        raise NotFound(missing)
+    return _json(data)
+
+
 def _require_json(request: Request) -> None:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
@@ -91,9 +98,7 @@ def accounts(
 def account(request: Request, operator: Viewer, account_id: str) -> Response:
     with get_container(request).console() as reads:
         data = queries.account_detail(reads, account_id)
-    if data is None:
-        raise NotFound(f"no account {account_id!r}")
-    return _json(data)
+    return _found(data, f"no account {account_id!r}")
 
 
 @router.get("/entitlements", summary="Entitlements filtered by state, product, plan, account")
@@ -124,9 +129,7 @@ def entitlements(
 def entitlement(request: Request, operator: Viewer, entitlement_id: str) -> Response:
     with get_container(request).console() as reads:
         data = queries.entitlement_detail(reads, entitlement_id)
-    if data is None:
-        raise NotFound(f"no entitlement {entitlement_id!r}")
-    return _json(data)
+    return _found(data, f"no entitlement {entitlement_id!r}")
 
 
 @router.get("/entitlements/{entitlement_id}/usage", summary="Hourly usage: ingested and reported")
@@ -173,9 +176,7 @@ def notifications(
 def notification(request: Request, operator: Viewer, event_id: str) -> Response:
     with get_container(request).console() as reads:
         data = activity.notification_detail(reads, event_id)
-    if data is None:
-        raise NotFound(f"no notification {event_id!r}")
-    return _json(data)
+    return _found(data, f"no notification {event_id!r}")
 
 
 @router.get("/usage-reports", summary="The report ledger; filter by status and entitlement")
