@@ -1,6 +1,6 @@
 """The usage reporter: every due window, once, in order, through `services.check` and `.report`.
 
-    report_usage(container, now=None, dry_run=False, progress=None) -> ReportSummary
+    report_usage(app, gateway=None, now=None, dry_run=False, progress=None) -> ReportSummary
 
 1. Carry stray records of reported windows forward; close every window that ended before
    `now - USAGE_GRACE_SECONDS` into the ledger as `pending` (commit).
