@@ -5,7 +5,7 @@ Each page reads one read model of `service.console` in a short session and rende
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
@@ -33,6 +33,13 @@ MAX_CHART_HOURS = 24 * 14
 
 def _blank(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
+
+
+def _found(data: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The read model, or 404 saying what is `missing`."""
+    if data is None:
+        raise NotFound(missing)
+    return data
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -72,9 +79,12 @@ def account(request: Request, operator: Viewer, account_id: str) -> Response:
     container = get_container(request)
     with container.console() as reads:
         data = queries.account_detail(reads, account_id)
-    if data is None:
-        raise NotFound(f"There is no account {account_id!r} in our records.")
-    return render(request, "admin/account.html", account=data, section="accounts")
+    return render(
+        request,
+        "admin/account.html",
+        account=_found(data, f"There is no account {account_id!r} in our records."),
+        section="accounts",
+    )
 
 
 @router.get("/entitlements")
@@ -126,12 +136,10 @@ def entitlement(
     with container.console() as reads:
         data = queries.entitlement_detail(reads, entitlement_id)
         series = activity.hourly_usage(reads, entitlement_id, start=start, end=end) if data else {}
-    if data is None:
-        raise NotFound(f"There is no entitlement {entitlement_id!r} in our records.")
     return render(
         request,
         "admin/entitlement.html",
-        e=data,
+        e=_found(data, f"There is no entitlement {entitlement_id!r} in our records."),
         charts=charts.build_charts(series, start, end),
         hours=hours,
         section="entitlements",
@@ -169,9 +177,12 @@ def notification(request: Request, operator: Viewer, event_id: str) -> Response:
     container = get_container(request)
     with container.console() as reads:
         data = activity.notification_detail(reads, event_id)
-    if data is None:
-        raise NotFound(f"There is no notification {event_id!r} in the inbox.")
-    return render(request, "admin/notification.html", n=data, section="notifications")
+    return render(
+        request,
+        "admin/notification.html",
+        n=_found(data, f"There is no notification {event_id!r} in the inbox."),
+        section="notifications",
+    )
 
 
 @router.get("/reports")
