@@ -1,6 +1,7 @@
 """Fault injection in front of the emulated Google APIs, and a short path for the hot calls.
 
-For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/services/...`), the
+For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/services/...`,
+`/v2/services/...`), the
 middleware first waits the configured latency, then, at the configured seeded rate, answers one of
 the configured HTTP statuses in Google's error envelope instead of serving the call (the call has no
 effect). Control endpoints (`/emulator/v1/...`) and the identity endpoints are never faulted.
@@ -31,6 +32,7 @@ from marketplace_emulator.faults import Api, FaultInjector
 _PREFIXES: tuple[tuple[str, Api], ...] = (
     ("/v1/providers/", "procurement"),
     ("/v1/services/", "servicecontrol"),
+    ("/v2/services/", "servicecontrol"),
 )
 _MESSAGES = {
     "RESOURCE_EXHAUSTED": "Quota exceeded (injected fault).",

@@ -38,6 +38,7 @@ from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
 from marketplace_emulator.servicecontrol.models import ServiceControlBackend
+from marketplace_emulator.servicecontrol.v2 import ServiceControlV2
 
 
 class TeeSink:
@@ -84,6 +85,7 @@ class Emulator:
         self.servicecontrol = ServiceControlBackend(
             procurement=self.procurement, catalog=self.catalog, clock=self.clock, faults=self.faults
         )
+        self.servicecontrol_v2 = ServiceControlV2(self.servicecontrol, self.faults)
         self.identity = IdentityIssuer(clock=self.clock)
 
     def advance_clock(self, seconds: float) -> None:
@@ -99,6 +101,7 @@ class Emulator:
         """Forget all state, clear faults, reset the clock and the catalog."""
         self.procurement.reset()
         self.servicecontrol.reset()
+        self.servicecontrol_v2.reset()
         self.catalog.reset()
         self.faults.clear()
         self.clock.reset()
