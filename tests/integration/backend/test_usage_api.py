@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from marketplace_saas.entrypoints.web import usage
+from marketplace_saas.entrypoints.web import guards, usage
 from tests.support.metering import (
     T0,
     FixedClock,
@@ -36,6 +36,7 @@ def client(migrated_database_url: str) -> Iterator[httpx.Client]:
     app = FastAPI()
     app.state.container = container
     app.include_router(usage.router)
+    app.add_middleware(guards.GuardMiddleware, settings=container.settings)  # as create_app does
     with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as test_client:
         yield test_client
     container.close()
@@ -84,7 +85,7 @@ def test_more_records_than_the_batch_limit_is_413_and_nothing_is_stored(
 ) -> None:
     too_many = {"records": [record(f"r{i}") for i in range(6)]}
     assert client.post("/v1/usage", json=too_many, headers=AUTH).status_code == 413
-    oversized = b'{"records": [' + b" " * (5 * usage.BYTES_PER_RECORD) + b"]}"
+    oversized = b'{"records": [' + b" " * (5 * guards.USAGE_BYTES_PER_RECORD) + b"]}"
     response = client.post(
         "/v1/usage", content=oversized, headers={**AUTH, "Content-Type": "application/json"}
     )

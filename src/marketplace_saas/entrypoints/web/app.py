@@ -3,7 +3,8 @@
 Each name is a module under `entrypoints/web/` exposing `router`. The container built by
 `bootstrap()` lives at `app.state.container`; route functions get it with
 `Depends(get_container)`. Shared Jinja2 templates are in `templates/`, static files in `static/`
-(served at `/static`).
+(served at `/static`). Every request and answer passes `guards.GuardMiddleware` (body caps, the
+console's Origin check, security headers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, cast
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+
+from marketplace_saas.entrypoints.web.guards import GuardMiddleware
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -42,6 +45,7 @@ def create_app(container: Container) -> FastAPI:
         openapi_url=None,
     )
     app.state.container = container
+    app.add_middleware(GuardMiddleware, settings=container.settings)
     for name in ROUTER_MODULES:
         module = importlib.import_module(f"marketplace_saas.entrypoints.web.{name}")
         app.include_router(module.router)
