@@ -10,6 +10,8 @@ One plain ASGI middleware, in front of every route:
 - **Origin check on console writes**: a POST (or PUT, PATCH, DELETE) under `/admin` or `/api/v1`
   whose `Origin` is not this site's own is refused with 403, whatever its CSRF token (a second
   layer beside it). A request without `Origin` passes to the CSRF check.
+- **No NUL in the URL**: a path or query string holding NUL (`%00`) is refused with 400 before
+  any route sees it (PostgreSQL cannot even compare a text column with it).
 - **Headers on every answer**: nosniff, no framing, same-origin referrers, the console's
   Content-Security-Policy, `no-store` (static files excepted), and outside the sandbox HSTS
   (`HSTS_MAX_AGE`, 0 leaves it to a proxy). A header a route set itself is kept.
@@ -139,6 +141,10 @@ class GuardMiddleware:
                 message = f"refused: this request came from another site (Origin {origin[:200]})"
                 await _refuse(send, path, 403, message, extra)
                 return
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            await _refuse(send, path, 400, "the URL holds a NUL character", extra)
+            return
         limit = body_limit(path, self.settings)
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):

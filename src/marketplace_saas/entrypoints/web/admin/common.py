@@ -19,11 +19,11 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -52,6 +52,10 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+# A row id from a page link (`before=`): bounded to what a BIGINT holds, so junk is a 422.
+RowId = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
 class AdminProblem(Exception):
