@@ -355,3 +355,31 @@ def test_fuzzed_console_api_queries_never_crash(
     segment = quote_from_bytes(value, safe="") or "x"
     for template in ("/api/v1/accounts/{}", "/api/v1/notifications/{}", "/admin/accounts/{}"):
         _refused_with_reason(operator_http.get(template.format(segment)))
+
+
+@settings(FUZZ, max_examples=20)  # each example buys and syncs an entitlement
+@given(
+    decision=st.sampled_from(["approve", "reject", "reject-plan-change", "junk"]),
+    fields=st.fixed_dictionaries({"reason": form_value, "version": form_value, "back": form_value}),
+)
+def test_fuzzed_console_action_forms_never_crash(
+    emulator: Emulator,
+    fuzz_container: Container,
+    operator_http: TestClient,
+    decision: str,
+    fields: dict[str, bytes],
+) -> None:
+    """Operator decisions on a real pending entitlement (waiting for sign-up), with junk reasons,
+    versions and return paths: a page or a redirect with a message, never a 5xx."""
+    from marketplace_saas.service.reconcile import sync_all
+
+    _, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "pro")
+    sync_all(fuzz_container)
+    token = csrf_of(operator_http.get("/admin").text)
+    body = _form({**fields, "csrf_token": token.encode()})
+    answer = operator_http.post(
+        f"/admin/entitlements/{entitlement.id}/{decision}", content=body, headers=FORM_HEADERS
+    )
+    _refused_with_reason(answer)
+    if answer.status_code == 303:
+        assert answer.headers["location"].startswith("/admin")
