@@ -147,9 +147,11 @@ class GuardMiddleware:
             return
         limit = body_limit(path, self.settings)
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            status = 413 if declared.isdigit() else 400
-            await _refuse(send, path, status, BodyTooLarge(limit).detail, extra)
+        if declared is not None and not declared.isdigit():
+            await _refuse(send, path, 400, "the Content-Length header is not a number", extra)
+            return
+        if declared is not None and int(declared) > limit:
+            await _refuse(send, path, 413, BodyTooLarge(limit).detail, extra)
             return
         started = False
         received = 0
