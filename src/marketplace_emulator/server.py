@@ -32,7 +32,11 @@ from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
-from marketplace_emulator.middleware import install_fault_middleware, install_hot_routes
+from marketplace_emulator.middleware import (
+    install_control_guard,
+    install_fault_middleware,
+    install_hot_routes,
+)
 from marketplace_emulator.notifier import Notifier
 from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
@@ -128,6 +132,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_error_handlers(app)
     install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
+    install_control_guard(app)
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)
