@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the capabilities' packages import this module: names for ty
     from marketplace_saas.config import Settings
     from marketplace_saas.service.hooks.ports import HookRepository
     from marketplace_saas.service.metering.ports import UsageRepository
+    from marketplace_saas.service.sign_in import SignInRepository
 
 T = TypeVar("T")
 
@@ -71,6 +72,10 @@ class UnitOfWork(Protocol):
     @property
     def hooks(self) -> HookRepository:
         """The hook outbox as the dispatcher and operators use it (`service/hooks/`)."""
+
+    @property
+    def sign_in(self) -> SignInRepository:
+        """Console sign-in failure counters and operator sessions (`service/sign_in.py`)."""
 
     # -- locks: held until the unit of work ends ------------------------------------------------
     def lock_entitlement(self, entitlement_id: str) -> EntitlementValues | None:

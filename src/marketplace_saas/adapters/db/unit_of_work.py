@@ -32,6 +32,7 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     PlanHistory,
 )
+from marketplace_saas.adapters.db.sign_in_store import SqlSignIn
 from marketplace_saas.adapters.db.usage_ledger import SqlUsage
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
 from marketplace_saas.domain.records import KnownEntitlement
@@ -257,6 +258,7 @@ class SqlUnitOfWork:
         # -- metering and provisioning hooks -----------------------------------------------------
         self.usage = SqlUsage(session)
         self.hooks = SqlHooks(session)
+        self.sign_in = SqlSignIn(session)
 
     # -- locks ----------------------------------------------------------------------------------
 
