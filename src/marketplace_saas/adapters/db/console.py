@@ -42,6 +42,10 @@ from marketplace_saas.adapters.db.models import (
 )
 from marketplace_saas.domain.views import INBOX_STATUSES, RecordCounts
 
+# Row ids are INTEGER columns: a larger `before` would overflow the bound parameter on PostgreSQL,
+# and every stored id is below it anyway.
+MAX_ROW_ID = 2**31 - 1
+
 
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -281,7 +285,7 @@ class SqlConsoleReads(SqlApiRecords):
             statement = statement.where(InboxMessage.status == status)
         if subject_id is not None:
             statement = statement.where(InboxMessage.subject_id == subject_id)
-        if before is not None:
+        if before is not None and before <= MAX_ROW_ID:  # beyond it: every row is before
             statement = statement.where(InboxMessage.id < before)
         return [inbox_dict(r) for r in self.session.scalars(statement)]
 
@@ -307,7 +311,7 @@ class SqlConsoleReads(SqlApiRecords):
             statement = statement.where(UsageReport.status == status)
         if entitlement:
             statement = statement.where(UsageReport.entitlement_id == entitlement)
-        if before is not None:
+        if before is not None and before <= MAX_ROW_ID:  # beyond it: every row is before
             statement = statement.where(UsageReport.id < before)
         return [report_dict(r) for r in self.session.scalars(statement)]
 
