@@ -32,12 +32,17 @@ from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
-from marketplace_emulator.middleware import install_fault_middleware, install_hot_routes
+from marketplace_emulator.middleware import (
+    install_control_guard,
+    install_fault_middleware,
+    install_hot_routes,
+)
 from marketplace_emulator.notifier import Notifier
 from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
 from marketplace_emulator.servicecontrol.models import ServiceControlBackend
+from marketplace_emulator.servicecontrol.v2 import ServiceControlV2
 
 
 class TeeSink:
@@ -84,6 +89,7 @@ class Emulator:
         self.servicecontrol = ServiceControlBackend(
             procurement=self.procurement, catalog=self.catalog, clock=self.clock, faults=self.faults
         )
+        self.servicecontrol_v2 = ServiceControlV2(self.servicecontrol, self.faults)
         self.identity = IdentityIssuer(clock=self.clock)
 
     def advance_clock(self, seconds: float) -> None:
@@ -99,6 +105,7 @@ class Emulator:
         """Forget all state, clear faults, reset the clock and the catalog."""
         self.procurement.reset()
         self.servicecontrol.reset()
+        self.servicecontrol_v2.reset()
         self.catalog.reset()
         self.faults.clear()
         self.clock.reset()
@@ -125,6 +132,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_error_handlers(app)
     install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
+    install_control_guard(app)
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)

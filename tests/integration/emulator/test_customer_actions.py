@@ -110,6 +110,9 @@ def test_products_can_be_listed_and_replaced(control: httpx.Client) -> None:
         "cancellation": "termEnd",
         "termDays": 365,
         "plans": {"team": {"usageBilled": False, "metrics": []}},
+        "offers": {},
+        "accountNotifications": "off",
+        "offerDurationField": "newPendingOfferDuration",
     }
     assert control.put(f"{BASE}/products/auto", json=product).json() == product
     bought = control.post(f"{BASE}/purchases", json={"product": "auto", "plan": "team"}).json()
