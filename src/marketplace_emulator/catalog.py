@@ -103,6 +103,23 @@ class Catalog:
         with self._lock:
             self._products.clear()
 
+    def dump(self) -> dict[str, dict[str, dict[str, object]]]:
+        """Every provider's products as JSON (persistence)."""
+        with self._lock:
+            return {
+                provider: {name: product.to_json() for name, product in products.items()}
+                for provider, products in self._products.items()
+            }
+
+    def load(self, data: dict[str, dict[str, dict[str, object]]]) -> None:
+        """Replace the catalog with what `dump()` gave."""
+        products = {
+            provider: {name: Product.model_validate(spec) for name, spec in items.items()}
+            for provider, items in data.items()
+        }
+        with self._lock:
+            self._products = products
+
     def _ensure(self, provider_id: str) -> dict[str, Product]:
         if provider_id not in self._products:
             self._products[provider_id] = {DEFAULT_PRODUCT_ID: default_product()}

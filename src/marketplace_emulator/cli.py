@@ -156,6 +156,7 @@ def serve(args: argparse.Namespace) -> int:
         push_endpoint=args.push_endpoint,
         providers=providers,
         activation_delay_seconds=args.activation_delay,
+        state=args.state,
     )
     url = f"http://{args.host}:{args.port}"
     print(banner(url, providers[0], emulator.notifier.modes, args.pubsub_project), flush=True)
@@ -218,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="providers to create topics for at start (default: the global --provider)",
     )
     p.add_argument("--activation-delay", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH",
+        help="keep the whole state in this file across restarts (created if missing)",
+    )
 
     p = sub.add_parser("purchase", help="a customer buys a plan")
     p.add_argument("--product", required=True)

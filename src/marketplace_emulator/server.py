@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -34,6 +35,8 @@ from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
 from marketplace_emulator.middleware import install_fault_middleware, install_hot_routes
 from marketplace_emulator.notifier import Notifier
+from marketplace_emulator.persistence import StateFile
+from marketplace_emulator.persistence.middleware import install_settings_journal
 from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
@@ -63,6 +66,7 @@ class Emulator:
         providers: Iterable[str] = (),
         activation_delay_seconds: float = 0.0,
         sink: EventSink | None = None,
+        state: str | Path | None = None,
     ) -> None:
         self.pubsub_project = pubsub_project
         self.push_endpoint = push_endpoint
@@ -85,11 +89,17 @@ class Emulator:
             procurement=self.procurement, catalog=self.catalog, clock=self.clock, faults=self.faults
         )
         self.identity = IdentityIssuer(clock=self.clock)
+        # `state`: a file that keeps the whole state across restarts (persistence/__init__.py)
+        self.state = StateFile(state).attach(self) if state is not None else None
 
     def advance_clock(self, seconds: float) -> None:
         """Move time forward and apply every transition that falls due, in order."""
         self.clock.advance(seconds)
+        if self.state is not None:
+            self.state.sync_settings()
         self.procurement.process_due()
+        if self.state is not None:
+            self.state.maybe_compact()
 
     def notifications(self, provider_id: str | None = None) -> list[dict[str, Any]]:
         """Every notification published since the last reset (of one provider), in order."""
@@ -107,9 +117,13 @@ class Emulator:
         target = self.sink.target
         if isinstance(target, RecordingSink):
             target.clear()
+        if self.state is not None:
+            self.state.reset()
 
     def close(self) -> None:
         self.notifier.close()
+        if self.state is not None:
+            self.state.close()
 
 
 def create_app(emulator: Emulator) -> FastAPI:
@@ -125,6 +139,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_error_handlers(app)
     install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
+    install_settings_journal(app)
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)

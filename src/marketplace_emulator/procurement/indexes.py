@@ -81,6 +81,13 @@ class SortedKeys:
     def __init__(self) -> None:
         self._items: list[tuple[datetime, str]] = []
 
+    @classmethod
+    def of(cls, items: list[tuple[datetime, str]]) -> SortedKeys:
+        """Built at once from `(create_time, id)` pairs in any order (sorted once)."""
+        keys = cls()
+        keys._items = sorted(items)
+        return keys
+
     def add(self, create_time: datetime, item_id: str) -> None:
         item = (create_time, item_id)
         if not self._items or self._items[-1] < item:

@@ -1,0 +1,124 @@
+"""Generic JSON for the emulator's records: a dataclass is the JSON object of its fields.
+
+`encode(value)` turns dataclasses (by their fields), pydantic models, datetimes, enums, lists,
+tuples, sets and string-keyed dicts into JSON values; `decode(tp, data)` reads them back as the
+type `tp` says, building the decoder from the dataclass's type hints once per type. So a field
+added to a model is persisted with no code here, provided its type is one of those; a type this
+module cannot read back raises `TypeError` (the round-trip tests in
+`tests/unit/test_emulator_persistence.py` fail then). A field missing from the data takes its
+default, and a key no field has is ignored, so a state file written before a field was added
+still loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+Decoder = Callable[[Any], Any]
+
+
+def encode(value: Any) -> Any:
+    """A JSON-ready value (dicts, lists, strings, numbers, booleans, None)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return encode(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"only string keys can be persisted, not {key!r}")
+            out[key] = encode(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [encode(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted(encode(item) for item in value)
+    raise TypeError(f"cannot persist a {type(value).__name__}: {value!r}")
+
+
+def decode(tp: Any, data: Any) -> Any:
+    """Read `data` (from `encode`) back as type `tp`."""
+    return decoder(tp)(data)
+
+
+def _identity(data: Any) -> Any:
+    return data
+
+
+def _optional(inner: Decoder) -> Decoder:
+    return lambda data: None if data is None else inner(data)
+
+
+@functools.cache
+def decoder(tp: Any) -> Decoder:
+    """The function that reads a JSON value as `tp` (built once per type)."""
+    if tp is Any or tp in (str, int, bool):
+        return _identity
+    if tp is float:
+        return float
+    if tp is datetime:
+        return datetime.fromisoformat
+    if tp is timedelta:
+        return lambda data: timedelta(seconds=data)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Literal:
+        return _identity
+    if origin in (typing.Union, types.UnionType):
+        others = [a for a in args if a is not type(None)]
+        if len(others) != 1:
+            raise TypeError(f"cannot persist a field of type {tp}: only `X | None` unions")
+        return _optional(decoder(others[0]))
+    if origin in (list, tuple, set, frozenset):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            items = [decoder(a) for a in args]
+            return lambda data: tuple(d(v) for d, v in zip(items, data, strict=True))
+        item = decoder(args[0]) if args else _identity
+        return lambda data: origin(item(v) for v in data)
+    if origin is dict:
+        if args and args[0] is not str:
+            raise TypeError(f"cannot persist a field of type {tp}: dict keys must be str")
+        value = decoder(args[1]) if args else _identity
+        return lambda data: {k: value(v) for k, v in data.items()}
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return tp
+        if issubclass(tp, BaseModel):
+            return tp.model_validate
+        if dataclasses.is_dataclass(tp):
+            return _dataclass_decoder(tp)
+    raise TypeError(f"cannot persist a field of type {tp!r}")
+
+
+def _dataclass_decoder(cls: type[Any]) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, f.init, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
+    in_init = [(name, field) for name, init, field in fields if init]
+    after_init = [(name, field) for name, init, field in fields if not init]
+
+    def read_dataclass(data: dict[str, Any]) -> Any:
+        instance = cls(**{name: field(data[name]) for name, field in in_init if name in data})
+        for name, field in after_init:
+            if name in data:
+                object.__setattr__(instance, name, field(data[name]))
+        return instance
+
+    return read_dataclass
