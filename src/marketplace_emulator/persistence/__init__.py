@@ -25,14 +25,16 @@ loses at most the write in progress. Lines are not fsync'ed: a power cut may los
 not yet written to disk (the emulator is a development tool).
 
 On start, the file is read line by line (later records replace earlier ones) and the state is
-rebuilt (`Restoring.restore`), then the file is rewritten as a snapshot (one line each) through a
-temporary file renamed over it, so a crash during compaction leaves the old file. It is also
-compacted while running when it holds more than `compact_after_lines` lines (checked after each
-control-API write and clock advance, when no lock is held). `reset` empties it.
+rebuilt (`Restoring.restore`). When most of it is superseded records, it is rewritten as a snapshot
+(one line each) through a temporary file renamed over it, so a crash during compaction leaves the
+old file. It is also compacted while running when it holds more than `compact_after_lines` lines
+(checked after each control-API write and clock advance, when no lock is held). `reset` empties
+it. Loading turns the garbage collector off (no object it allocates can be garbage yet).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -74,11 +76,18 @@ class _Loaded:
         self.settings: dict[str, Any] | None = None
         self.reports: list[dict[str, Any]] = []
         self.lines = 0
+        self.records = 0  # records read, superseded ones included
+
+    def wasted(self) -> bool:
+        """Whether most of the file is superseded records (worth compacting)."""
+        live = len(self.accounts) + len(self.entitlements) + len(self.reports)
+        return self.records > 2 * live + 1000
 
     def apply(self, line: dict[str, Any]) -> None:
         self.lines += 1
         if "store" in line:
             store = line["store"]
+            self.records += len(store.get("accounts", [])) + len(store.get("entitlements", []))
             for item in store.get("accounts", []):
                 self.accounts[(item["key"][0], item["key"][1])] = item.get("record")
             for item in store.get("entitlements", []):
@@ -107,9 +116,22 @@ class StateFile:
     def attach(self, emulator: Emulator) -> StateFile:
         """Load the state (if the file exists) into `emulator`, compact, and journal from now."""
         self._emulator = emulator
+        loaded = None
         if self.path.exists():
-            self._restore(emulator, self._read())
-        self.compact()
+            collecting = gc.isenabled()
+            gc.disable()  # a load allocates millions of objects: no collection can free any
+            try:
+                loaded = self._read()
+                self._restore(emulator, loaded)
+            finally:
+                if collecting:
+                    gc.enable()
+        if loaded is None or loaded.wasted() or loaded.lines > self.compact_after_lines:
+            self.compact()
+        else:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            self._lines = loaded.lines
+            self._last_settings = loaded.settings
         emulator.procurement.journal = self
         emulator.servicecontrol.on_accept = self.report_accepted
         return self

@@ -37,7 +37,7 @@ def encode(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return encode(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return _dataclass_encoder(type(value))(value)
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
     if isinstance(value, dict):
@@ -52,6 +52,36 @@ def encode(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return sorted(encode(item) for item in value)
     raise TypeError(f"cannot persist a {type(value).__name__}: {value!r}")
+
+
+_PLAIN = (str, int, bool, float, typing.Literal)
+
+
+def _is_plain(tp: Any) -> bool:
+    """Whether values of `tp` are JSON as they are (no conversion: copied without a call)."""
+    if tp in _PLAIN or typing.get_origin(tp) is typing.Literal:
+        return True
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return all(a is type(None) or _is_plain(a) for a in args)
+    return False
+
+
+@functools.cache
+def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    """Per class: plain fields are copied, the others go through `encode` (built once)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    plain = [name for name in names if _is_plain(hints[name])]
+    converted = [name for name in names if name not in plain]
+
+    def encode_dataclass(value: Any) -> dict[str, Any]:
+        out = {name: getattr(value, name) for name in plain}
+        for name in converted:
+            out[name] = encode(getattr(value, name))
+        return out
+
+    return encode_dataclass
 
 
 def decode(tp: Any, data: Any) -> Any:
@@ -86,7 +116,8 @@ def decoder(tp: Any) -> Decoder:
         others = [a for a in args if a is not type(None)]
         if len(others) != 1:
             raise TypeError(f"cannot persist a field of type {tp}: only `X | None` unions")
-        return _optional(decoder(others[0]))
+        inner = decoder(others[0])
+        return _identity if inner is _identity else _optional(inner)
     if origin in (list, tuple, set, frozenset):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             items = [decoder(a) for a in args]
@@ -109,16 +140,35 @@ def decoder(tp: Any) -> Decoder:
 
 
 def _dataclass_decoder(cls: type[Any]) -> Decoder:
+    """Reads a dataclass. When the data has every field and no other (as `encode` writes it), the
+    decoded dict becomes the instance's `__dict__`, without `__init__` (a restart reads hundreds of
+    thousands of records; the dict passed in is consumed); data
+    missing a field (written before the field was added) goes through `__init__` and its default.
+    """
     hints = typing.get_type_hints(cls)
     fields = [(f.name, f.init, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
-    in_init = [(name, field) for name, init, field in fields if init]
-    after_init = [(name, field) for name, init, field in fields if not init]
+    names = frozenset(name for name, _, _ in fields)
+    converted = [(name, field) for name, _, field in fields if field is not _identity]
+    direct = not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    new = object.__new__
 
     def read_dataclass(data: dict[str, Any]) -> Any:
-        instance = cls(**{name: field(data[name]) for name, field in in_init if name in data})
-        for name, field in after_init:
-            if name in data:
-                object.__setattr__(instance, name, field(data[name]))
+        if direct and data.keys() == names:  # the common case: `data` becomes the instance's
+            for name, field in converted:
+                data[name] = field(data[name])
+            instance = new(cls)
+            object.__setattr__(instance, "__dict__", data)
+            return instance
+        values = {name: data[name] for name in names if name in data}
+        for name, field in converted:
+            if name in values:
+                values[name] = field(values[name])
+        instance = cls(
+            **{name: values[name] for name, init, _ in fields if init and name in values}
+        )
+        for name, init, _ in fields:
+            if not init and name in values:
+                object.__setattr__(instance, name, values[name])
         return instance
 
     return read_dataclass
