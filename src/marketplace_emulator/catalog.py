@@ -4,7 +4,13 @@ Set with `PUT /emulator/v1/providers/{p}/products/{product}` and this body:
 
     {"serviceName": "...", "autoApprove": false, "planChange": "immediate" | "termEnd",
      "cancellation": "immediate" | "termEnd", "termDays": 30,
-     "plans": {"<plan>": {"usageBilled": true, "metrics": ["<metric id>", ...]}}}
+     "plans": {"<plan>": {"usageBilled": true, "metrics": ["<metric id>", ...], "price": "..."}},
+     "displayName": "...", "signupUrl": "https://...", "loginUrl": "https://...",
+     "signupAudience": "localhost"}
+
+The last four and `price` are what the buyer's page (`/marketplace`, storefront/) shows and uses:
+"Subscribe" posts the sign-up JWT (audience `signupAudience`, the product's domain) to `signupUrl`,
+"Manage on provider" to `loginUrl`, as Producer Portal's frontend integration sets them.
 
 Every provider starts with `DEFAULT_PRODUCTS`, so the sandbox works with no setup. Metric ids follow
 the `{plan}_{metric}` template of Google's codelab; Service Control metric names are
@@ -31,6 +37,7 @@ class _Model(BaseModel):
 class PlanSpec(_Model):
     usage_billed: bool = Field(False, alias="usageBilled")
     metrics: list[str] = Field(default_factory=list)
+    price: str = Field("", max_length=200)  # shown to buyers, e.g. "$10 per month + usage"
 
     @field_validator("metrics")
     @classmethod
@@ -50,6 +57,17 @@ class Product(_Model):
     cancellation: Literal["immediate", "termEnd"] = "immediate"
     term_days: int = Field(30, alias="termDays", ge=1, le=3660)
     plans: dict[str, PlanSpec] = Field(min_length=1)
+    display_name: str = Field("", alias="displayName", max_length=200)
+    signup_url: str = Field("", alias="signupUrl")
+    login_url: str = Field("", alias="loginUrl")
+    signup_audience: str = Field("localhost", alias="signupAudience", min_length=1)
+
+    @field_validator("signup_url", "login_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL: {value!r}")
+        return value
 
     def metric_names(self, plan: str) -> set[str]:
         """Fully qualified Service Control metric names declared for one plan."""
@@ -60,11 +78,19 @@ class Product(_Model):
         return self.model_dump(by_alias=True)
 
 
+DEFAULT_PRICES = {"basic": "$10 per month + usage", "pro": "$50 per month + usage"}
+
+
 def default_product() -> Product:
     return Product(
         service_name=DEFAULT_SERVICE_NAME,
+        display_name="Example product",
         plans={
-            plan: PlanSpec(usage_billed=True, metrics=[f"{plan}_{m}" for m in DEFAULT_METRICS])
+            plan: PlanSpec(
+                usage_billed=True,
+                metrics=[f"{plan}_{m}" for m in DEFAULT_METRICS],
+                price=DEFAULT_PRICES[plan],
+            )
             for plan in DEFAULT_PLANS
         },
     )

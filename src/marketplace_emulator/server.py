@@ -41,6 +41,7 @@ from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
 from marketplace_emulator.servicecontrol.models import ServiceControlBackend
+from marketplace_emulator.storefront import routes as storefront_routes
 
 
 class TeeSink:
@@ -145,6 +146,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     app.include_router(identity_routes.router)
     app.include_router(control_routes.router)
     app.include_router(control_faults.router)
+    app.include_router(storefront_routes.router)
     return app
 
 

@@ -160,6 +160,9 @@ def banner(
         lines.append("                 sign-up tokens, customer actions under /emulator/v1)")
         how = "pushed to /pubsub/push" if sandbox.delivery == "push" else "the Pub/Sub emulator"
         lines.append(f"  notifications  {how}")
+        lines.append(f"  marketplace    {sandbox.emulator_url}/marketplace  (the buyer's page)")
+        if sandbox.state_file is not None:
+            lines.append(f"  emulator state {sandbox.state_file}  (kept across restarts)")
         lines += ["", "Try it, in another terminal:"]
         if not sandbox.default_port:
             lines.append(f"  export MARKETPLACE_EMULATOR_URL={sandbox.emulator_url}")

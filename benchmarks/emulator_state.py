@@ -1,0 +1,101 @@
+"""The emulator's `--state` file: restart time with 100,000 entitlements, and the cost per write.
+
+    python -m benchmarks emulator_state [--entitlements 100000] [--rounds 3]
+
+1. Restart: an `Emulator` with a state file is seeded with N accounts, each with one ACTIVE
+   entitlement (`seed()`, one write), and closed. Then a new `Emulator(state=path)` is built
+   from the file, `--rounds` times: wall and CPU seconds of the constructor (read, decode,
+   indexes), the file's size, and one `entitlements.get` on the restored state.
+2. Cost per write and per read, in-process (no HTTP): `change_plan` (a customer's write: one
+   journal line) and `get_entitlement` per second, over 2,000 entitlements, with and without a
+   state file.
+
+The target is a restart under 5 s (issue 14). Figures: `benchmarks/results/emulator_state.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import RESULTS_DIR, machine
+from marketplace_emulator.server import Emulator
+
+PROVIDER = "BENCH-state"
+TARGET_RESTART_SECONDS = 5.0
+
+
+def bench_restart(count: int, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "emulator-state.jsonl"
+        first = Emulator(providers=[PROVIDER], state=path)
+        started = time.perf_counter()
+        seeded = first.procurement.seed(PROVIDER, count)
+        seed_seconds = time.perf_counter() - started
+        first.close()
+        del first
+        walls, cpus = [], []
+        for _ in range(rounds):
+            wall, cpu = time.perf_counter(), time.process_time()
+            emulator = Emulator(providers=[PROVIDER], state=path)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+            restored = emulator.procurement.get_entitlement(PROVIDER, seeded[-1].entitlement_id)
+            assert restored.state == "ENTITLEMENT_ACTIVE"
+            emulator.close()
+            del emulator
+        return {
+            "entitlements": count,
+            "file_mb": round(path.stat().st_size / 1e6, 1),
+            "seed_seconds": round(seed_seconds, 2),
+            "restart_wall_seconds": [round(w, 2) for w in walls],
+            "restart_cpu_seconds": [round(c, 2) for c in cpus],
+            "restart_wall_median": round(statistics.median(walls), 2),
+            "restart_cpu_median": round(statistics.median(cpus), 2),
+            "target_seconds": TARGET_RESTART_SECONDS,
+        }
+
+
+def _rates(emulator: Emulator, count: int) -> dict[str, float]:
+    ids = [s.entitlement_id for s in emulator.procurement.seed(PROVIDER, count)]
+    started = time.perf_counter()
+    for entitlement_id in ids:
+        emulator.procurement.get_entitlement(PROVIDER, entitlement_id)
+    gets = count / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for entitlement_id in ids:
+        emulator.procurement.change_plan(PROVIDER, entitlement_id, "pro")
+    writes = count / (time.perf_counter() - started)
+    return {"get_per_second": round(gets), "change_plan_per_second": round(writes)}
+
+
+def bench_per_call(count: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        persisted = Emulator(providers=[PROVIDER], state=Path(folder) / "state.jsonl")
+        with_state = _rates(persisted, count)
+        persisted.close()
+    in_memory = Emulator(providers=[PROVIDER])
+    without_state = _rates(in_memory, count)
+    in_memory.close()
+    return {"calls": count, "with_state": with_state, "without_state": without_state}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks emulator_state")
+    parser.add_argument("--entitlements", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "emulator_state.json")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {"machine": machine()}
+    results["per_call"] = bench_per_call(2_000)
+    print(json.dumps(results["per_call"], indent=2), flush=True)
+    results["restart"] = bench_restart(args.entitlements, args.rounds)
+    print(json.dumps(results["restart"], indent=2), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
