@@ -9,6 +9,10 @@
 2. Cost per write and per read, in-process (no HTTP): `change_plan` (a customer's write: one
    journal line) and `get_entitlement` per second, over 2,000 entitlements, with and without a
    state file.
+3. `entitlements.get` over HTTP: `marketplace-emulator serve`, with and without `--state`, in its
+   own process; 200 purchases through the control API, then 4 threads with keep-alive `httpx`
+   clients GET them for `--duration` seconds. The client shares the cores and is slower than wrk
+   (`python -m benchmarks emulator`), so the figures compare the two servers, not the ceiling.
 
 The target is a restart under 5 s (issue 14). Figures: `benchmarks/results/emulator_state.json`.
 """
@@ -19,11 +23,15 @@ import argparse
 import json
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from benchmarks import RESULTS_DIR, machine
+from benchmarks.emulator import emulator_server, seed_entitlements
 from marketplace_emulator.server import Emulator
 
 PROVIDER = "BENCH-state"
@@ -85,15 +93,52 @@ def bench_per_call(count: int) -> dict[str, Any]:
     return {"calls": count, "with_state": with_state, "without_state": without_state}
 
 
+def _get_rate(base_url: str, duration: float, threads: int = 4) -> float:
+    names = seed_entitlements(base_url, 200)
+    counts = [0] * threads
+    stop_at = time.monotonic() + duration
+
+    def worker(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=10) as client:
+            n = 0
+            while time.monotonic() < stop_at:
+                client.get(f"/v1/{names[n % len(names)]}").raise_for_status()
+                n += 1
+            counts[index] = n
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return sum(counts) / duration
+
+
+def bench_http_get(duration: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"client": "4 threads of httpx, keep-alive", "seconds": duration}
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "serve.log"
+        with emulator_server(log) as url:
+            out["without_state_per_second"] = round(_get_rate(url, duration))
+        state = Path(folder) / "state.jsonl"
+        with emulator_server(log, ("--state", str(state))) as url:
+            out["with_state_per_second"] = round(_get_rate(url, duration))
+        out["state_file_kb"] = round(state.stat().st_size / 1000, 1)
+    return out
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks emulator_state")
     parser.add_argument("--entitlements", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0, help="HTTP GET seconds")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "emulator_state.json")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"machine": machine()}
     results["per_call"] = bench_per_call(2_000)
     print(json.dumps(results["per_call"], indent=2), flush=True)
+    results["http_get"] = bench_http_get(args.duration)
+    print(json.dumps(results["http_get"], indent=2), flush=True)
     results["restart"] = bench_restart(args.entitlements, args.rounds)
     print(json.dumps(results["restart"], indent=2), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
