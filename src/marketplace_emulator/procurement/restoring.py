@@ -28,7 +28,7 @@ class Restoring(BackendCore):
         """
         self.reset()
         with self._lock:
-            self.next_project_number = next_project_number
+            self._project_numbers.next_value = next_project_number
             account_items: dict[str, list[tuple[datetime, str]]] = {}
             for account in accounts:
                 key = (account.provider, account.id)

@@ -57,6 +57,21 @@ class Changed:
     seq: int
 
 
+class Numbers:
+    """`itertools.count` that tells its next value (persisted with the state)."""
+
+    def __init__(self, start: int) -> None:
+        self.next_value = start
+
+    def __iter__(self) -> Numbers:
+        return self
+
+    def __next__(self) -> int:
+        value = self.next_value
+        self.next_value += 1
+        return value
+
+
 class StoreJournal(Protocol):
     def store_changed(
         self,
@@ -100,7 +115,7 @@ class BackendCore:
         self._entitlements: dict[Key, r.Entitlement] = {}
         self._deleted: dict[Key, r.Entitlement] = {}
         self._outbox: list[tuple[str, dict[str, Any]]] = []
-        self.next_project_number = FIRST_PROJECT_NUMBER
+        self._project_numbers = Numbers(FIRST_PROJECT_NUMBER)
         self.journal: StoreJournal | None = None
         self._changed: set[Key] = set()
         self._touched_accounts: set[Key] = set()
@@ -161,7 +176,7 @@ class BackendCore:
                     self._touched_accounts.add((found.provider, found.account_id))
                 changed.append(Changed(key, found, deleted, self._seq.get(key, -1)))
             accounts = [(key, self._accounts.get(key)) for key in self._touched_accounts]
-            self.journal.store_changed(changed, accounts, self.next_project_number)
+            self.journal.store_changed(changed, accounts, self._project_numbers.next_value)
         self._changed = set()
         self._touched_accounts = set()
 
@@ -171,6 +186,11 @@ class BackendCore:
                 batch, self._outbox = self._outbox, []
             for provider_id, payload in batch:
                 self.sink.publish(provider_id, payload)
+
+    @property
+    def next_project_number(self) -> int:
+        """The project number the next usage-billed entitlement gets (`project_number:N`)."""
+        return self._project_numbers.next_value
 
     def process_due(self) -> None:
         """Apply every transition due at the clock's current time (after `clock.advance`)."""
@@ -183,7 +203,7 @@ class BackendCore:
             self._entitlements.clear()
             self._deleted.clear()
             self._outbox.clear()
-            self.next_project_number = FIRST_PROJECT_NUMBER
+            self._project_numbers = Numbers(FIRST_PROJECT_NUMBER)
             self._changed.clear()
             self._touched_accounts.clear()
             self._due.clear()
@@ -299,8 +319,7 @@ class BackendCore:
         return f"projects/{project}/services/{service_name}/standardOffers/{uuid.uuid4()}"
 
     def _new_consumer(self) -> str:
-        number, self.next_project_number = self.next_project_number, self.next_project_number + 1
-        return f"project_number:{number}"
+        return f"project_number:{next(self._project_numbers)}"
 
     def _ensure_usage_id(self, entitlement: r.Entitlement) -> None:
         product = self._product(entitlement)
