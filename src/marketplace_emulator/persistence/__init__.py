@@ -249,6 +249,15 @@ class StateFile:
         if emulator is None:
             return
         servicecontrol = emulator.servicecontrol
+        collecting = gc.isenabled()
+        gc.disable()  # encoding allocates millions of objects, none of them garbage
+        try:
+            self._compact(emulator, servicecontrol)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _compact(self, emulator: Emulator, servicecontrol: Any) -> None:
         with servicecontrol.frozen() as reports, emulator.procurement.locked(), self._lock:
             accounts, entitlements = emulator.procurement.records()
             store = {

@@ -5,9 +5,9 @@ tuples, sets and string-keyed dicts into JSON values; `decode(tp, data)` reads t
 type `tp` says, building the decoder from the dataclass's type hints once per type. So a field
 added to a model is persisted with no code here, provided its type is one of those; a type this
 module cannot read back raises `TypeError` (the round-trip tests in
-`tests/unit/test_emulator_persistence.py` fail then). A field missing from the data takes its
-default, and a key no field has is ignored, so a state file written before a field was added
-still loads.
+`tests/unit/emulator/test_persistence.py` fail then). A field missing from the data takes its
+default (`encode` leaves out a field equal to its default), and a key no field has is ignored,
+so a state file written before a field was added still loads.
 """
 
 from __future__ import annotations
@@ -68,17 +68,37 @@ def _is_plain(tp: Any) -> bool:
 
 
 @functools.cache
+def _default(field: dataclasses.Field[Any]) -> Any:
+    """The value a field takes when it is not given (`_MISSING` when it has no default)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return _MISSING
+
+
+_MISSING = object()
+
+
+@functools.cache
 def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
-    """Per class: plain fields are copied, the others go through `encode` (built once)."""
+    """Per class: plain fields are copied, the others go through `encode` (built once); a field
+    equal to its default is left out (the decoder puts the default back), to keep files small."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    plain = [name for name in names if _is_plain(hints[name])]
-    converted = [name for name in names if name not in plain]
+    fields = dataclasses.fields(cls)
+    plain = [(f.name, _default(f)) for f in fields if _is_plain(hints[f.name])]
+    converted = [(f.name, _default(f)) for f in fields if not _is_plain(hints[f.name])]
 
     def encode_dataclass(value: Any) -> dict[str, Any]:
-        out = {name: getattr(value, name) for name in plain}
-        for name in converted:
-            out[name] = encode(getattr(value, name))
+        out = {}
+        for name, default in plain:
+            item = getattr(value, name)
+            if item != default or item.__class__ is not default.__class__:
+                out[name] = item
+        for name, default in converted:
+            item = getattr(value, name)
+            if item != default or item.__class__ is not default.__class__:
+                out[name] = encode(item)
         return out
 
     return encode_dataclass
@@ -140,35 +160,46 @@ def decoder(tp: Any) -> Decoder:
 
 
 def _dataclass_decoder(cls: type[Any]) -> Decoder:
-    """Reads a dataclass. When the data has every field and no other (as `encode` writes it), the
-    decoded dict becomes the instance's `__dict__`, without `__init__` (a restart reads hundreds of
-    thousands of records; the dict passed in is consumed); data
-    missing a field (written before the field was added) goes through `__init__` and its default.
+    """Reads a dataclass: the decoded dict, completed with the defaults `encode` left out, becomes
+    the instance's `__dict__`, without `__init__` (a restart reads hundreds of thousands of
+    records; the dict passed in is consumed). A key no field has is ignored; a field the data
+    lacks (written before the field was added) takes its default.
     """
     hints = typing.get_type_hints(cls)
     fields = [(f.name, f.init, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
     names = frozenset(name for name, _, _ in fields)
     converted = [(name, field) for name, _, field in fields if field is not _identity]
     direct = not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    immutable: dict[str, Any] = {}  # defaults that may be shared by instances
+    factories: list[tuple[str, Callable[[], Any]]] = []  # the others: made for each instance
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            immutable[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            factories.append((f.name, f.default_factory))
     new = object.__new__
 
     def read_dataclass(data: dict[str, Any]) -> Any:
-        if direct and data.keys() == names:  # the common case: `data` becomes the instance's
-            for name, field in converted:
+        if not data.keys() <= names:  # a field since removed: its value is ignored
+            data = {key: value for key, value in data.items() if key in names}
+        for name, field in converted:
+            if name in data:
                 data[name] = field(data[name])
+        data = {**immutable, **data}
+        for name, factory in factories:
+            if name not in data:
+                data[name] = factory()
+        if len(data) != len(names):
+            missing = ", ".join(sorted(names - data.keys()))
+            raise TypeError(f"cannot read a {cls.__name__}: no value for {missing}")
+        if direct:  # `data` becomes the instance's attributes, as __init__ would set them
             instance = new(cls)
             object.__setattr__(instance, "__dict__", data)
             return instance
-        values = {name: data[name] for name in names if name in data}
-        for name, field in converted:
-            if name in values:
-                values[name] = field(values[name])
-        instance = cls(
-            **{name: values[name] for name, init, _ in fields if init and name in values}
-        )
+        instance = cls(**{name: data[name] for name, init, _ in fields if init})
         for name, init, _ in fields:
-            if not init and name in values:
-                object.__setattr__(instance, name, values[name])
+            if not init:
+                object.__setattr__(instance, name, data[name])
         return instance
 
     return read_dataclass

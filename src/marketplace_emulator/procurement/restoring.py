@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from marketplace_emulator.procurement import resources as r
-from marketplace_emulator.procurement.indexes import SortedKeys
+from marketplace_emulator.procurement.indexes import Key, SortedKeys
 from marketplace_emulator.procurement.store import BackendCore
 
 
@@ -38,6 +38,7 @@ class Restoring(BackendCore):
                     (account.create_time, account.id)
                 )
             entitlement_items: dict[str, list[tuple[datetime, str]]] = {}
+            due: list[tuple[Key, int, datetime | None]] = []
             for entitlement, deleted in entitlements:
                 key = (entitlement.provider, entitlement.id)
                 self._seq[key] = next(self._sequence)
@@ -51,7 +52,8 @@ class Restoring(BackendCore):
                 entitlement_items.setdefault(entitlement.provider, []).append(
                     (entitlement.create_time, entitlement.id)
                 )
-                self._schedule(key)
+                due.append((key, self._seq[key], self._due_time(entitlement)))
+            self._due.load(due)
             for provider_id, items in account_items.items():
                 self._account_order[provider_id] = SortedKeys.of(items)
             for provider_id, items in entitlement_items.items():
