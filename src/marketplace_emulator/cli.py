@@ -92,14 +92,27 @@ def _json_argument(text: str) -> Any:
 def _run_client(args: argparse.Namespace, client: ControlClient) -> Any:
     cmd = args.command
     if cmd == "purchase":
-        body: dict[str, Any] = {"product": args.product, "plan": args.plan}
-        if args.account:
-            body["account"] = args.account
-        if args.usage_reporting_id:
-            body["usageReportingId"] = args.usage_reporting_id
+        body: dict[str, Any] = {"product": args.product}
+        optional = {
+            "plan": args.plan,
+            "account": args.account,
+            "usageReportingId": args.usage_reporting_id,
+            "offerId": args.offer,
+            "resellerParentBillingAccount": args.reseller_parent_billing_account,
+        }
+        body.update({k: v for k, v in optional.items() if v})
+        if args.input_properties:
+            body["inputProperties"] = _json_argument(args.input_properties)
         return client.call("POST", client.provider_path("purchases"), body)
     if cmd == "change-plan":
-        return client.entitlement(args.entitlement, "changePlan", {"plan": args.plan})
+        change = {k: v for k, v in {"plan": args.plan, "offerId": args.offer}.items() if v}
+        return client.entitlement(args.entitlement, "changePlan", change)
+    if cmd == "migrate":
+        move = {"product": args.product, "plan": args.plan, "offerId": args.offer}
+        return client.entitlement(args.entitlement, "migrate", {k: v for k, v in move.items() if v})
+    if cmd == "disable-billing":
+        path = client.provider_path(f"accounts/{_segment(args.account)}:disableBilling")
+        return client.call("POST", path, {})
     if cmd == "cancel":
         return client.entitlement(args.entitlement, "cancel", {"atTermEnd": args.at_term_end})
     if cmd == "end-offer":
@@ -226,14 +239,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the whole state in this file across restarts (created if missing)",
     )
 
-    p = sub.add_parser("purchase", help="a customer buys a plan")
+    p = sub.add_parser("purchase", help="a customer buys a plan (or an offer of the catalog)")
     p.add_argument("--product", required=True)
-    p.add_argument("--plan", required=True)
+    p.add_argument("--plan", help="required unless --offer names an offer that sells one")
+    p.add_argument("--offer", help="an offer id of the product's catalog")
     p.add_argument("--account", help="an existing (or new) account id")
     p.add_argument("--usage-reporting-id")
-    p = sub.add_parser("change-plan", help="the customer asks for another plan")
+    p.add_argument("--input-properties", metavar="JSON", help="the entitlement's inputProperties")
+    p.add_argument("--reseller-parent-billing-account", metavar="billingAccounts/ID")
+    p = sub.add_parser("change-plan", help="the customer asks for another plan or offer")
     p.add_argument("entitlement")
-    p.add_argument("--plan", required=True)
+    p.add_argument("--plan")
+    p.add_argument("--offer", help="an offer id of the product's catalog")
+    p = sub.add_parser("migrate", help="the customer moves an entitlement to another product")
+    p.add_argument("entitlement")
+    p.add_argument("--product", required=True)
+    p.add_argument("--plan")
+    p.add_argument("--offer")
+    sub.add_parser(
+        "disable-billing", help="the customer disables billing: the account's orders end"
+    ).add_argument("account")
     p = sub.add_parser("cancel", help="the customer cancels")
     p.add_argument("entitlement")
     p.add_argument("--at-term-end", action="store_true", default=None)

@@ -1,6 +1,7 @@
 """Fault injection in front of the emulated Google APIs, and a short path for the hot calls.
 
-For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/services/...`), the
+For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/services/...`,
+`/v2/services/...`), the
 middleware first waits the configured latency, then, at the configured seeded rate, answers one of
 the configured HTTP statuses in Google's error envelope instead of serving the call (the call has no
 effect). Control endpoints (`/emulator/v1/...`) and the identity endpoints are never faulted.
@@ -13,6 +14,13 @@ Behind it, `HotRouteMiddleware` serves the calls a provider's backend makes for 
 response, and an `ApiError` answered as the app's error handler answers it, without FastAPI's
 router, dependency solving and per-route wrapping (about a third of such a call's CPU). Install
 it with `install_hot_routes(app, match)` before the fault middleware, so faults still apply.
+
+`ControlGuardMiddleware` keeps web pages a developer visits from driving the control API
+(`/emulator/v1/...`, unauthenticated as a local tool should be): a POST, PUT, PATCH or DELETE
+there is refused with 403 when its `Origin` is another site's (a page served by the emulator
+itself, or a client that sends no `Origin`, passes), and with 415 when it declares a
+`Content-Type` other than JSON (`text/plain` and form posts are what a cross-site page can send
+without asking). Install it with `install_control_guard(app)`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -31,6 +40,7 @@ from marketplace_emulator.faults import Api, FaultInjector
 _PREFIXES: tuple[tuple[str, Api], ...] = (
     ("/v1/providers/", "procurement"),
     ("/v1/services/", "servicecontrol"),
+    ("/v2/services/", "servicecontrol"),
 )
 _MESSAGES = {
     "RESOURCE_EXHAUSTED": "Quota exceeded (injected fault).",
@@ -109,3 +119,63 @@ class HotRouteMiddleware:
 def install_hot_routes(app: FastAPI, match: HotMatch) -> None:
     """Serve the calls `match` recognises without the router (install before the faults)."""
     app.add_middleware(HotRouteMiddleware, match=match)
+
+
+CONTROL_PREFIX = "/emulator/v1/"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _authority(netloc: str, scheme: str) -> str | None:
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    return f"{parts.hostname or ''}:{port or (443 if scheme == 'https' else 80)}"
+
+
+def control_refusal(scope: Scope) -> tuple[int, str] | None:
+    """(status, reason) when a control request must be refused; None when it may proceed."""
+    if scope["method"] not in _UNSAFE or not scope["path"].startswith(CONTROL_PREFIX):
+        return None
+    origin = _header(scope, b"origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        own = _authority(_header(scope, b"host") or "", parts.scheme)
+        if origin == "null" or own is None or _authority(parts.netloc, parts.scheme) != own:
+            return 403, f"control requests from another site are refused (Origin {origin[:200]})"
+    kind = _header(scope, b"content-type")
+    if kind is not None:
+        media = kind.split(";")[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            return 415, "control requests take a JSON body (Content-Type: application/json)"
+    return None
+
+
+class ControlGuardMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = control_refusal(scope) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, message = refusal
+        document = error_body(status, message, STATUS_OF_HTTP.get(status, "UNKNOWN"))
+        body = json.dumps(document).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def install_control_guard(app: FastAPI) -> None:
+    """Refuse cross-site and non-JSON writes to the control API (`ControlGuardMiddleware`)."""
+    app.add_middleware(ControlGuardMiddleware)

@@ -33,7 +33,11 @@ from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
-from marketplace_emulator.middleware import install_fault_middleware, install_hot_routes
+from marketplace_emulator.middleware import (
+    install_control_guard,
+    install_fault_middleware,
+    install_hot_routes,
+)
 from marketplace_emulator.notifier import Notifier
 from marketplace_emulator.persistence import StateFile
 from marketplace_emulator.persistence.middleware import install_settings_journal
@@ -41,6 +45,7 @@ from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
 from marketplace_emulator.servicecontrol.models import ServiceControlBackend
+from marketplace_emulator.servicecontrol.v2 import ServiceControlV2
 from marketplace_emulator.storefront import routes as storefront_routes
 
 
@@ -89,6 +94,7 @@ class Emulator:
         self.servicecontrol = ServiceControlBackend(
             procurement=self.procurement, catalog=self.catalog, clock=self.clock, faults=self.faults
         )
+        self.servicecontrol_v2 = ServiceControlV2(self.servicecontrol, self.faults)
         self.identity = IdentityIssuer(clock=self.clock)
         # `state`: a file that keeps the whole state across restarts (persistence/__init__.py)
         self.state = StateFile(state).attach(self) if state is not None else None
@@ -110,6 +116,7 @@ class Emulator:
         """Forget all state, clear faults, reset the clock and the catalog."""
         self.procurement.reset()
         self.servicecontrol.reset()
+        self.servicecontrol_v2.reset()
         self.catalog.reset()
         self.faults.clear()
         self.clock.reset()
@@ -141,6 +148,7 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
     install_settings_journal(app)
+    install_control_guard(app)
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # Operator console (docs/admin.md): `name:role:hash,...` (role viewer|operator; the hash from
     # `marketplace-saas admin hash-password`). Empty in the sandbox: a default `admin` operator.
     admin_operators: SecretStr = Field(SecretStr(""), alias="ADMIN_OPERATORS")
+    # Strict-Transport-Security on every answer outside the sandbox (docs/security.md); 0 turns
+    # it off, for a proxy in front that adds its own.
+    hsts_max_age: int = Field(31_536_000, alias="HSTS_MAX_AGE", ge=0, le=63_072_000)
 
     @field_validator("usage_api_tokens", mode="before")
     @classmethod

@@ -26,6 +26,8 @@ router = APIRouter()
 class AccountLookup(Protocol):
     def find_accounts(self, account_id: str) -> list[Any]: ...
 
+    def account_orders(self, provider_id: str, account_id: str) -> list[str]: ...
+
 
 class SignupTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -74,14 +76,19 @@ async def signup_token(request: Request) -> dict[str, str]:
         raise errors.InvalidArgument(f"Invalid signup token request: {problems}") from None
     account_id = _account_id(body.account)
     procurement = cast(AccountLookup, request.app.state.emulator.procurement)
-    if not procurement.find_accounts(account_id):
+    accounts = procurement.find_accounts(account_id)
+    if not accounts:
         raise errors.NotFound(f"Account {body.account!r} does not exist.")
+    orders = body.orders
+    if orders is None:  # the account's orders (several per account: one per entitlement)
+        derived = [o for a in accounts for o in procurement.account_orders(a.provider, account_id)]
+        orders = derived or None
     token = _issuer(request).mint(
         account_id,
         body.audience,
         ttl_seconds=body.ttl_seconds,
         user_identity=body.user_identity,
         roles=body.roles,
-        orders=body.orders,
+        orders=orders,
     )
     return {"token": token}

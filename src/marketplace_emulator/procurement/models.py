@@ -69,11 +69,18 @@ def _account_constraint(predicate: Filter, provider_id: str) -> set[str] | None:
 
 
 class ProcurementBackend(Seeding, Restoring):
-    """Accounts and entitlements of every provider, the provider's API, and customer actions."""
+    """Accounts and entitlements of every provider, the provider's API, and customer actions.
+
+    Account notifications follow the setting of the products the account bought (catalog.py):
+    "approvals" sends an ACCOUNT_ACTIVE message each time an approval changes state
+    [unconfirmed event type: Google's example account message has none]; `accounts.reset` sends
+    none, as Google's codelab says.
+    """
 
     # -- accounts -----------------------------------------------------------------------------
 
     def get_account(self, provider_id: str, account_id: str) -> r.Account:
+        """The account (`to_json(full=True)` for ACCOUNT_VIEW_FULL)."""
         with self._read():
             return snapshot_account(self._account(provider_id, account_id))
 
@@ -120,10 +127,20 @@ class ProcurementBackend(Seeding, Restoring):
         with self._write() as now:
             account = self._account(provider_id, account_id)
             approval = self._approval(account, approval_name)
+            changed = approval.state != state
             approval.state = state
             approval.reason = truncate_reason(reason)
             approval.update_time = now
             account.update_time = now
+            if changed and self._account_notifications(account) == "approvals":
+                self._emit_account("ACCOUNT_ACTIVE", account, now)
+
+    def _account_notifications(self, account: r.Account) -> str:
+        """The most talkative account-notification setting among the products it bought."""
+        levels = ("off", "creation", "approvals")
+        found = [self.catalog.get(account.provider, p) for p in account.products]
+        settings = [p.account_notifications for p in found if p is not None]
+        return max(settings, key=levels.index, default="off")
 
     def reset_account(self, provider_id: str, account_id: str) -> None:
         """`signup` goes back to PENDING and every entitlement of the account is cancelled."""
@@ -201,6 +218,9 @@ class ProcurementBackend(Seeding, Restoring):
         with self._write() as now:
             entitlement = self._entitlement(provider_id, entitlement_id)
             self._require(entitlement, "approve", r.ACTIVATION_REQUESTED)
+            migrated = entitlement_migrated and self._check_migrated(
+                entitlement, entitlement_migrated
+            )
             if entitlement.approved:
                 return
             account = self._accounts.get((provider_id, entitlement.account_id))
@@ -210,6 +230,8 @@ class ProcurementBackend(Seeding, Restoring):
                     f"Cannot approve {entitlement.name}: its account's signup approval is "
                     f"{state}, not APPROVED. Approve the account first."
                 )
+            if migrated:
+                entitlement.migrated_from = migrated
             self._approve(entitlement, now, event=None)
 
     def reject_entitlement(self, provider_id: str, entitlement_id: str, reason: str = "") -> None:
@@ -271,6 +293,17 @@ class ProcurementBackend(Seeding, Restoring):
                 deleted = sorted((k for k in keys if k in self._deleted), key=self._seq.__getitem__)
                 found += [self._deleted[k] for k in deleted]
             return [snapshot(e) for e in found]
+
+    def account_orders(self, provider_id: str, account_id: str) -> list[str]:
+        """Order ids of the account's entitlements not cancelled, oldest first (sign-up JWT)."""
+        with self._read():
+            found = self._by_account.get((provider_id, account_id))
+            live = [self._entitlements[k] for k in found]
+            return [
+                e.id
+                for e in sorted(live, key=lambda e: (e.create_time, e.id))
+                if e.state != r.CANCELLED
+            ]
 
     def find_accounts(self, account_id: str) -> list[r.Account]:
         """Accounts with this id, under any provider (the sign-up token issuer looks them up)."""

@@ -7,10 +7,11 @@ discovery document describes it (output fields that are empty are omitted, as Go
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from marketplace_emulator.clock import rfc3339
+from marketplace_emulator.procurement.offers import add_duration, iso_duration
 
 # Entitlement states (EntitlementState in the discovery document).
 ACTIVATION_REQUESTED = "ENTITLEMENT_ACTIVATION_REQUESTED"
@@ -26,15 +27,6 @@ IN_SERVICE = frozenset(
 )
 
 SIGNUP = "signup"
-
-
-def iso_duration(days: int) -> str:
-    """An offer duration in Google's style: years or months when whole, else days."""
-    if days % 365 == 0:
-        return f"P{days // 365}Y"
-    if days % 30 == 0:
-        return f"P{days // 30}M"
-    return f"P{days}D"
 
 
 @dataclass
@@ -63,6 +55,9 @@ class Account:
     update_time: datetime
     approvals: dict[str, Approval] = field(default_factory=dict)
     state: str = "ACCOUNT_ACTIVE"
+    input_properties: dict[str, Any] = field(default_factory=dict)
+    reseller_parent_billing_account: str = ""  # `billingAccounts/{id}`, resold subaccounts only
+    products: list[str] = field(default_factory=list)  # product ids bought (notification setting)
 
     @property
     def name(self) -> str:
@@ -73,8 +68,9 @@ class Account:
         approval = self.approvals.get(SIGNUP)
         return approval.state if approval else "STATE_UNSPECIFIED"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, full: bool = False) -> dict[str, Any]:
+        """The resource; `full` (ACCOUNT_VIEW_FULL) adds `resellerParentBillingAccount`."""
+        out: dict[str, Any] = {
             "name": self.name,
             "provider": self.provider,
             "state": self.state,
@@ -82,6 +78,11 @@ class Account:
             "createTime": rfc3339(self.create_time),
             "updateTime": rfc3339(self.update_time),
         }
+        if self.input_properties:
+            out["inputProperties"] = dict(self.input_properties)
+        if full and self.reseller_parent_billing_account:
+            out["resellerParentBillingAccount"] = self.reseller_parent_billing_account
+        return out
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,21 @@ class Entitlement:
     offer_history: list[str] = field(default_factory=list)
     periods: list[PlanPeriod] = field(default_factory=list)
     deleted: bool = False
+    # The current offer's terms (see offers.py): "" = the product's `termDays`.
+    offer_duration: str = ""
+    auto_renew: bool = True
+    private_offer: bool = False
+    offer_term_ended: bool = False  # a usage-based private offer ended during a plan change
+    quote_external_name: str = ""
+    entitlement_benefit_ids: list[str] = field(default_factory=list)
+    input_properties: dict[str, Any] = field(default_factory=dict)
+    # The offer a pending plan change moves to.
+    pending_offer: str = ""
+    pending_offer_duration: str = ""
+    pending_offer_end: datetime | None = None
+    pending_auto_renew: bool = True
+    pending_private: bool = False
+    migrated_from: str = ""  # the entitlement whose resources move here (cancelled `migrated`)
 
     @property
     def name(self) -> str:
@@ -171,7 +187,7 @@ class Entitlement:
             "account": [self.account_id, self.account_name],
             "customer_billing_account": [],
             "product_external_name": one(self.service_name),
-            "quote_external_name": [],
+            "quote_external_name": one(self.quote_external_name),
             "offer": one(self.offer),
             "new_pending_offer": one(self.new_pending_offer),
             "plan": one(self.plan),
@@ -184,10 +200,27 @@ class Entitlement:
         }
 
     @property
+    def plan_change_pending(self) -> bool:
+        return self.state in (PENDING_PLAN_CHANGE, PENDING_PLAN_CHANGE_APPROVAL)
+
+    @property
     def new_pending_offer(self) -> str:
-        if self.state in (PENDING_PLAN_CHANGE, PENDING_PLAN_CHANGE_APPROVAL):
-            return self.offer
-        return ""
+        return self.pending_offer if self.plan_change_pending else ""
+
+    @property
+    def current_duration(self) -> str:
+        """The current offer's duration, empty when it has an end date instead."""
+        if self.fixed_offer_end is not None:
+            return ""
+        return self.offer_duration or iso_duration(self.term_days)
+
+    def term_end(self, start: datetime) -> datetime:
+        """When a term of the current offer starting at `start` ends."""
+        if self.fixed_offer_end is not None:
+            return self.fixed_offer_end
+        if self.offer_duration:
+            return add_duration(start, self.offer_duration)
+        return start + timedelta(days=self.term_days)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,26 +236,34 @@ class Entitlement:
             "createTime": rfc3339(self.create_time),
             "updateTime": rfc3339(self.update_time),
         }
-        if self.fixed_offer_end is None:
-            out["offerDuration"] = iso_duration(self.term_days)
         optional: dict[str, str] = {
+            "offerDuration": self.current_duration,
+            "quoteExternalName": self.quote_external_name,
             "newPendingPlan": self.new_pending_plan,
             "newPendingOffer": self.new_pending_offer,
             "usageReportingId": self.usage_reporting_id,
             "messageToUser": self.message_to_user,
             "cancellationReason": self.cancellation_reason,
         }
-        if self.new_pending_plan:
-            optional["newPendingOfferDuration"] = iso_duration(self.term_days)
+        pending = self.plan_change_pending
+        if pending and self.pending_offer_end is None:
+            optional["newPendingOfferDuration"] = self.pending_offer_duration or iso_duration(
+                self.term_days
+            )
         out.update({k: v for k, v in optional.items() if v})
         times: dict[str, datetime | None] = {
             "offerEndTime": self.offer_end_time,
             "subscriptionEndTime": self.subscription_end_time,
             "newOfferStartTime": self._new_offer_start(),
+            "newOfferEndTime": self.pending_offer_end if pending else None,
         }
         out.update({k: rfc3339(v) for k, v in times.items() if v is not None})
         if self.consumer_project:
             out["consumers"] = [{"project": self.consumer_project}]
+        if self.entitlement_benefit_ids:
+            out["entitlementBenefitIds"] = list(self.entitlement_benefit_ids)
+        if self.input_properties:
+            out["inputProperties"] = dict(self.input_properties)
         return out
 
     def _new_offer_start(self) -> datetime | None:

@@ -169,10 +169,12 @@ def update_mask(request: Request) -> None:
         )
 
 
-def account_view(request: Request) -> None:
+def account_view(request: Request) -> str:
+    """The `view` asked for (ACCOUNT_VIEW_UNSPECIFIED means BASIC)."""
     view = request.query_params.get("view")
     if view is not None and view not in ACCOUNT_VIEWS:
         raise InvalidArgument(f"Invalid value at 'view' (type.googleapis.com/AccountView), {view}")
+    return view or "ACCOUNT_VIEW_UNSPECIFIED"
 
 
 def list_accounts(accounts: list[r.Account], token: str | None) -> dict[str, Any]:

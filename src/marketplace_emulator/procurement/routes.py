@@ -54,8 +54,8 @@ async def list_accounts(request: Request, provider: str) -> JSONResponse:
 @router.get("/v1/providers/{provider}/accounts/{account}")
 async def get_account(request: Request, provider: str, account: str) -> JSONResponse:
     rs.check_query(request, "view")
-    rs.account_view(request)
-    return JSONResponse(backend(request).get_account(provider, account).to_json())
+    full = rs.account_view(request) == "ACCOUNT_VIEW_FULL"
+    return JSONResponse(backend(request).get_account(provider, account).to_json(full=full))
 
 
 @router.post("/v1/providers/{provider}/accounts/{segment}")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from marketplace_emulator.procurement import resources as r
-from marketplace_emulator.procurement.customer import CustomerActions, OfferTerms
+from marketplace_emulator.procurement.billing import BillingActions
+from marketplace_emulator.procurement.customer import OfferTerms, PurchaseData
 from marketplace_emulator.procurement.exceptions import InvalidArgument
 
 SEED_STATES = (r.ACTIVATION_REQUESTED, r.ACTIVE, r.PENDING_CANCELLATION, r.CANCELLED)
@@ -36,7 +37,7 @@ def seed_state(value: str) -> str:
     return state
 
 
-class Seeding(CustomerActions):
+class Seeding(BillingActions):
     def seed(
         self,
         provider_id: str,
@@ -71,7 +72,15 @@ class Seeding(CustomerActions):
                 for i in range(count):
                     account_id = f"{account_prefix}{i}" if account_prefix else None
                     account, entitlement = self._buy(
-                        provider_id, product_id, product, plan, account_id, None, OfferTerms(), now
+                        provider_id,
+                        product_id,
+                        product,
+                        plan,
+                        account_id,
+                        None,
+                        OfferTerms(),
+                        now,
+                        PurchaseData(),
                     )
                     if state != r.ACTIVATION_REQUESTED:
                         self._approve_seeded(account, entitlement, state, now)

@@ -24,7 +24,6 @@ import copy
 import itertools
 import threading
 import uuid
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -303,89 +302,14 @@ class BackendCore:
         }
         self._outbox.append((provider_id, payload))
 
-    # -- shared transitions -------------------------------------------------------------------
-
-    def _set_state(self, entitlement: r.Entitlement, state: str, when: datetime) -> None:
-        """Every state change clears `messageToUser` (discovery document, Entitlement)."""
-        entitlement.state = state
-        entitlement.update_time = when
-        entitlement.message_to_user = ""
-
-    def _term(self, entitlement: r.Entitlement) -> timedelta:
-        return timedelta(days=entitlement.term_days)
-
-    def _standard_offer(self, provider_id: str, service_name: str) -> str:
-        project = zlib.crc32(provider_id.encode()) % 900_000_000_000 + 100_000_000_000
-        return f"projects/{project}/services/{service_name}/standardOffers/{uuid.uuid4()}"
-
-    def _new_consumer(self) -> str:
-        return f"project_number:{next(self._project_numbers)}"
-
-    def _ensure_usage_id(self, entitlement: r.Entitlement) -> None:
-        product = self._product(entitlement)
-        spec = product.plans.get(entitlement.plan) if product else None
-        if spec is not None and spec.usage_billed and not entitlement.usage_reporting_id:
-            entitlement.usage_reporting_id = self._new_consumer()
-            self._by_usage_id.add(
-                entitlement.usage_reporting_id, (entitlement.provider, entitlement.id)
-            )
-            entitlement.consumer_project = (
-                "projects/" + entitlement.usage_reporting_id.split(":")[1]
-            )
-
-    def _activate(self, entitlement: r.Entitlement, when: datetime) -> None:
-        self._set_state(entitlement, r.ACTIVE, when)
-        entitlement.activation_time = None
-        entitlement.offer_end_time = entitlement.fixed_offer_end or when + self._term(entitlement)
-        entitlement.start_period(when, entitlement.plan)
-        self._ensure_usage_id(entitlement)
-        self._emit("ENTITLEMENT_ACTIVE", entitlement)
-
-    def _cancel_now(self, entitlement: r.Entitlement, when: datetime, reason: str) -> None:
-        self._set_state(entitlement, r.CANCELLED, when)
-        entitlement.cancellation_reason = reason
-        entitlement.new_pending_plan = ""
-        entitlement.activation_time = None
-        entitlement.end_period(when)
-        if entitlement.periods:
-            entitlement.subscription_end_time = when
-            if entitlement.offer_end_time is None or entitlement.offer_end_time > when:
-                entitlement.offer_end_time = when
-        else:  # cancelled before any offer started
-            entitlement.offer_end_time = None
-        self._emit("ENTITLEMENT_CANCELLED", entitlement)
-
-    def _change_plan_now(self, entitlement: r.Entitlement, when: datetime) -> None:
-        entitlement.plan = entitlement.new_pending_plan
-        entitlement.new_pending_plan = ""
-        self._set_state(entitlement, r.ACTIVE, when)
-        entitlement.start_period(when, entitlement.plan)
-        self._ensure_usage_id(entitlement)
-        self._emit("ENTITLEMENT_PLAN_CHANGED", entitlement, newPlan=entitlement.plan)
-
-    def _new_term(self, entitlement: r.Entitlement, start: datetime) -> None:
-        entitlement.offer_end_time = start + self._term(entitlement)
-        entitlement.update_time = start
-
-    def _end_offer(self, entitlement: r.Entitlement, when: datetime, cancel: bool) -> None:
-        """The current offer ends: cancel, or carry on under a standard offer (a new term)."""
-        entitlement.offer_end_time = when
-        entitlement.update_time = when
-        self._emit("ENTITLEMENT_OFFER_ENDED", entitlement, newOfferEndTime=rfc3339(when))
-        if cancel:
-            self._cancel_now(entitlement, when, "expired")
-            return
-        entitlement.fixed_offer_end = None
-        entitlement.offer = self._standard_offer(entitlement.provider, entitlement.service_name)
-        entitlement.offer_history.append(entitlement.offer)
-        self._new_term(entitlement, when)
-
     # -- the clock ----------------------------------------------------------------------------
 
     @staticmethod
     def _due_time(entitlement: r.Entitlement) -> datetime | None:
         if entitlement.state == r.ACTIVATION_REQUESTED:
             return entitlement.activation_time
+        if entitlement.offer_term_ended:  # waits for the plan change to be decided
+            return None
         if entitlement.state in r.IN_SERVICE:
             return entitlement.offer_end_time
         return None
@@ -418,16 +342,5 @@ class BackendCore:
             self._schedule(key)
 
     def _fire(self, entitlement: r.Entitlement, when: datetime) -> None:
-        state = entitlement.state
-        if state == r.ACTIVATION_REQUESTED:
-            self._activate(entitlement, when)
-        elif state == r.PENDING_CANCELLATION:
-            self._cancel_now(entitlement, when, "user-cancelled")
-        elif state == r.PENDING_PLAN_CHANGE:
-            self._change_plan_now(entitlement, when)
-            self._new_term(entitlement, when)
-        elif entitlement.fixed_offer_end is not None and entitlement.fixed_offer_end <= when:
-            self._end_offer(entitlement, when, cancel=False)
-        else:  # ACTIVE or awaiting a plan-change approval: the term renews
-            self._new_term(entitlement, when)
-            self._emit("ENTITLEMENT_RENEWED", entitlement)
+        """Apply the transition due at `when` (transitions.py)."""
+        raise NotImplementedError

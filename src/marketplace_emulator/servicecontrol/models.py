@@ -21,6 +21,7 @@ from marketplace_emulator.faults import FaultInjector
 from marketplace_emulator.servicecontrol import responses
 from marketplace_emulator.servicecontrol.exceptions import InvalidArgument, ServiceNotKnown
 from marketplace_emulator.servicecontrol.exceptions import rpc_status as _status
+from marketplace_emulator.servicecontrol.labels import label_problem
 
 SERVICE_CONFIG_ID = "emulator-config-1"
 SERVICE_ROLLOUT_ID = "emulator-rollout-1"
@@ -140,11 +141,11 @@ class ServiceControlBackend:
         out: dict[str, Any] = {"operationId": op.operation_id}
         injected = self._faults.check_error_for(op.consumer_id)
         if injected is not None:
-            out["checkErrors"] = [_check_error(injected, op.consumer_id)]
+            out["checkErrors"] = [check_error(injected, op.consumer_id)]
         else:
             entitlement = self._holder(service_name, op.consumer_id, op.start)
             if entitlement is None and not request.skip_activation_check:
-                out["checkErrors"] = [_check_error("SERVICE_NOT_ACTIVATED", op.consumer_id)]
+                out["checkErrors"] = [check_error("SERVICE_NOT_ACTIVATED", op.consumer_id)]
             else:
                 declared = self._declared(service_name, entitlement)
                 for mvs in op.metric_value_sets:
@@ -219,6 +220,9 @@ class ServiceControlBackend:
             )
         if op.end is None:
             raise _OperationFailed("INVALID_ARGUMENT", "endTime is required for report.")
+        problem = label_problem(op.user_labels)
+        if problem is not None:
+            raise _OperationFailed("INVALID_ARGUMENT", f"userLabels: {problem}")
         windows = [
             (mvs.metric_name, mv.start or op.start, mv.end or op.end)
             for mvs in op.metric_value_sets
@@ -285,6 +289,19 @@ class ServiceControlBackend:
                 window = (mv.start or op.start, mv.end or op.end or op.start, op.operation_id)
                 self._ledger.windows.setdefault(key, []).append(window)
 
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def known_service(self, service_name: str, method: str) -> None:
+        """Refuse (403) a service that no product of the catalog uses."""
+        self._known_service(service_name, method)
+
+    def holder(
+        self, service_name: str, consumer_id: str, moment: datetime
+    ) -> tuple[EntitlementView, str] | None:
+        """The entitlement (and its plan) that made `consumer_id` billable at `moment`."""
+        return self._holder(service_name, consumer_id, moment)
+
     def _known_service(self, service_name: str, method: str) -> None:
         if service_name != DEFAULT_SERVICE_NAME and not self._catalog.by_service(service_name):
             raise ServiceNotKnown(service_name, method)
@@ -338,7 +355,7 @@ def _unknown_metric(metric_name: str, entitlement: tuple[EntitlementView, str] |
     return f"Metric {metric_name!r} is not declared{plan} of this service."
 
 
-def _check_error(code: str, consumer_id: str) -> dict[str, Any]:
+def check_error(code: str, consumer_id: str) -> dict[str, Any]:
     if code.endswith("_UNAVAILABLE"):
         status = "UNAVAILABLE"
     else:

@@ -5,6 +5,7 @@
     marketplace_notifications_failed_total{event_type, source}      nacked: Pub/Sub delivers again
     marketplace_api_calls_total{api, method, outcome}
     marketplace_api_call_seconds{api, method}
+    marketplace_sign_ins_total{method, outcome}   console sign-ins: form|basic, ok|refused|throttled
 
 `instrumented(gateway, api=...)` wraps any gateway object so that every public method call is
 counted and timed, without the gateway knowing about Prometheus.
@@ -92,3 +93,10 @@ def instrumented(gateway: Any, *, api: str) -> Any:
     if isinstance(gateway, _Instrumented):
         return gateway
     return _Instrumented(gateway, api)
+
+
+SIGN_INS = Counter(
+    "marketplace_sign_ins",
+    "Console sign-in attempts (form or HTTP Basic), by outcome: ok, refused, throttled.",
+    ["method", "outcome"],
+)

@@ -188,6 +188,14 @@ class OperatorDirectory:
         entry = self._entries.get(name)
         return entry.operator if entry else None
 
+    def fingerprint(self, name: str) -> str:
+        """A digest of `name`'s configured password hash ('' when unknown): sessions carry it, so
+        a new password (a new hash) ends the sessions opened with the old one."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return ""
+        return hashlib.sha256(entry.password_hash.encode()).hexdigest()[:32]
+
     def authenticate(self, name: str, password: str) -> Operator | None:
         """The operator when name and password match; as slow for an unknown name as a known."""
         entry = self._entries.get(name)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from marketplace_saas.domain.text import is_storable
 from marketplace_saas.domain.time import parse_rfc3339
 
 MAX_NOTIFICATION_BYTES = 64 * 1024
@@ -69,7 +70,8 @@ def _text(value: object) -> str | None:
 
 
 def _fits(value: str | None) -> bool:
-    return value is None or len(value) <= MAX_ID_LENGTH
+    """Short enough for its column, and text any database can store."""
+    return value is None or (len(value) <= MAX_ID_LENGTH and is_storable(value))
 
 
 def parse_notification(data: bytes, *, provider_id: str) -> Notification:
@@ -80,6 +82,8 @@ def parse_notification(data: bytes, *, provider_id: str) -> Notification:
         )
     try:
         payload: Any = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise InvalidNotification("message is not UTF-8 JSON: it nests too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidNotification(f"message is not UTF-8 JSON: {exc}") from exc
     if not isinstance(payload, dict):
@@ -96,9 +100,9 @@ def parse_notification(data: bytes, *, provider_id: str) -> Notification:
     if event_id is None:
         raise InvalidNotification("message has no eventId", **seen)
     if not _fits(event_id):
-        raise InvalidNotification("eventId is too long", **seen)
+        raise InvalidNotification("eventId is too long or not valid text", **seen)
     if not _fits(event_type):
-        raise InvalidNotification("eventType is too long", **seen)
+        raise InvalidNotification("eventType is too long or not valid text", **seen)
     if sender is None:
         raise InvalidNotification("message has no providerId", **seen)
     if sender != provider_id:

@@ -5,21 +5,31 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-_FRACTION = re.compile(r"\.(\d+)")
+# RFC 3339's date-time (section 5.6), ASCII digits only; the offset is required.
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
 
 
 def parse_rfc3339(value: str) -> datetime:
-    """An aware UTC datetime; fractions beyond microseconds are cut; offsets are honoured."""
-    text = value.strip()
-    if not text or "T" not in text.upper():
+    """An aware UTC datetime; fractions beyond microseconds are cut; offsets are honoured.
+
+    ValueError for anything else: another format, no offset, an impossible date, or a time whose
+    offset takes it outside the years 1 to 9999 in UTC (`0001-01-01T00:00:00+14:00`).
+    """
+    match = _RFC3339.fullmatch(value.strip())
+    if match is None:
         raise ValueError(f"not an RFC 3339 time: {value!r}")
-    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    if text[-1] in "zZ":
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
+    stamp, fraction, offset = match.groups()
+    if offset is None:
         raise ValueError(f"RFC 3339 time without an offset: {value!r}")
-    return parsed.astimezone(UTC)
+    text = stamp + ("." + fraction[:6].ljust(6, "0") if fraction else "")
+    text += "+00:00" if offset in "zZ" else offset
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"not a valid RFC 3339 time: {value!r}") from None
 
 
 def optional_time(value: object) -> datetime | None:

@@ -18,13 +18,20 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
+
+from marketplace_saas.domain.time import parse_rfc3339
 
 HOUR = timedelta(hours=1)
 # The namespace of every operationId this project derives (a UUIDv5 of the project's own URL).
 OPERATION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://marketplace-saas.dev/usage-operation")
 MAX_DECIMAL_PLACES = 9  # the usage_records.value column is NUMERIC(38, 9)
 MAX_ABS_VALUE = Decimal(10) ** 28
+MAX_INTEGER_DIGITS = 28  # values stay below 10**28
+# The one grammar of a usage value given as a string: JSON's number syntax, ASCII digits only
+# (no `_`, no `+` sign, no spaces, no other scripts' digits). A JSON number is already in it.
+VALUE_GRAMMAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_EXACT = Context(prec=MAX_INTEGER_DIGITS + MAX_DECIMAL_PLACES + 2)
 RESERVED_LABELS = {
     "resource_name": "cloudmarketplace.googleapis.com/resource_name",
     "container_name": "cloudmarketplace.googleapis.com/container_name",
@@ -162,7 +169,13 @@ class Timeline:
 
 
 def parse_value(raw: object) -> Decimal:
-    """A usage amount: an integer, a decimal, or a string holding one; never negative."""
+    """A usage amount: an integer, a decimal, or a string holding one; never negative.
+
+    Strings follow `VALUE_GRAMMAR`. Whatever the form, the value must be below 10**28 and have at
+    most 9 decimal places once trailing zeros are dropped (`1e-999999999` is refused, not rounded
+    to zero). The checks read the number's digits and exponent, never compute with it, so no
+    exponent (`1e999999999`) can overflow.
+    """
     if type(raw) is int:  # the common case: a JSON integer (no places, so only two checks)
         if raw < 0:
             raise UsageError("value must not be negative")
@@ -178,42 +191,53 @@ def parse_value(raw: object) -> Decimal:
     elif isinstance(raw, float):
         if not math.isfinite(raw):
             raise UsageError("value must be a finite number")
-        value = Decimal(str(raw))
+        value = Decimal(repr(raw))
     elif isinstance(raw, str):
-        try:
-            value = Decimal(raw.strip())
-        except InvalidOperation:
-            raise UsageError(f"value {raw!r} is not a number") from None
+        if len(raw) > 200 or not VALUE_GRAMMAR.fullmatch(raw):
+            raise UsageError(
+                f"value {raw[:40]!r} is not a number (digits 0-9, an optional fraction and "
+                "exponent, as a JSON number is written)"
+            )
+        value = Decimal(raw)
     else:
         raise UsageError("value must be a number")
+    return _bounded(value)
+
+
+def _bounded(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise UsageError("value must be a finite number")
-    if value < 0:
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if significant == 0:
+        return Decimal(0)
+    if sign:
         raise UsageError("value must not be negative")
-    if abs(value) >= MAX_ABS_VALUE:
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
         raise UsageError("value is too large")
-    places = value.normalize().as_tuple().exponent
-    if isinstance(places, int) and -places > MAX_DECIMAL_PLACES:
+    places = -(exponent + len(digits) - significant)
+    if places > MAX_DECIMAL_PLACES:
         raise UsageError(f"value has more than {MAX_DECIMAL_PLACES} decimal places")
-    return value
+    return value.quantize(Decimal(1).scaleb(-max(places, 0)), context=_EXACT)
 
 
 def parse_time(raw: object, *, now: datetime, max_skew: timedelta) -> datetime:
     """A record's time: RFC 3339 with an offset (default `now`), not beyond `now + max_skew`."""
     if raw is None:
         return now
-    if not isinstance(raw, str) or "T" not in raw.upper():
+    if not isinstance(raw, str):
         raise UsageError("time must be an RFC 3339 timestamp, e.g. 2025-01-31T12:00:00Z")
-    text = raw.strip()
-    if text[-1:] in ("z", "Z"):
-        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(text)
+        moment = parse_rfc3339(raw)
     except ValueError:
-        raise UsageError(f"time {raw!r} is not an RFC 3339 timestamp") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"time {raw!r} has no time zone offset")
-    moment = moment.astimezone(UTC)
+        shown = raw[:60] if len(raw) <= 60 else raw[:60] + "..."
+        raise UsageError(
+            f"time {shown!r} is not an RFC 3339 timestamp with an offset in years 1 to 9999, "
+            "e.g. 2025-01-31T12:00:00Z"
+        ) from None
     if moment > now + max_skew:
         raise UsageError(f"time {raw!r} is in the future")
     return moment

@@ -28,6 +28,7 @@ from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
 from marketplace_saas.adapters.db.usage_store import MeteredEntitlement, NewRecord
 from marketplace_saas.adapters.usage_catalog import UsageCatalog, load_catalog
 from marketplace_saas.config import Settings
+from marketplace_saas.domain.text import is_storable
 from marketplace_saas.domain.usage import (
     UsageError,
     Window,
@@ -91,6 +92,8 @@ def _text(value: object, key: str, limit: int = MAX_ID_LENGTH) -> str:
         raise UsageError(f"{key} is required (a non-empty string)")
     if len(value) > limit:
         raise UsageError(f"{key} is longer than {limit} characters")
+    if not is_storable(value):
+        raise UsageError(f"{key} is not valid text (it holds a lone surrogate or a NUL)")
     return value
 
 
@@ -114,7 +117,8 @@ def _parse(record: object, now: datetime) -> _Parsed:
 
 def _identify(record: object) -> str | None:
     if isinstance(record, Mapping) and isinstance(record.get("id"), str):
-        return str(record["id"])[:MAX_ID_LENGTH]
+        given = str(record["id"])[:MAX_ID_LENGTH]
+        return given if is_storable(given) else None
     return None
 
 

@@ -71,7 +71,8 @@ class ReplayResult:
 
 
 def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
+    """The payload as storable text: invalid UTF-8 and NUL become U+FFFD."""
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 # -- storing --------------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ def test_plan_change_at_term_end_waits_in_pending_plan_change(
         Product(
             service_name="term.endpoints.sandbox.cloud.goog",
             plan_change="termEnd",
+            account_notifications="creation",
             plans={"basic": PlanSpec(), "pro": PlanSpec()},
         ),
     )
@@ -227,6 +228,7 @@ def test_offer_accepted_on_an_auto_approval_product(
         Product(
             service_name="auto.endpoints.sandbox.cloud.goog",
             auto_approve=True,
+            account_notifications="creation",
             plans={"basic": PlanSpec()},
         ),
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from marketplace_emulator import cli
+from marketplace_emulator.catalog import OfferSpec, PlanSpec, Product
 from marketplace_emulator.server import Emulator, RunningEmulator, free_port
 from tests.integration.emulator.conftest import PROVIDER
 
@@ -109,3 +110,38 @@ def test_serve_accepts_several_providers_and_prints_how_to_drive_it() -> None:
     assert "projects/cloudcommerceproc-prod/topics/A" in text
     assert "marketplace-emulator purchase --product example-product --plan basic" in text
     assert '"api_endpoint": "http://127.0.0.1:9999"' in text
+
+
+def test_offer_migration_and_billing_commands(run: Cli, emu: Emulator) -> None:
+    """purchase --offer, change-plan --offer, migrate and disable-billing reach the control API."""
+    emu.catalog.put(
+        PROVIDER,
+        "other",
+        Product(
+            service_name="other.endpoints.test.cloud.goog",
+            plans={"basic": PlanSpec(), "pro": PlanSpec()},
+            offers={"pro-1y": OfferSpec(plan="pro", duration="P1Y")},
+        ),
+    )
+    props = '{"seats": 3}'
+    bought = run.ok(
+        "purchase", "--product", "other", "--offer", "pro-1y", "--account", "a2",
+        "--input-properties", props,
+    )  # fmt: skip
+    assert (bought["entitlement"]["plan"], bought["entitlement"]["offerDuration"]) == ("pro", "P1Y")
+    assert bought["entitlement"]["inputProperties"] == {"seats": 3}
+    emu.procurement.approve_account(PROVIDER, "a2")
+    first = bought["entitlement"]["orderId"]
+    emu.procurement.approve_entitlement(PROVIDER, first)
+    assert run.ok("change-plan", first, "--plan", "basic")["newPendingPlan"] == "basic"
+    run.ok("cancel-plan-change", first)
+    assert (
+        "/privateOffers/pro-1y"
+        in run.ok("change-plan", first, "--offer", "pro-1y")["newPendingOffer"]
+    )
+    run.ok("cancel-plan-change", first)
+    moved = run.ok("migrate", first, "--product", "example-product", "--plan", "basic")
+    assert moved["state"] == "ENTITLEMENT_ACTIVATION_REQUESTED"
+    ended = run.ok("disable-billing", "a2")["entitlements"]
+    assert {e["cancellationReason"] for e in ended} == {"billing-disabled"}
+    assert len(ended) == 2

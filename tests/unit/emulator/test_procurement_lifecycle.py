@@ -58,7 +58,7 @@ def test_unknown_products_and_plans_are_invalid() -> None:
 
 def test_auto_approved_products_announce_the_accepted_offer_then_activate() -> None:
     world = make_world()
-    world.product("auto", autoApprove=True)
+    world.product("auto", autoApprove=True, accountNotifications="creation")
     entitlement = world.buy("basic", "auto")
     assert world.events() == ["ACCOUNT_ACTIVE", "ENTITLEMENT_OFFER_ACCEPTED", "ENTITLEMENT_ACTIVE"]
     accepted = world.payloads()[1]["entitlement"]

@@ -11,6 +11,8 @@ Tables, and who writes them:
     hook_outbox      provisioning hooks to deliver (transactional outbox)
     usage_records    usage ingested from the provider's app (unique caller id)
     usage_reports    the report ledger: one row per Service Control operation
+    sign_in_failures failed console sign-ins per operator and per client address, per window
+    operator_sessions console sessions, so that logout and removal end them on every replica
 
 Times are timezone-aware UTC (`UtcDateTime` stores naive UTC on SQLite and reads it back aware).
 Every change to this module needs an Alembic migration: `tests/integration/test_migrations.py`
@@ -262,3 +264,28 @@ class UsageReport(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+
+
+class SignInFailure(Base):
+    """Failed console sign-ins of one subject (an operator or a client address) in one window."""
+
+    __tablename__ = "sign_in_failures"
+
+    scope: Mapped[str] = mapped_column(sa.String(20), primary_key=True)  # operator | address
+    subject: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    bucket: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, index=True)
+    failures: Mapped[int] = mapped_column(default=0)
+
+
+class OperatorSession(Base):
+    """A console session; its id travels in the signed cookie, its state stays here."""
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    operator: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # A digest of the operator's configured password hash: a new password ends old sessions.
+    credential: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]

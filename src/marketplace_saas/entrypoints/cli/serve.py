@@ -30,6 +30,7 @@ from marketplace_saas.entrypoints.jobs import jobs
 from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
 from marketplace_saas.entrypoints.scheduler import Scheduler
 from marketplace_saas.entrypoints.web.app import create_app
+from marketplace_saas.entrypoints.web.push import push_auth_missing
 
 
 def register(subparsers: Any) -> None:
@@ -54,7 +55,9 @@ class WebServer:
     """uvicorn in a background thread; the main thread keeps the signals."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", server_header=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
 
@@ -84,6 +87,12 @@ def _local_url(host: str, port: int) -> str:
 def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     settings = Settings()
+    disabled = push_auth_missing(settings)
+    if args.no_listener and disabled is not None:
+        raise CliError(
+            f"refusing to serve with --no-listener: {disabled}. Set them, or drop --no-listener "
+            "to receive notifications by pull (the push endpoint then stays disabled)"
+        )
     backend_url = _local_url(args.host, args.port)
     with ExitStack() as stack:
         sandbox = None
@@ -144,7 +153,12 @@ def banner(
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
         f"  sign-up page   {url}/signup",
         f"  admin console  {url}/admin",
-        f"  push endpoint  {url}/pubsub/push",
+        f"  push endpoint  {url}/pubsub/push"
+        + (
+            "  (disabled: set PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT)"
+            if push_auth_missing(settings)
+            else ""
+        ),
         f"  health         {url}/healthz  {url}/readyz  {url}/metrics",
         f"  database       {_safe_url(settings.database_url)}",
         f"  provider       {settings.provider_id}",

@@ -24,6 +24,7 @@ from marketplace_saas.entrypoints.web.admin.common import (
     AdminProblem,
     AdminRoute,
     NotFound,
+    RowId,
     require_operator,
     require_viewer,
     secure_headers,
@@ -162,7 +163,7 @@ def notifications(
     request: Request,
     operator: Viewer,
     status: Text = None,
-    before: int | None = None,
+    before: RowId = None,
     limit: Limit = 50,
 ) -> Response:
     with get_container(request).sessions() as session:
@@ -185,7 +186,7 @@ def reports(
     operator: Viewer,
     status: Text = None,
     entitlement: Text = None,
-    before: int | None = None,
+    before: RowId = None,
     limit: Limit = 50,
 ) -> Response:
     with get_container(request).sessions() as session:

@@ -5,7 +5,10 @@
 
 Answers: 200 when the lifecycle service says ACK (Pub/Sub then deletes the message), 503 when it
 says NACK (Pub/Sub retries with its backoff), 400 when the body is not a push envelope, 401/403
-when the OIDC token check is configured (`PUSH_AUDIENCE`) and the token is missing or wrong.
+when the OIDC token check is configured (`PUSH_AUDIENCE`) and the token is missing or wrong, 413
+over Pub/Sub's 10 MiB (`guards`). Outside the sandbox the endpoint answers 404 (disabled) unless
+both PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT are set (`push_auth_missing`; `serve` refuses to run
+push-only without them): an audience alone accepts a token any Google service account can mint.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from google.auth import exceptions as google_auth_exceptions
 from google.auth import transport
 from google.oauth2 import id_token
 
+from marketplace_saas.domain.text import is_storable
 from marketplace_saas.entrypoints.delivery import deliver
 from marketplace_saas.service.notifications import Disposition
 
@@ -41,10 +45,33 @@ class EnvelopeError(ValueError):
     """The request body is not a Pub/Sub push envelope."""
 
 
+def push_auth_missing(settings: Settings) -> str | None:
+    """Why the push endpoint is disabled (outside the sandbox, without push authentication)."""
+    if settings.sandbox:
+        return None
+    missing = [
+        name
+        for name, value in (
+            ("PUSH_AUDIENCE", settings.push_audience),
+            ("PUSH_SERVICE_ACCOUNT", settings.push_service_account),
+        )
+        if not value
+    ]
+    if not missing:
+        return None
+    return (
+        "the push endpoint /pubsub/push is disabled: outside the sandbox it requires Pub/Sub's "
+        f"OIDC token; set {' and '.join(missing)} (the push subscription's audience and service "
+        "account), or receive notifications with the pull listener"
+    )
+
+
 def parse_envelope(body: bytes) -> tuple[Mapping[str, Any], str | None]:
     """(message, messageId) of a push envelope, or EnvelopeError with the reason."""
     try:
         envelope = json.loads(body)
+    except RecursionError:
+        raise EnvelopeError("the body is not JSON: it nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise EnvelopeError(f"the body is not JSON: {exc}") from exc
     if not isinstance(envelope, dict):
@@ -55,6 +82,8 @@ def parse_envelope(body: bytes) -> tuple[Mapping[str, Any], str | None]:
     message_id = message.get("messageId", message.get("message_id"))
     if message_id is not None and not isinstance(message_id, str):
         raise EnvelopeError("`message.messageId` is not a string")
+    if message_id is not None and not is_storable(message_id):
+        raise EnvelopeError("`message.messageId` is not valid Unicode text")
     data = message.get("data", "")
     if not isinstance(data, str):
         raise EnvelopeError("`message.data` is not a base64 string")
@@ -130,6 +159,10 @@ def _oidc_transport(request: Request) -> transport.Request:
 async def pubsub_push(request: Request) -> JSONResponse:
     container: Container = request.app.state.container
     settings = container.settings
+    disabled = push_auth_missing(settings)
+    if disabled is not None:
+        log.warning("push.disabled", reason=disabled)
+        return JSONResponse({"error": disabled}, status_code=404)
     if settings.push_audience:
         denied = await run_in_threadpool(
             check_token, settings, request.headers.get("authorization"), _oidc_transport(request)

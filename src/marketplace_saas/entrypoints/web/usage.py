@@ -6,7 +6,8 @@
 
 Answers 200 `{"accepted": n, "duplicates": n, "rejected": [{"id", "reason"}, ...]}` (a refused
 record never blocks the others), 400 for a body that is not such a batch, 401 for a missing or
-unknown token, 413 for more than `USAGE_MAX_BATCH` records or an oversized body.
+unknown token, 413 for more than `USAGE_MAX_BATCH` records or a body over USAGE_MAX_BATCH x 2 KiB
+(`guards.body_limit`, checked before reading).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from marketplace_saas.config import Settings
 from marketplace_saas.service.metering import MeteringContainer, record_usage
 
 router = APIRouter()
-
-BYTES_PER_RECORD = 2048  # the body limit is USAGE_MAX_BATCH records of this size
 
 
 def _authorize(request: Request, settings: Settings) -> None:
@@ -46,23 +45,19 @@ def _authorize(request: Request, settings: Settings) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _integer(text: str) -> int | Decimal:
+    """A JSON integer; a very long one as a Decimal, so that its record (not the whole batch,
+    as Python's 4300-digit limit on int() would) is refused as too large."""
+    return int(text) if len(text) <= 40 else Decimal(text)
 
 
 def _records(body: bytes, max_batch: int) -> list[Any]:
     try:
-        document = json.loads(body, parse_float=Decimal)
+        document = json.loads(body, parse_float=Decimal, parse_int=_integer)
+    except RecursionError:
+        raise HTTPException(
+            400, "the body is not JSON that can be read: it nests too deeply"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"the body is not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("records"), list):
@@ -78,7 +73,7 @@ async def ingest_usage(request: Request) -> JSONResponse:
     container = cast(MeteringContainer, request.app.state.container)
     settings = container.settings
     _authorize(request, settings)
-    body = await _read_body(request, settings.usage_max_batch * BYTES_PER_RECORD)
+    body = await request.body()  # capped before reading by `guards.GuardMiddleware`
     records = _records(body, settings.usage_max_batch)
     result = await run_in_threadpool(record_usage, container, records, source="http")
     return JSONResponse(result.to_json())

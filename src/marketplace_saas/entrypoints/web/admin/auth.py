@@ -2,7 +2,10 @@
 
 GET  /admin/login     the form (an anonymous session carries its CSRF token)
 POST /admin/login     name + password: a new session (new CSRF token), 303 to `next`
-POST /admin/logout    ends the session
+POST /admin/logout    ends the session (its row is revoked: the cookie is dead on every replica)
+
+Failed sign-ins are throttled (`service.sign_in`): 429 with Retry-After and the form saying how
+long to wait.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from fastapi.responses import Response
 from marketplace_saas.adapters.operators import MAX_PASSWORD, Operator
 from marketplace_saas.entrypoints.web.admin.common import (
     AdminRoute,
+    TooManyAttempts,
     _codec,
+    authenticate,
     check_csrf,
     directory,
+    read_session,
     redirect,
     render,
     require_viewer,
@@ -32,6 +38,7 @@ from marketplace_saas.entrypoints.web.security import (
     clear_session_cookie,
     new_csrf_token,
 )
+from marketplace_saas.service import sign_in
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/admin", route_class=AdminRoute)
@@ -74,11 +81,13 @@ def login(
     next: Annotated[str, Form(max_length=2000)] = "/admin",
 ) -> Response:
     check_csrf(request, csrf_token)
-    operator: Operator | None = directory(get_container(request)).authenticate(
-        name.strip(), password
-    )
+    try:
+        operator = authenticate(request, name.strip(), password, method="form")
+    except TooManyAttempts as wait:
+        answer = _form(request, 429, next=_safe_next(next), name=name, error=wait.message)
+        answer.headers["Retry-After"] = str(wait.retry_after)
+        return answer
     if operator is None:
-        log.warning("admin.sign_in_refused", operator=name.strip()[:64])
         return _form(
             request,
             401,
@@ -87,8 +96,11 @@ def login(
             error="That name and password do not match an operator.",
         )
     log.info("admin.signed_in", operator=operator.name, role=operator.role)
+    container = get_container(request)
+    session_id = sign_in.start_session(container, operator, directory(container))
     response = redirect(request, _safe_next(next))
-    write_session(request, response, {"op": operator.name, "csrf": new_csrf_token()})
+    data = {"op": operator.name, "sid": session_id, "csrf": new_csrf_token()}
+    write_session(request, response, data)
     return response
 
 
@@ -99,6 +111,7 @@ def logout(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     check_csrf(request, csrf_token)
+    sign_in.end_session(get_container(request), read_session(request).get("sid"))
     log.info("admin.signed_out", operator=operator.name)
     response = redirect(request, "/admin/login")
     _, cookie = _codec(get_container(request))

@@ -1,12 +1,14 @@
 """What every console route shares: the signed session, who is signed in, templates, answers.
 
 Sign-in state lives in a signed cookie (`mps_admin`, itsdangerous via `web.security`) holding the
-operator's name and a CSRF token; the operator's role is looked up in the configuration on every
-request, so removing someone from ADMIN_OPERATORS signs them out.
+operator's name, a session id and a CSRF token; the session's row in the database decides whether
+it is still valid (`service.sign_in`: logout and removal from ADMIN_OPERATORS end it on every
+replica), and the operator's role is looked up in the configuration on every request. Failed
+sign-ins, by form or HTTP Basic, are throttled per operator and per client address.
 
 Routes use `AdminRoute`, which turns the exceptions below into answers: `SignInRequired` -> 303
-to the sign-in page (401 for `/api/v1`), `Forbidden` -> 403, `NotFound` -> 404, as a page for the
-console and as JSON for the API.
+to the sign-in page (401 for `/api/v1`), `Forbidden` -> 403, `NotFound` -> 404,
+`TooManyAttempts` -> 429 (with Retry-After), as a page for the console and as JSON for the API.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -36,6 +38,7 @@ from marketplace_saas.entrypoints.web.security import (
     new_csrf_token,
     set_session_cookie,
 )
+from marketplace_saas.service import sign_in
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -49,6 +52,10 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+# A row id from a page link (`before=`): bounded to what a BIGINT holds, so junk is a 422.
+RowId = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
 
 
 class AdminProblem(Exception):
@@ -73,6 +80,15 @@ class Forbidden(AdminProblem):
 class NotFound(AdminProblem):
     status_code = 404
     title = "Not found"
+
+
+class TooManyAttempts(AdminProblem):
+    status_code = 429
+    title = "Too many failed sign-ins"
+
+    def __init__(self, wait: sign_in.Throttled) -> None:
+        super().__init__(wait.message)
+        self.retry_after = wait.retry_after
 
 
 def _datetime(value: datetime | None) -> str:
@@ -173,18 +189,48 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
+def client_address(request: Request) -> str:
+    """The caller's address (the proxy's, unless uvicorn trusts its forwarded headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def authenticate(request: Request, name: str, password: str, *, method: str) -> Operator | None:
+    """Check a name and password, throttled: TooManyAttempts before any check when over."""
+    container = get_container(request)
+    operators = directory(container)
+    known = name if operators.get(name) is not None else None
+    address = client_address(request)
+    gate = sign_in.gate(container, known, address)
+    if gate.throttled is not None:
+        sign_in.record_throttled(method)
+        log.warning("admin.sign_in_throttled", operator=name[:64], address=address, method=method)
+        raise TooManyAttempts(gate.throttled)
+    operator = operators.authenticate(name, password)
+    if operator is None:
+        sign_in.record_failure(container, known, address, method=method)
+        log.warning("admin.sign_in_refused", operator=name[:64], address=address, method=method)
+        return None
+    sign_in.record_success(container, operator.name, method=method, after=gate)
+    return operator
+
+
 def signed_in(request: Request) -> Operator | None:
     """The console session's operator, or (for scripts) HTTP Basic credentials of one."""
-    name = read_session(request).get("op")
-    operators = directory(get_container(request))
+    if hasattr(request.state, "signed_in"):
+        return request.state.signed_in  # type: ignore[no-any-return]
+    session = read_session(request)
+    name = session.get("op")
+    operator: Operator | None = None
     if isinstance(name, str):
-        return operators.get(name)
-    credentials = _basic_credentials(request)
-    if credentials is None:
-        return None
-    operator = operators.authenticate(*credentials)
-    if operator is None:
-        log.warning("admin.basic_auth_refused", operator=credentials[0][:64])
+        container = get_container(request)
+        operator = sign_in.session_operator(
+            container, session.get("sid"), name, directory(container)
+        )
+    else:
+        credentials = _basic_credentials(request)
+        if credentials is not None:
+            operator = authenticate(request, *credentials, method="basic")
+    request.state.signed_in = operator
     return operator
 
 
@@ -249,6 +295,12 @@ def redirect(request: Request, url: str, *, flash: tuple[str, str] | None = None
     return secure_headers(response)
 
 
+def _retry_after(problem: AdminProblem, response: Response) -> Response:
+    if isinstance(problem, TooManyAttempts):
+        response.headers["Retry-After"] = str(problem.retry_after)
+    return response
+
+
 def _problem_page(request: Request, problem: AdminProblem) -> Response:
     if isinstance(problem, SignInRequired):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -293,7 +345,7 @@ class AdminRoute(APIRoute):
                 return await original(request)
             except AdminProblem as problem:
                 if is_api:
-                    return _problem_json(problem)
-                return _problem_page(request, problem)
+                    return _retry_after(problem, _problem_json(problem))
+                return _retry_after(problem, _problem_page(request, problem))
 
         return handler

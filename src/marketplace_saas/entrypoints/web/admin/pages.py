@@ -17,6 +17,7 @@ from marketplace_saas.entrypoints.web.admin.common import (
     ADMIN_DIR,
     AdminRoute,
     NotFound,
+    RowId,
     render,
     require_viewer,
 )
@@ -151,7 +152,7 @@ def approvals(request: Request, operator: Viewer) -> Response:
 
 @router.get("/notifications")
 def notifications(
-    request: Request, operator: Viewer, status: Text = None, before: int | None = None
+    request: Request, operator: Viewer, status: Text = None, before: RowId = None
 ) -> Response:
     container = get_container(request)
     status = _blank(status)
@@ -183,7 +184,7 @@ def reports(
     operator: Viewer,
     status: Text = None,
     entitlement: Text = None,
-    before: int | None = None,
+    before: RowId = None,
 ) -> Response:
     container = get_container(request)
     status, entitlement = _blank(status), _blank(entitlement)
