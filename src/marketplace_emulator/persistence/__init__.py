@@ -8,6 +8,7 @@ The file is JSON Lines. The first line names the format; each later line is one 
     {"store": {"accounts": [...], "entitlements": [...], "nextProjectNumber": N}}
     {"settings": {"catalog": {...}, "faults": {...}, "clockOffsetSeconds": S}}
     {"report": {...one accepted Service Control operation...}}
+    {"reportV2": {...one Service Control v2 report received...}}
 
 - **Store lines**: after every Procurement transaction (a provider's call, a customer's action, a
   transition the clock made due) the records it changed, whole, with each entitlement's insertion
@@ -16,7 +17,7 @@ The file is JSON Lines. The first line names the format; each later line is one 
   is persisted without code here.
 - **Settings lines**: the catalog, the fault settings and the clock's offset, written when they
   differ from the last ones written (after each control-API write and each clock advance).
-- **Report lines**: each operation Service Control accepts, as it is accepted.
+- **Report lines**: each operation Service Control v1 accepts, and each report v2 receives.
 
 Each change is one `write()` of one line on a file opened for appending, made before the call
 answers: when the emulator process dies, the operating system still has every line written, and a
@@ -75,6 +76,7 @@ class _Loaded:
         self.next_project_number = FIRST_PROJECT_NUMBER
         self.settings: dict[str, Any] | None = None
         self.reports: list[dict[str, Any]] = []
+        self.reports_v2: list[dict[str, Any]] = []
         self.lines = 0
         self.records = 0  # records read, superseded ones included
 
@@ -97,6 +99,8 @@ class _Loaded:
             self.settings = line["settings"]
         elif "report" in line:
             self.reports.append(line["report"])
+        elif "reportV2" in line:
+            self.reports_v2.append(line["reportV2"])
 
 
 class StateFile:
@@ -134,6 +138,7 @@ class StateFile:
             self._last_settings = loaded.settings
         emulator.procurement.journal = self
         emulator.servicecontrol.on_accept = self.report_accepted
+        emulator.servicecontrol_v2.on_report = self.report_received
         return self
 
     def _read(self) -> _Loaded:
@@ -175,6 +180,7 @@ class StateFile:
             loaded.next_project_number,
         )
         emulator.servicecontrol.restore([read_report(op) for op in loaded.reports])
+        emulator.servicecontrol_v2.restore(loaded.reports_v2)
 
     # -- journal --------------------------------------------------------------------------------
 
@@ -205,6 +211,9 @@ class StateFile:
 
     def report_accepted(self, operation: AcceptedOperation) -> None:
         self._append({"report": encode(operation)})
+
+    def report_received(self, report: dict[str, Any]) -> None:
+        self._append({"reportV2": report})
 
     def sync_settings(self) -> None:
         """Journal the catalog, faults and clock offset if they changed since last written."""
@@ -258,7 +267,12 @@ class StateFile:
                 gc.enable()
 
     def _compact(self, emulator: Emulator, servicecontrol: Any) -> None:
-        with servicecontrol.frozen() as reports, emulator.procurement.locked(), self._lock:
+        with (
+            servicecontrol.frozen() as reports,
+            emulator.procurement.locked(),
+            emulator.servicecontrol_v2.frozen() as reports_v2,
+            self._lock,
+        ):
             accounts, entitlements = emulator.procurement.records()
             store = {
                 "accounts": [{"key": [a.provider, a.id], "record": encode(a)} for a in accounts],
@@ -272,6 +286,7 @@ class StateFile:
             lines = [{"format": FORMAT, "version": VERSION}, {"settings": settings}]
             lines.append({"store": store})
             lines += [{"report": encode(op)} for op in reports]
+            lines += [{"reportV2": report} for report in reports_v2]
             self._replace(b"".join(_dumps(line) for line in lines))
             self._lines = len(lines)
             self._last_settings = settings

@@ -158,6 +158,11 @@ def _busy_emulator(path: Path) -> tuple[Emulator, dict[str, str]]:
         },
     )
     assert "reportErrors" not in answer
+    operation = {"api": {"service": "example"}, "resource": {"name": "db-1"}}
+    emulator.servicecontrol_v2.report(
+        "example-product.endpoints.sandbox.cloud.goog",
+        {"serviceConfigId": "latest", "operations": [operation]},
+    )
     ids = {
         "account": account.id,
         "active": active.id,
@@ -180,6 +185,7 @@ def _state_of(emulator: Emulator) -> dict[str, Any]:
         "faults": emulator.faults.settings.to_json(),
         "clock_offset": emulator.clock.offset,
         "reports": [encode(r) for r in emulator.servicecontrol.accepted_reports()],
+        "reports_v2": emulator.servicecontrol_v2.reports(),
     }
 
 
@@ -192,6 +198,7 @@ def test_a_restarted_emulator_has_the_whole_state_it_had(tmp_path: Path) -> None
     second = Emulator(providers=[PROVIDER], state=path)
     assert _state_of(second) == before
     assert before["clock_offset"] == timedelta(hours=1)
+    assert len(before["reports_v2"]) == 1
     backend = second.procurement
     assert backend.get_entitlement(PROVIDER, ids["active"]).state == resources.ACTIVE
     assert [a.id for a in backend.find_accounts(ids["closed_account"])] == []
@@ -265,6 +272,7 @@ def test_reset_forgets_everything_in_the_file_too(tmp_path: Path) -> None:
     assert state["accounts"] == []
     assert state["entitlements"] == []
     assert state["reports"] == []
+    assert state["reports_v2"] == []
     assert state["clock_offset"] == timedelta()
     assert "other" not in second.catalog.products(PROVIDER)
 
