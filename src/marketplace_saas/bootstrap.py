@@ -1,34 +1,38 @@
 """The one composition root: settings, database, Google gateways and the clock, wired once.
 
     container = bootstrap()                      # production and the sandbox: from the environment
+    container = bootstrap(settings, instrument=True)   # the commands: Google calls measured
     container = bootstrap(settings, procurement=fake, clock=lambda: FIXED)   # tests swap adapters
 
-Gateways are built on first use, so commands that never call Google (`db upgrade`, `events list`)
-need no credentials. `close()` releases what the container created (not what it was given).
+This is the only place that builds and instruments adapters. Gateways are built on first use, so
+commands that never call Google (`db upgrade`, `events list`) need no credentials. `close()`
+releases what the container created (not what it was given). The container is the use cases'
+`service.unit_of_work.App`: `unit_of_work()`, `reading()` and `writes` hand out
+`adapters.db.unit_of_work.SqlUnitOfWork`s.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from marketplace_saas.adapters import metrics
+from marketplace_saas.adapters.db import unit_of_work as sql_uow
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.group_commit import GroupCommit
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
+from marketplace_saas.adapters.servicecontrol import ServiceControlApi, ServiceControlGateway
 from marketplace_saas.config import Settings
 
 Clock = Callable[[], datetime]
 
 # At most this many notifications' writes share one SQLite transaction (`GroupCommit`).
 SQLITE_GROUP_COMMIT = 32
-
-# Where the metering engineer's Service Control gateway lives; built lazily if importable.
-SERVICECONTROL_MODULE = "marketplace_saas.adapters.servicecontrol"
 
 
 def system_clock() -> datetime:
@@ -44,16 +48,17 @@ class Container:
         engine: sa.Engine,
         *,
         procurement: ProcurementApi | None = None,
-        servicecontrol: Any | None = None,
+        servicecontrol: ServiceControlApi | None = None,
         clock: Clock | None = None,
         owns_engine: bool = False,
+        instrument: bool = False,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
         # The listener's write transactions, grouped on SQLite (one writer at a time there).
-        self.writes: GroupCommit[Session] = GroupCommit(
-            self.sessions.begin,
+        self.writes: GroupCommit[sql_uow.SqlUnitOfWork] = GroupCommit(
+            self.unit_of_work,
             max_batch=SQLITE_GROUP_COMMIT if engine.dialect.name == "sqlite" else 1,
         )
         self._procurement = procurement
@@ -61,6 +66,20 @@ class Container:
         self._servicecontrol = servicecontrol
         self._clock: Clock = clock or system_clock
         self._owns_engine = owns_engine
+        self._instrument = instrument
+
+    def unit_of_work(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
+        """A write transaction: committed when the block ends, rolled back on an error."""
+        return sql_uow.transaction(self.sessions)
+
+    def reading(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
+        """A read-only transaction: nothing is committed."""
+        return sql_uow.reading(self.sessions)
+
+    def _own(self, gateway: Any, api: str) -> Any:
+        """A gateway this container built: closed by `close()`, measured if asked."""
+        self._owned_gateways.append(gateway)
+        return metrics.instrumented(gateway, api=api) if self._instrument else gateway
 
     def now(self) -> datetime:
         """The current time, aware UTC (a fixed or stepping clock in tests)."""
@@ -72,9 +91,7 @@ class Container:
     @property
     def procurement(self) -> ProcurementApi:
         if self._procurement is None:
-            gateway = ProcurementGateway(self.settings)
-            self._owned_gateways.append(gateway)
-            self._procurement = gateway
+            self._procurement = self._own(ProcurementGateway(self.settings), "procurement")
         return self._procurement
 
     @procurement.setter
@@ -82,16 +99,14 @@ class Container:
         self._procurement = gateway
 
     @property
-    def servicecontrol(self) -> Any:
-        """The Service Control gateway (metering); None until that adapter exists."""
+    def servicecontrol(self) -> ServiceControlApi:
+        """The Service Control gateway (metering)."""
         if self._servicecontrol is None:
-            self._servicecontrol = _default_servicecontrol(self.settings)
-            if self._servicecontrol is not None:
-                self._owned_gateways.append(self._servicecontrol)
+            self._servicecontrol = self._own(ServiceControlGateway(self.settings), "servicecontrol")
         return self._servicecontrol
 
     @servicecontrol.setter
-    def servicecontrol(self, gateway: Any) -> None:
+    def servicecontrol(self, gateway: ServiceControlApi) -> None:
         self._servicecontrol = gateway
 
     def close(self) -> None:
@@ -105,26 +120,17 @@ class Container:
             self.engine.dispose()
 
 
-def _default_servicecontrol(settings: Settings) -> Any:
-    try:
-        module = importlib.import_module(SERVICECONTROL_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != SERVICECONTROL_MODULE:
-            raise
-        return None
-    factory = getattr(module, "ServiceControlGateway", None)
-    return factory(settings) if factory is not None else None
-
-
 def bootstrap(
     settings: Settings | None = None,
     *,
     procurement: ProcurementApi | None = None,
-    servicecontrol: Any | None = None,
+    servicecontrol: ServiceControlApi | None = None,
     engine: sa.Engine | None = None,
     clock: Clock | None = None,
+    instrument: bool = False,
 ) -> Container:
-    """Wire the backend. Anything passed in is used as given (and not closed by `close()`)."""
+    """Wire the backend. Anything passed in is used as given (and not closed by `close()`);
+    with `instrument`, the gateways built here count and time their calls (`adapters.metrics`)."""
     settings = settings if settings is not None else Settings()
     owns_engine = engine is None
     if engine is None:
@@ -136,4 +142,5 @@ def bootstrap(
         servicecontrol=servicecontrol,
         clock=clock,
         owns_engine=owns_engine,
+        instrument=instrument,
     )

@@ -6,6 +6,10 @@
     manual   record and wait for an operator
 
 Plan changes: `auto` approves the `newPendingPlan` read from the API, `manual` waits.
+
+The conditions below say what an entitlement waits for and when a decision counts as taken;
+every decision (the policies', an operator's, the sign-up's) is judged by them
+(`service.procurement.decisions`).
 """
 
 from __future__ import annotations
@@ -15,9 +19,61 @@ from enum import StrEnum
 from marketplace_saas.domain.entitlements import (
     ACTIVATION_REQUESTED,
     APPROVAL_PENDING,
+    CANCELLED,
+    PENDING_PLAN_CHANGE,
     PENDING_PLAN_CHANGE_APPROVAL,
+    SUSPENDED,
     EntitlementView,
 )
+
+# -- what an entitlement waits for, and when a decision is taken --------------------------------
+
+
+def awaits_approval(entitlement: EntitlementView) -> bool:
+    """In ACTIVATION_REQUESTED and nobody approved it yet."""
+    return entitlement.state == ACTIVATION_REQUESTED and not entitlement.approved_awaiting_start
+
+
+def approval_taken(entitlement: EntitlementView) -> bool:
+    """Approved: in service, or approved and waiting for its start."""
+    return entitlement.in_service or entitlement.approved_awaiting_start
+
+
+def rejection_taken(entitlement: EntitlementView) -> bool:
+    return entitlement.state == CANCELLED
+
+
+def awaits_plan_change(entitlement: EntitlementView) -> bool:
+    """A plan change waits for the provider's approval."""
+    return entitlement.state == PENDING_PLAN_CHANGE_APPROVAL and bool(entitlement.new_pending_plan)
+
+
+def plan_change_approved(entitlement: EntitlementView) -> bool:
+    """Approved and waiting for its start, or in service with no change pending any more."""
+    return entitlement.state == PENDING_PLAN_CHANGE or (
+        entitlement.in_service and not entitlement.new_pending_plan
+    )
+
+
+def plan_change_settled(entitlement: EntitlementView) -> bool:
+    """In service and no change pending: what a rejected (or approved, done) change leaves."""
+    return (
+        entitlement.in_service
+        and entitlement.state != PENDING_PLAN_CHANGE_APPROVAL
+        and not entitlement.new_pending_plan
+    )
+
+
+def suspension_taken(entitlement: EntitlementView) -> bool:
+    return entitlement.state == SUSPENDED
+
+
+def accepts_message_to_user(entitlement: EntitlementView) -> bool:
+    """`messageToUser` is shown while a provider decision is pending."""
+    return entitlement.state in (ACTIVATION_REQUESTED, PENDING_PLAN_CHANGE_APPROVAL)
+
+
+# -- what the policies decide -------------------------------------------------------------------
 
 
 class Decision(StrEnum):
@@ -37,7 +93,7 @@ def account_decision(policy: str, *, signup_state: str | None, signed_up: bool) 
 
 def entitlement_decision(policy: str, entitlement: EntitlementView, *, signed_up: bool) -> Decision:
     """An entitlement in ACTIVATION_REQUESTED that nobody approved yet."""
-    if entitlement.state != ACTIVATION_REQUESTED or entitlement.approved_awaiting_start:
+    if not awaits_approval(entitlement):
         return Decision.NOTHING
     if policy == "auto" or (policy == "signup" and signed_up):
         return Decision.APPROVE
@@ -46,6 +102,6 @@ def entitlement_decision(policy: str, entitlement: EntitlementView, *, signed_up
 
 def plan_change_decision(policy: str, entitlement: EntitlementView) -> Decision:
     """A plan change awaiting the provider's approval."""
-    if entitlement.state != PENDING_PLAN_CHANGE_APPROVAL or not entitlement.new_pending_plan:
+    if not awaits_plan_change(entitlement):
         return Decision.NOTHING
     return Decision.APPROVE if policy == "auto" else Decision.WAIT

@@ -12,6 +12,18 @@ _RFC3339 = re.compile(
 )
 
 
+def format_rfc3339(moment: datetime) -> str:
+    """`2025-07-16T13:13:57.948233Z`: an aware time in UTC with a `Z` (a naive one as it is)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def optional_rfc3339(moment: datetime | None) -> str | None:
+    """`format_rfc3339`, None for None (absent times of a record)."""
+    return format_rfc3339(moment) if moment is not None else None
+
+
 def parse_rfc3339(value: str) -> datetime:
     """An aware UTC datetime; fractions beyond microseconds are cut; offsets are honoured.
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from marketplace_saas.adapters import metrics
-from marketplace_saas.service.notifications import Disposition, handle_message
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container

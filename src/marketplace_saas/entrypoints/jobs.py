@@ -21,7 +21,7 @@ class Job:
 
 def sync(container: Container) -> object:
     """Reconcile every account and entitlement from the Procurement API (heals missed events)."""
-    from marketplace_saas.service.reconcile import sync_all
+    from marketplace_saas.service.procurement.reconcile import sync_all
 
     return sync_all(container, actor="sync")
 

@@ -23,7 +23,7 @@ from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 from marketplace_saas.adapters import pubsub
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.delivery import NotificationHandler, deliver
-from marketplace_saas.service.notifications import Disposition
+from marketplace_saas.service.procurement.inbox import Disposition
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container

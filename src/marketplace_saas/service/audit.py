@@ -1,8 +1,8 @@
 """The audit log: every change we make to our records, every call we make to Google.
 
 Google calls happen outside any database transaction, so `CallLog` remembers them (action,
-target, outcome, duration) and `CallLog.flush(session, ...)` writes them in the transaction that
-records their result. `record_change` writes one change row in the caller's transaction.
+target, outcome, duration) and `CallLog.flush(uow, ...)` writes them in the unit of work that
+records their result. `record_change` writes one change row in the caller's unit of work.
 """
 
 from __future__ import annotations
@@ -11,22 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-from marketplace_saas.adapters.db.models import AuditLog
 from marketplace_saas.adapters.procurement_errors import ProcurementError, benign_outcome
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 
 
-_INSERT = sa.insert(cast(sa.Table, AuditLog.__table__))  # Core: no unit-of-work per row
-
-
 def record_change(
-    session: Session,
+    uow: UnitOfWork,
     action: str,
     *,
     actor: str,
@@ -37,19 +31,20 @@ def record_change(
     details: dict[str, Any] | None = None,
     outcome: str = "ok",
 ) -> None:
-    session.execute(
-        _INSERT,
-        {
-            "at": at,
-            "kind": "change",
-            "action": action,
-            "actor": actor,
-            "account_id": account_id,
-            "entitlement_id": entitlement_id,
-            "event_id": event_id,
-            "outcome": outcome,
-            "details": details or {},
-        },
+    uow.audit.add(
+        [
+            {
+                "at": at,
+                "kind": "change",
+                "action": action,
+                "actor": actor,
+                "account_id": account_id,
+                "entitlement_id": entitlement_id,
+                "event_id": event_id,
+                "outcome": outcome,
+                "details": details or {},
+            }
+        ]
     )
 
 
@@ -136,15 +131,14 @@ class CallLog:
         seconds = round(time.perf_counter() - started, 6)
         self.calls.append(Call(action, at, outcome, seconds, account_id, entitlement_id, details))
 
-    def flush(self, session: Session, *, actor: str, event_id: str | None = None) -> None:
-        """Write the remembered calls in the caller's transaction.
+    def flush(self, uow: UnitOfWork, *, actor: str, event_id: str | None = None) -> None:
+        """Write the remembered calls in the caller's unit of work.
 
         The list is kept: if that transaction rolls back, the failure path writes them again.
         """
         if not self.calls:
             return
-        session.execute(
-            _INSERT,
+        uow.audit.add(
             [
                 {
                     "at": call.at,

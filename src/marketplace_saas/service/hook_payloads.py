@@ -1,8 +1,8 @@
-"""Build the typed payload of a hook from our records, inside the enqueuer's transaction.
+"""Build the typed payload of a hook from our records, inside the enqueuer's unit of work.
 
-    build_payload(session, hook, entitlement=row)              entitlement hooks (a row or a view)
-    build_payload(session, hook, account_id="...")             account hooks
-    coerce_payload(session, hook, ordering_key, payload)       what `enqueue_hook` stores
+    build_payload(uow, hook, entitlement=row)                  entitlement hooks (a row or a view)
+    build_payload(uow, hook, account_id="...")                 account hooks
+    coerce_payload(uow, hook, ordering_key, payload)           what `enqueue_hook` stores
 
 Defaults follow the hook: `plan` is the plan we serve (or the entitlement's plan);
 `previous_plan` is the plan before the last plan change; `reason` is the cancellation reason for
@@ -14,47 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-from marketplace_saas.adapters.db.models import Account, Customer, Entitlement, PlanHistory
 from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, EntitlementInfo, HookPayload
+from marketplace_saas.service.ports import EntitlementLike
+from marketplace_saas.service.unit_of_work import UnitOfWork
+
+__all__ = ["EntitlementLike", "build_payload", "coerce_payload", "entitlement_info"]
 
 _TYPED_KEYS = frozenset({"customer", "account", "entitlement"})
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-class EntitlementLike(Protocol):
-    """Our `Entitlement` row, or the API's `EntitlementView`: the fields a payload shows."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def account_id(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def product(self) -> str | None: ...
-    @property
-    def plan(self) -> str | None: ...
-    @property
-    def new_pending_plan(self) -> str | None: ...
-    @property
-    def usage_reporting_id(self) -> str | None: ...
-    @property
-    def offer(self) -> str | None: ...
-    @property
-    def offer_end_time(self) -> datetime | None: ...
-    @property
-    def subscription_end_time(self) -> datetime | None: ...
-    @property
-    def cancellation_reason(self) -> str | None: ...
 
 
 def entitlement_info(row: EntitlementLike) -> EntitlementInfo:
@@ -73,50 +46,12 @@ def entitlement_info(row: EntitlementLike) -> EntitlementInfo:
     )
 
 
-_ACCOUNTS = cast(sa.Table, Account.__table__)
-_CUSTOMERS = cast(sa.Table, Customer.__table__)
-# One read for both, built once (hooks are enqueued on the listener's hot path).
-_ACCOUNT_AND_CUSTOMER = (
-    sa.select(
-        _ACCOUNTS.c.id,
-        _ACCOUNTS.c.state,
-        _ACCOUNTS.c.signup_approval,
-        _ACCOUNTS.c.customer_id,
-        _CUSTOMERS.c.id.label("customer_found"),
-        _CUSTOMERS.c.name,
-        _CUSTOMERS.c.email,
-        _CUSTOMERS.c.company,
-    )
-    .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _ACCOUNTS.c.customer_id)
-    .where(_ACCOUNTS.c.id == sa.bindparam("account_id"))
-)
-
-
 def _account_and_customer(
-    session: Session, account_id: str | None
+    uow: UnitOfWork, account_id: str | None
 ) -> tuple[AccountInfo | None, CustomerInfo | None]:
     if account_id is None:
         return None, None
-    row = session.execute(_ACCOUNT_AND_CUSTOMER, {"account_id": account_id}).first()
-    if row is None:
-        return AccountInfo(id=account_id), None
-    info = AccountInfo(id=row.id, state=row.state, signup_approval=row.signup_approval)
-    if row.customer_id is None:
-        return info, None
-    if row.customer_found is None:
-        return info, CustomerInfo(id=row.customer_id)
-    return info, CustomerInfo(
-        id=row.customer_id, name=row.name, email=row.email, company=row.company
-    )
-
-
-def _previous_plan(session: Session, entitlement_id: str) -> str | None:
-    return session.scalars(
-        sa.select(PlanHistory.previous_plan)
-        .where(PlanHistory.entitlement_id == entitlement_id)
-        .order_by(PlanHistory.effective_at.desc(), PlanHistory.id.desc())
-        .limit(1)
-    ).first()
+    return uow.accounts.hook_parties(account_id)
 
 
 def _default_reason(hook: str, row: EntitlementLike | None) -> str | None:
@@ -130,7 +65,7 @@ def _default_reason(hook: str, row: EntitlementLike | None) -> str | None:
 
 
 def build_payload(
-    session: Session,
+    uow: UnitOfWork,
     hook: str,
     *,
     entitlement: EntitlementLike | None = None,
@@ -145,13 +80,13 @@ def build_payload(
     if entitlement is None and account_id is None:
         raise ValueError("a hook payload needs an entitlement or an account id")
     account, customer = _account_and_customer(
-        session, entitlement.account_id if entitlement is not None else account_id
+        uow, entitlement.account_id if entitlement is not None else account_id
     )
     if entitlement is not None:
         if plan is None:
             plan = getattr(entitlement, "service_plan", None) or entitlement.plan
         if previous_plan is None and hook == Hook.ENTITLEMENT_PLAN_CHANGED:
-            previous_plan = _previous_plan(session, entitlement.id)
+            previous_plan = uow.plans.previous_plan(entitlement.id)
     return HookPayload(
         customer=customer,
         account=account,
@@ -173,7 +108,7 @@ def _bare(data: Mapping[str, Any], *keys: str) -> str | None:
 
 
 def coerce_payload(
-    session: Session,
+    uow: UnitOfWork,
     hook: str,
     ordering_key: str,
     payload: HookPayload | Mapping[str, Any],
@@ -188,14 +123,14 @@ def coerce_payload(
         return HookPayload.from_dict(data).to_dict()
     entitlement_id = _bare(data, "entitlementId", "entitlement_id", "entitlement")
     account_id = _bare(data, "accountId", "account_id", "account")
-    row = session.get(Entitlement, entitlement_id) if entitlement_id else None
+    row = uow.entitlements.get(entitlement_id) if entitlement_id else None
     if row is None and account_id is None:
-        row = session.get(Entitlement, ordering_key)
+        row = uow.entitlements.get(ordering_key)
         account_id = None if row is not None else ordering_key
     if row is None and account_id is None:
         return HookPayload(extra=data).to_dict()
     return build_payload(
-        session,
+        uow,
         hook,
         entitlement=row,
         account_id=account_id,

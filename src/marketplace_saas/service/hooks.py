@@ -312,7 +312,7 @@ def build_dispatcher(container: Container, **options: Any) -> Dispatcher | None:
     Raises `ConfigurationError` on a misconfigured receiver. With no receiver the outbox keeps
     its items pending (nothing is lost); they go out once receivers are configured.
     """
-    from marketplace_saas.service.provisioning import approve_after_provisioning
+    from marketplace_saas.service.procurement.automatic import approve_after_provisioning
 
     receivers = validate_receivers(container.settings)
     if not receivers:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db import usage_store
 from marketplace_saas.adapters.db.models import Entitlement, UsageReport
+from marketplace_saas.adapters.db.unit_of_work import SqlUnitOfWork
 from marketplace_saas.adapters.servicecontrol import (
     ServiceControlApi,
     ServiceControlError,
@@ -331,7 +332,7 @@ class _Sender:
         entitlement.service_enabled = False
         entitlement.service_suspended_reason = reason
         record_change(
-            session,
+            SqlUnitOfWork(session),
             "usage.service_suspended",
             actor=self.actor,
             at=now,
@@ -340,7 +341,7 @@ class _Sender:
             details={"code": code, "detail": detail, "operation_id": row.operation_id},
         )
         enqueue_hook(
-            session,
+            SqlUnitOfWork(session),
             "entitlement.suspended",
             ordering_key=entitlement.id,
             idempotency_key=f"usage-suspended:{entitlement.id}:{row.operation_id}:{row.attempts}",
@@ -357,7 +358,7 @@ class _Sender:
         entitlement.service_enabled = True
         entitlement.service_suspended_reason = None
         record_change(
-            session,
+            SqlUnitOfWork(session),
             "usage.service_restored",
             actor=self.actor,
             at=now,
@@ -366,7 +367,7 @@ class _Sender:
             details={"previous_reason": reason, "operation_id": row.operation_id},
         )
         enqueue_hook(
-            session,
+            SqlUnitOfWork(session),
             "entitlement.restored",
             ordering_key=entitlement.id,
             idempotency_key=f"usage-restored:{entitlement.id}:{row.operation_id}",

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import AuditLog, Entitlement, HookOutbox, InboxMessage
 from marketplace_saas.bootstrap import Container
-from marketplace_saas.service.notifications import Disposition, handle_message
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 from tests.integration.backend.conftest import PROVIDER
 
 

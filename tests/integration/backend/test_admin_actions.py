@@ -32,9 +32,9 @@ def manual(make_container: ContainerFactory) -> Container:
 def _pending(emulator: Emulator, container: Container, plan: str = "basic") -> tuple[str, str]:
     """A purchase whose account is approved and whose entitlement waits for the provider."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", plan)
-    from marketplace_saas.service import approvals
+    from marketplace_saas.service.procurement import decisions
 
-    approvals.approve_account(container, account.id, actor="test")
+    decisions.approve_account(container, account.id, actor="test")
     Feed(emulator, container).deliver()
     assert entitlement_row(container, entitlement.id).state == "ENTITLEMENT_ACTIVATION_REQUESTED"
     return account.id, entitlement.id

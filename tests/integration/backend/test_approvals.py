@@ -10,7 +10,7 @@ from marketplace_saas.adapters.db.models import Account, AuditLog, Entitlement, 
 from marketplace_saas.adapters.procurement_errors import FailedPreconditionError
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
-from marketplace_saas.service import approvals
+from marketplace_saas.service.procurement import automatic, decisions
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import api_calls
 
@@ -29,9 +29,9 @@ def test_approving_account_then_entitlement_turns_the_service_on(
 ) -> None:
     """approve_account, then approve_entitlement: ACTIVE at Google, service on, hook queued."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "pro")
-    result = approvals.approve_account(container, account.id, actor="operator:ada")
+    result = decisions.approve_account(container, account.id, actor="operator:ada")
     assert (result.outcome, result.state) == ("approved", "APPROVED")
-    result = approvals.approve_entitlement(container, entitlement.id, actor="operator:ada")
+    result = decisions.approve_entitlement(container, entitlement.id, actor="operator:ada")
     assert (result.outcome, result.state) == ("approved", "ENTITLEMENT_ACTIVE")
 
     assert emulator.procurement.get_entitlement(PROVIDER, entitlement.id).state == (
@@ -63,12 +63,12 @@ def test_approving_twice_is_benign_and_calls_google_once(
 ) -> None:
     """The second approval sees the decision taken and answers already_approved."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_account(container, account.id, actor="signup")
-    assert approvals.approve_account(container, account.id, actor="signup").outcome == (
+    decisions.approve_account(container, account.id, actor="signup")
+    assert decisions.approve_account(container, account.id, actor="signup").outcome == (
         "already_approved"
     )
-    approvals.approve_entitlement(container, entitlement.id, actor="signup")
-    again = approvals.approve_entitlement(container, entitlement.id, actor="signup")
+    decisions.approve_entitlement(container, entitlement.id, actor="signup")
+    again = decisions.approve_entitlement(container, entitlement.id, actor="signup")
     assert again.outcome == "already_approved"
     assert api_calls(container, "approve_entitlement") == 1
 
@@ -79,7 +79,7 @@ def test_entitlement_approval_before_the_account_is_refused_clearly(
     """Google refuses; the error is raised (not swallowed as benign) and the refusal audited."""
     _, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
     with pytest.raises(FailedPreconditionError, match="Approve the account first"):
-        approvals.approve_entitlement(container, entitlement.id, actor="operator:ada")
+        decisions.approve_entitlement(container, entitlement.id, actor="operator:ada")
     row = _entitlement(container, entitlement.id)
     assert row.state == "ENTITLEMENT_ACTIVATION_REQUESTED"
     assert not row.service_enabled
@@ -89,17 +89,17 @@ def test_unknown_resources_and_wrong_states_are_clear_errors(
     emulator: Emulator, container: Container
 ) -> None:
     with pytest.raises(ResourceNotFound, match="no entitlement 'nope'"):
-        approvals.approve_entitlement(container, "nope", actor="operator:ada")
+        decisions.approve_entitlement(container, "nope", actor="operator:ada")
     with pytest.raises(ResourceNotFound, match="no account 'nope'"):
-        approvals.approve_account(container, "nope", actor="operator:ada")
+        decisions.approve_account(container, "nope", actor="operator:ada")
     _, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
     with pytest.raises(NothingToDecide, match="ENTITLEMENT_ACTIVATION_REQUESTED"):
-        approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+        decisions.approve_plan_change(container, entitlement.id, actor="operator:ada")
 
 
 def test_rejecting_an_entitlement_cancels_it(emulator: Emulator, container: Container) -> None:
     _, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    result = approvals.reject_entitlement(
+    result = decisions.reject_entitlement(
         container, entitlement.id, actor="operator:ada", reason="region not served"
     )
     assert (result.outcome, result.state) == ("rejected", "ENTITLEMENT_CANCELLED")
@@ -113,9 +113,9 @@ def test_plan_change_approval_echoes_the_pending_plan(
 ) -> None:
     """approve_plan_change sends newPendingPlan read from GET; the service moves to it."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
-    result = approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+    result = decisions.approve_plan_change(container, entitlement.id, actor="operator:ada")
     assert (result.outcome, result.state) == ("approved", "ENTITLEMENT_ACTIVE")
     row = _entitlement(container, entitlement.id)
     assert (row.plan, row.service_plan, row.new_pending_plan) == ("pro", "pro", None)
@@ -123,9 +123,9 @@ def test_plan_change_approval_echoes_the_pending_plan(
 
 def test_plan_change_rejection_keeps_the_old_plan(emulator: Emulator, container: Container) -> None:
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
-    result = approvals.reject_plan_change(
+    result = decisions.reject_plan_change(
         container, entitlement.id, actor="operator:ada", reason="downgrade first"
     )
     assert result.outcome == "rejected"
@@ -141,7 +141,7 @@ def test_approve_after_signup_approves_the_account_and_every_waiting_entitlement
     _, second = emulator.procurement.purchase(
         PROVIDER, "example-product", "basic", account_id=account.id
     )
-    results = approvals.approve_after_signup(container, account.id, actor="signup")
+    results = automatic.approve_after_signup(container, account.id, actor="signup")
     assert [(r.kind, r.outcome) for r in results] == [
         ("account", "approved"),
         ("entitlement", "approved"),
@@ -156,7 +156,7 @@ def test_approve_after_signup_under_manual_policy_approves_nothing(
 ) -> None:
     container = make_container(approval_policy="manual")
     account, _ = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    assert approvals.approve_after_signup(container, account.id, actor="signup") == []
+    assert automatic.approve_after_signup(container, account.id, actor="signup") == []
     assert emulator.procurement.get_account(PROVIDER, account.id).signup_state == "PENDING"
     with container.sessions() as session:
         row = session.get(Account, account.id)
@@ -169,13 +169,13 @@ def test_approving_a_rejected_plan_change_is_nothing_to_decide(
 ) -> None:
     """After a rejection nothing waits: NothingToDecide, not already_approved, no Google call."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
-    approvals.reject_plan_change(
+    decisions.reject_plan_change(
         container, entitlement.id, actor="operator:ada", reason="downgrade first"
     )
     with pytest.raises(NothingToDecide, match="no plan change is waiting"):
-        approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+        decisions.approve_plan_change(container, entitlement.id, actor="operator:ada")
     row = _entitlement(container, entitlement.id)
     assert (row.plan, row.service_plan) == ("basic", "basic")
     assert api_calls(container, "approve_plan_change") == 0
@@ -187,16 +187,16 @@ def test_rejecting_an_approved_plan_change_that_took_effect_is_nothing_to_decide
     """After an approved change took effect nothing waits: NothingToDecide, not already_rejected;
     a second rejection of a rejected change stays already_rejected."""
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
-    approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="no")
-    again = approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="")
+    decisions.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="no")
+    again = decisions.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="")
     assert again.outcome == "already_rejected"
     emulator.procurement.change_plan(PROVIDER, entitlement.id, "pro")
-    result = approvals.approve_plan_change(container, entitlement.id, actor="operator:ada")
+    result = decisions.approve_plan_change(container, entitlement.id, actor="operator:ada")
     assert (result.outcome, result.state) == ("approved", "ENTITLEMENT_ACTIVE")
     with pytest.raises(NothingToDecide, match="no plan change is waiting"):
-        approvals.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="x")
+        decisions.reject_plan_change(container, entitlement.id, actor="operator:ada", reason="x")
     row = _entitlement(container, entitlement.id)
     assert (row.plan, row.service_plan) == ("pro", "pro")
     assert api_calls(container, "reject_plan_change") == 1
@@ -207,8 +207,8 @@ def test_resetting_an_account_records_and_audits_it(
 ) -> None:
     """reset_account: Google resets the sign-up; our record follows, with its audit rows."""
     account, _ = emulator.procurement.purchase(PROVIDER, "example-product", "basic")
-    approvals.approve_account(container, account.id, actor="operator:ada")
-    result = approvals.reset_account(container, account.id, actor="operator:ada")
+    decisions.approve_account(container, account.id, actor="operator:ada")
+    result = decisions.reset_account(container, account.id, actor="operator:ada")
     assert (result.outcome, result.state) == ("reset", "PENDING")
     with container.sessions() as session:
         row = session.get(Account, account.id)
@@ -223,4 +223,4 @@ def test_resetting_an_account_records_and_audits_it(
     assert (change.outcome, change.actor) == ("reset", "operator:ada")
     assert calls[-3:] == ["get_account", "reset_account", "get_account"]
     with pytest.raises(ResourceNotFound, match="no account 'nope'"):
-        approvals.reset_account(container, "nope", actor="operator:ada")
+        decisions.reset_account(container, "nope", actor="operator:ada")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import AuditLog, InboxMessage
 from marketplace_saas.bootstrap import Container
-from marketplace_saas.service.notifications import handle_message
+from marketplace_saas.service.procurement.inbox import handle_message
 from tests.integration.backend.cli_support import Cli, cli_fixture
 from tests.integration.backend.conftest import PROVIDER
 from tests.integration.backend.process_support import backend_env, run_cli

@@ -60,9 +60,9 @@ def dispatcher_process(database_url: str, receiver_url: str, log: Path) -> subpr
 
 def enqueue(container: Container, entitlement_id: str) -> str:
     key = f"entitlement.active:{entitlement_id}:v1"
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         enqueue_hook(
-            session,
+            uow,
             "entitlement.active",
             ordering_key=entitlement_id,
             idempotency_key=key,

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.db.models import InboxMessage
+from marketplace_saas.adapters.db.unit_of_work import SqlUnitOfWork
 from marketplace_saas.bootstrap import Container
 
 
@@ -47,8 +46,8 @@ def test_concurrent_writes_share_transactions_on_sqlite_and_a_failure_stays_alon
     errors: dict[str, BaseException] = {}
 
     def insert(event_id: str, *, hold: bool = False, fail: bool = False) -> Any:
-        def work(session: Session) -> bool:
-            inserted = repo.insert_inbox(session, inbox_values(event_id, now))
+        def work(uow: SqlUnitOfWork) -> bool:
+            inserted = uow.inbox.add(inbox_values(event_id, now))
             if hold:
                 release.wait(10)
             if fail:
@@ -99,8 +98,8 @@ def test_every_caller_gets_its_own_result(container: Container, count: int) -> N
     results: dict[int, Any] = {}
 
     def call(i: int) -> None:
-        def work(session: Session) -> tuple[int, bool]:
-            return i, repo.insert_inbox(session, inbox_values(f"event-{i % 5}", now))
+        def work(uow: SqlUnitOfWork) -> tuple[int, bool]:
+            return i, uow.inbox.add(inbox_values(f"event-{i % 5}", now))
 
         results[i] = container.writes.run(work)
 

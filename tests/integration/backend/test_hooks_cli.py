@@ -47,9 +47,9 @@ def container(env: str) -> Iterator[Container]:
 
 
 def enqueue(container: Container, entitlement_id: str) -> int:
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         enqueue_hook(
-            session,
+            uow,
             "entitlement.active",
             ordering_key=entitlement_id,
             idempotency_key=f"entitlement.active:{entitlement_id}:v1",

@@ -62,9 +62,9 @@ def make(migrated_database_url: str, clock: StepClock) -> Iterator[Factory]:
 
 def enqueue(container: Container, hook: str, entitlement_id: str, version: str) -> int:
     key = f"{hook}:{entitlement_id}:{version}"
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         enqueue_hook(
-            session,
+            uow,
             hook,
             ordering_key=entitlement_id,
             idempotency_key=key,

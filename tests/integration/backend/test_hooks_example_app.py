@@ -89,9 +89,9 @@ def deliver(migrated_database_url: str, app: ExampleProvider) -> Iterator[Callab
     count = iter(range(1000))
 
     def send(hook: str, entitlement_id: str, plan: str = "basic") -> None:
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             enqueue_hook(
-                session,
+                uow,
                 hook,
                 ordering_key=entitlement_id,
                 idempotency_key=f"{hook}:{entitlement_id}:{next(count)}",

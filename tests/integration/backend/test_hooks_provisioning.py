@@ -12,9 +12,9 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, HookOutbox
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.hooks import RetryPolicy
-from marketplace_saas.service import approvals
 from marketplace_saas.service.hooks import Dispatcher, build_dispatcher
-from marketplace_saas.service.provisioning import SETTING_UP_MESSAGE
+from marketplace_saas.service.procurement import automatic
+from marketplace_saas.service.procurement.provisioning import SETTING_UP_MESSAGE
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.hooks_support import SECRET, WebhookServer, webhook_server
 from tests.integration.backend.lifecycle_support import Feed
@@ -93,10 +93,10 @@ def test_provision_before_approve_approves_only_after_the_provisioning_hook_succ
         account, entitlement = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
         feed.deliver()
         sign_up(container, account.id)
-        results = approvals.approve_after_signup(container, account.id, actor="signup")
+        results = automatic.approve_after_signup(container, account.id, actor="signup")
         assert [r.outcome for r in results] == ["approved", "provisioning"]
         # Twice (the customer clicks again): still one provisioning hook.
-        approvals.approve_after_signup(container, account.id, actor="signup")
+        automatic.approve_after_signup(container, account.id, actor="signup")
         waiting = emulator.procurement.get_entitlement(PROVIDER, entitlement.id)
         assert waiting.state == "ENTITLEMENT_ACTIVATION_REQUESTED"
         assert waiting.message_to_user == SETTING_UP_MESSAGE
@@ -133,7 +133,7 @@ def test_without_the_policy_the_approval_does_not_wait_for_any_hook(
     account, entitlement = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
     Feed(emulator, container).deliver()
     sign_up(container, account.id)
-    results = approvals.approve_after_signup(container, account.id, actor="signup")
+    results = automatic.approve_after_signup(container, account.id, actor="signup")
     assert [r.outcome for r in results] == ["approved", "approved"]
     assert emulator.procurement.get_entitlement(PROVIDER, entitlement.id).message_to_user == ""
 

@@ -12,7 +12,7 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.domain.notifications import digest_event_id
-from marketplace_saas.service.notifications import Disposition, handle_message, replay
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message, replay
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import (
     Feed,

@@ -16,7 +16,7 @@ from marketplace_emulator.procurement.customer import OfferTerms
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, Customer, Entitlement
 from marketplace_saas.bootstrap import Container
-from marketplace_saas.service.notifications import Disposition, handle_message
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import (
     Feed,

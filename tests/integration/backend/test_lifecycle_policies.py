@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, PlanHistory
 from marketplace_saas.bootstrap import Container
-from marketplace_saas.service import approvals
+from marketplace_saas.service.procurement import automatic, decisions
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import Feed, entitlement_row, hooks
 
@@ -62,7 +62,7 @@ def test_signup_policy_waits_for_the_sign_up_then_approves(
     assert (row.state, row.service_enabled) == ("ENTITLEMENT_ACTIVATION_REQUESTED", False)
 
     _sign_up(container, account.id)
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     feed.deliver()
     row = entitlement_row(container, entitlement.id)
     assert (row.state, row.service_enabled, row.service_plan) == (
@@ -81,7 +81,7 @@ def test_signup_policy_approves_later_orders_of_a_signed_up_customer(
     feed = Feed(emulator, container)
     feed.deliver()
     _sign_up(container, account.id)
-    approvals.approve_after_signup(container, account.id, actor="signup")
+    automatic.approve_after_signup(container, account.id, actor="signup")
     feed.deliver()
 
     _, second = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic", account_id=account.id)
@@ -102,8 +102,8 @@ def test_manual_policy_records_and_waits_for_an_operator(
     assert emulator.procurement.get_account(PROVIDER, account.id).signup_state == "PENDING"
     assert entitlement_row(container, entitlement.id).state == "ENTITLEMENT_ACTIVATION_REQUESTED"
 
-    approvals.approve_account(container, account.id, actor="operator:ada")
-    approvals.approve_entitlement(container, entitlement.id, actor="operator:ada")
+    decisions.approve_account(container, account.id, actor="operator:ada")
+    decisions.approve_entitlement(container, entitlement.id, actor="operator:ada")
     feed.deliver()
     assert entitlement_row(container, entitlement.id).service_enabled
 
@@ -114,7 +114,7 @@ def _active(emulator: Emulator, container: Container, plan: str = "basic") -> tu
     feed.deliver()
     if container.settings.approval_policy != "auto":
         _sign_up(container, account.id)
-        approvals.approve_after_signup(container, account.id, actor="signup")
+        automatic.approve_after_signup(container, account.id, actor="signup")
         feed.deliver()
     assert entitlement_row(container, entitlement.id).service_enabled
     return feed, entitlement.id
@@ -156,6 +156,6 @@ def test_manual_plan_change_policy_waits_and_keeps_the_service_on_the_old_plan(
     )
     assert row.service_enabled
 
-    approvals.approve_plan_change(container, entitlement_id, actor="operator:ada")
+    decisions.approve_plan_change(container, entitlement_id, actor="operator:ada")
     feed.deliver()
     assert entitlement_row(container, entitlement_id).service_plan == "pro"

@@ -32,8 +32,8 @@ from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.domain.entitlements import IN_SERVICE
 from marketplace_saas.domain.errors import MarketplaceError
-from marketplace_saas.service import approvals
-from marketplace_saas.service.notifications import Disposition, handle_message
+from marketplace_saas.service.procurement import automatic, decisions
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 from tests.integration.backend.conftest import PROVIDER, backend_settings
 from tests.integration.backend.lifecycle_support import encode
 
@@ -130,14 +130,14 @@ class World:
             row.signed_up_at = datetime.now(UTC)
         # On an error the page says so and the customer may try again.
         with suppress(ProcurementError, MarketplaceError):
-            approvals.approve_after_signup(self.container, account_id, actor="signup")
+            automatic.approve_after_signup(self.container, account_id, actor="signup")
 
     def operator(self, entitlement_id: str) -> None:
         """An operator approves whatever is pending on one entitlement."""
-        for decide in (approvals.approve_entitlement, approvals.approve_plan_change):
+        for decide in (decisions.approve_entitlement, decisions.approve_plan_change):
             try:
                 account = self.emulator.procurement.get_entitlement(PROVIDER, entitlement_id)
-                approvals.approve_account(self.container, account.account_id, actor="operator")
+                decisions.approve_account(self.container, account.account_id, actor="operator")
                 decide(self.container, entitlement_id, actor="operator")
             except (ApiError, ProcurementError, MarketplaceError):
                 continue

@@ -11,7 +11,7 @@ from marketplace_saas.adapters.db.models import Account, Customer, Entitlement
 from marketplace_saas.adapters.procurement import ProcurementGateway
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.service.reconcile import sync_all
+from marketplace_saas.service.procurement.reconcile import sync_all
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import Feed, entitlement_row, hooks
 

@@ -16,8 +16,8 @@ from marketplace_saas.adapters.procurement_errors import TransientProcurementErr
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.entitlements import AccountView
 from marketplace_saas.domain.signup import Visitor
-from marketplace_saas.service import records
 from marketplace_saas.service import signup as service
+from marketplace_saas.service.procurement import records
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.signup_support import (
     FORM,
@@ -156,9 +156,9 @@ def test_two_racing_submissions_create_one_customer_and_approve_once(
     account, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "pro")
     if account_recorded:  # the lifecycle already stored the account from its notification
         view = AccountView.from_api(app_container.procurement.get_account(account.id) or {})
-        with app_container.sessions.begin() as session:
+        with app_container.unit_of_work() as uow:
             ctx = records.Context(actor="listener", now=app_container.now())
-            records.apply_account(session, provider_id=PROVIDER, view=view, ctx=ctx)
+            records.apply_account(uow, provider_id=PROVIDER, view=view, ctx=ctx)
     visitor = Visitor(account.id, user_identity="u-race")
     barrier = threading.Barrier(2)
     results: list[object] = []

@@ -40,3 +40,14 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def ping(engine: sa.Engine) -> None:
+    """Raise unless the database answers a trivial query."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
+def safe_url(url: str) -> str:
+    """The database URL as it may be printed: the password hidden."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)

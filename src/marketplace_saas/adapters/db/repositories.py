@@ -8,7 +8,6 @@ way (SQLite has one writer at a time anyway).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -24,6 +23,7 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     PlanHistory,
 )
+from marketplace_saas.domain.records import KnownEntitlement
 
 M = TypeVar("M")
 
@@ -249,16 +249,6 @@ def save_entitlement(session: Session, values: dict[str, Any], *, new: bool) -> 
     cached = session.identity_map.get(session.identity_key(Entitlement, values["id"]))
     if cached is not None:
         session.expire(cached)
-
-
-@dataclass(frozen=True)
-class KnownEntitlement:
-    """What we applied of an entitlement and of its account (None: no such row)."""
-
-    update_time: datetime | None
-    account_id: str | None
-    account_update_time: datetime | None
-    account_signed_up: bool | None
 
 
 _KNOWN_ENTITLEMENT = (

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.logging import configure_logging
 from marketplace_saas.config import Settings
 
@@ -79,18 +78,14 @@ def load_settings() -> Settings:
 
 @contextmanager
 def open_container(settings: Settings | None = None) -> Iterator[Container]:
-    """The container for a command: bootstrap(), with the Procurement API calls measured."""
-    from marketplace_saas.adapters.procurement import ProcurementGateway
+    """The container for a command: bootstrap(), with the Google API calls measured."""
     from marketplace_saas.bootstrap import bootstrap
 
-    settings = settings or load_settings()
-    gateway = ProcurementGateway(settings)
-    container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
+    container = bootstrap(settings or load_settings(), instrument=True)
     try:
         yield container
     finally:
         container.close()
-        gateway.close()
 
 
 def stop_on_signals() -> threading.Event:
@@ -117,14 +112,15 @@ Report = Callable[[argparse.Namespace, Any, Any], int]
 def decision_command(
     id_arg: str, decide: Decide, report: Report
 ) -> Callable[[argparse.Namespace], int]:
-    """A command that takes one decision through `service.approvals` on the resource named by
-    `args.<id_arg>`, then prints its outcome with `report(args, container, result)`."""
+    """A command that takes one decision through `service.procurement.decisions` on the
+    resource named by `args.<id_arg>`, then prints its outcome with
+    `report(args, container, result)`."""
 
     def run(args: argparse.Namespace) -> int:
-        from marketplace_saas.service import approvals
+        from marketplace_saas.service.procurement import decisions
 
         resource_id = bare_id(getattr(args, id_arg))
         with open_container() as container:
-            return report(args, container, decide(approvals, container, resource_id, args))
+            return report(args, container, decide(decisions, container, resource_id, args))
 
     return run

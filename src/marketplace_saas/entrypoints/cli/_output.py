@@ -10,17 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TextIO
 
+from marketplace_saas.domain.time import optional_rfc3339 as rfc3339
+
 Columns = Sequence[tuple[str, str]]  # (header, key)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _default(value: object) -> object:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Account, Entitlement, InboxMessage
-from marketplace_saas.entrypoints.cli._output import rfc3339
+from marketplace_saas.domain.time import optional_rfc3339 as rfc3339
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:

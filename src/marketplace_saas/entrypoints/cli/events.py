@@ -62,7 +62,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.notifications import replay
+    from marketplace_saas.service.procurement.inbox import replay
 
     with open_container() as container:
         with container.sessions() as session:

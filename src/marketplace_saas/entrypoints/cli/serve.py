@@ -196,6 +196,6 @@ def banner(
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    from marketplace_saas.adapters.db.engine import safe_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return safe_url(url)

@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.reconcile import sync_all
+    from marketplace_saas.service.procurement.reconcile import sync_all
 
     with open_container() as container:
         result = sync_all(container, actor=OPERATOR)

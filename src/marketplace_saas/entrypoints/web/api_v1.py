@@ -196,6 +196,24 @@ def reports(
     return _json(page.as_dict())
 
 
+def _decide(
+    request: Request, operator: Operator, kind: str, resource_id: str, decision: str, body: Decision
+) -> Response:
+    _require_json(request)
+    container = get_container(request)
+    return _outcome(
+        operations.decide(
+            container,
+            operator,
+            kind,
+            resource_id,
+            decision,
+            version=body.version,
+            reason=body.reason,
+        )
+    )
+
+
 @router.post(
     "/entitlements/{entitlement_id}/{decision}",
     summary="approve | reject | approve-plan-change | reject-plan-change (reason for rejects)",
@@ -207,18 +225,7 @@ def decide_entitlement(
     decision: str,
     body: Annotated[Decision, Body()],
 ) -> Response:
-    _require_json(request)
-    return _outcome(
-        operations.decide(
-            get_container(request),
-            operator,
-            "entitlement",
-            entitlement_id,
-            decision,
-            version=body.version,
-            reason=body.reason,
-        )
-    )
+    return _decide(request, operator, "entitlement", entitlement_id, decision, body)
 
 
 @router.post("/accounts/{account_id}/{decision}", summary="approve | reject (reason required)")
@@ -229,18 +236,7 @@ def decide_account(
     decision: str,
     body: Annotated[Decision, Body()],
 ) -> Response:
-    _require_json(request)
-    return _outcome(
-        operations.decide(
-            get_container(request),
-            operator,
-            "account",
-            account_id,
-            decision,
-            version=body.version,
-            reason=body.reason,
-        )
-    )
+    return _decide(request, operator, "account", account_id, decision, body)
 
 
 @router.post("/notifications/{event_id}/replay", summary="Process a stored notification again")

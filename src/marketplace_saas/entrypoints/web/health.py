@@ -6,13 +6,13 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from marketplace_saas.adapters.db import migrate
+from marketplace_saas.adapters.db.engine import ping
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -29,8 +29,7 @@ def healthz() -> dict[str, str]:
 def readiness(container: Container) -> tuple[bool, dict[str, str]]:
     """(ready, details): the database answers and is at the head migration."""
     try:
-        with container.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        ping(container.engine)
         current = migrate.current_revision(container.engine)
     except Exception as exc:  # any driver error means: not ready
         return False, {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}

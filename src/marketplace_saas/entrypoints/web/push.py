@@ -31,7 +31,7 @@ from google.oauth2 import id_token
 
 from marketplace_saas.domain.text import is_storable
 from marketplace_saas.entrypoints.delivery import deliver
-from marketplace_saas.service.notifications import Disposition
+from marketplace_saas.service.procurement.inbox import Disposition
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container

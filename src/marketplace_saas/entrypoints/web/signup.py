@@ -35,7 +35,7 @@ from marketplace_saas.entrypoints.web.security import (
     set_session_cookie,
 )
 from marketplace_saas.service import signup as service
-from marketplace_saas.service.signup_status import customer_overview, signup_status
+from marketplace_saas.service.signup.status import customer_overview, signup_status
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container

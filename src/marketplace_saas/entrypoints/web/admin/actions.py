@@ -33,6 +33,28 @@ def _answer(request: Request, back: str, outcome: operations.Outcome) -> Respons
     return redirect(request, back, flash=("ok" if outcome.ok else "error", outcome.message))
 
 
+def _decide(
+    request: Request,
+    operator: Operator,
+    kind: str,
+    resource_id: str,
+    decision: str,
+    form: tuple[str, str, str, str],
+) -> Response:
+    csrf_token, version, reason, back = form
+    check_csrf(request, csrf_token)
+    outcome = operations.decide(
+        get_container(request),
+        operator,
+        kind,
+        resource_id,
+        decision,
+        version=version,
+        reason=reason,
+    )
+    return _answer(request, back or f"/admin/{kind}s/{resource_id}", outcome)
+
+
 @router.post("/entitlements/{entitlement_id}/{decision}")
 def decide_entitlement(
     request: Request,
@@ -44,17 +66,8 @@ def decide_entitlement(
     reason: Reason = "",
     back: Back = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
-    outcome = operations.decide(
-        get_container(request),
-        operator,
-        "entitlement",
-        entitlement_id,
-        decision,
-        version=version,
-        reason=reason,
-    )
-    return _answer(request, back or f"/admin/entitlements/{entitlement_id}", outcome)
+    form = (csrf_token, version, reason, back)
+    return _decide(request, operator, "entitlement", entitlement_id, decision, form)
 
 
 @router.post("/accounts/{account_id}/{decision}")
@@ -68,17 +81,8 @@ def decide_account(
     reason: Reason = "",
     back: Back = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
-    outcome = operations.decide(
-        get_container(request),
-        operator,
-        "account",
-        account_id,
-        decision,
-        version=version,
-        reason=reason,
-    )
-    return _answer(request, back or f"/admin/accounts/{account_id}", outcome)
+    form = (csrf_token, version, reason, back)
+    return _decide(request, operator, "account", account_id, decision, form)
 
 
 @router.post("/notifications/{event_id}/replay")

@@ -15,8 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
+from marketplace_saas.adapters.db.engine import ping
 from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
 
 if TYPE_CHECKING:
@@ -43,8 +42,7 @@ class Check:
 
 
 def _database(container: Container) -> Check:
-    with container.engine.connect() as conn:
-        conn.execute(sa.text("SELECT 1"))
+    ping(container.engine)
     return Check("Database", "ok", container.engine.dialect.name)
 
 

@@ -6,14 +6,13 @@
 
 A decision first compares the version the operator saw (`admin_queries.version_token`: state and
 when our record last changed) with our record now: a stale page is refused before Google is
-called. The service (`service.approvals`) then re-reads the resource from the Procurement API and
-acts only if it still waits for that decision. Every error becomes an `Outcome` with an HTTP
-status and a sentence for the operator.
+called. The service (`service.procurement.decisions`, the one home of every decision) then
+re-reads the resource from the Procurement API and acts only if it still waits for that
+decision. Every error becomes an `Outcome` with an HTTP status and a sentence for the operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,9 @@ from marketplace_saas.adapters.db.models import Account, Entitlement, UsageRepor
 from marketplace_saas.adapters.operators import Operator
 from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
-from marketplace_saas.service import approvals
 from marketplace_saas.service.admin_queries import version_token
 from marketplace_saas.service.audit import record_change
+from marketplace_saas.service.procurement import decisions
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -56,25 +55,6 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "message": self.message, "state": self.state, **(self.detail or {})}
-
-
-def _call(
-    container: Container, operator: Operator, kind: str, rid: str, decision: str, reason: str
-) -> approvals.ApprovalResult:
-    actor = operator.actor
-    if kind == "account":
-        if decision == "approve":
-            return approvals.approve_account(container, rid, actor=actor)
-        return approvals.reject_account(container, rid, actor=actor, reason=reason)
-    calls: dict[str, Callable[[], approvals.ApprovalResult]] = {
-        "approve": lambda: approvals.approve_entitlement(container, rid, actor=actor),
-        "reject": lambda: approvals.reject_entitlement(container, rid, actor=actor, reason=reason),
-        "approve-plan-change": lambda: approvals.approve_plan_change(container, rid, actor=actor),
-        "reject-plan-change": lambda: approvals.reject_plan_change(
-            container, rid, actor=actor, reason=reason
-        ),
-    }
-    return calls[decision]()
 
 
 def decide(
@@ -117,7 +97,9 @@ def decide(
         )
     bound = log.bind(operator=operator.name, kind=kind, resource_id=resource_id, decision=decision)
     try:
-        result = _call(container, operator, kind, resource_id, decision, reason)
+        result = decisions.decide_as_operator(
+            container, kind, resource_id, decision, actor=operator.actor, reason=reason
+        )
     except ResourceNotFound:
         return Outcome(False, 404, f"Google has no {kind} {resource_id!r} (deleted?).")
     except NothingToDecide as exc:
@@ -143,15 +125,15 @@ def decide(
 
 def replay(container: Container, operator: Operator, event_id: str) -> Outcome:
     """Process a stored notification again, and record who asked."""
-    from marketplace_saas.service.notifications import replay as replay_notification
+    from marketplace_saas.service.procurement.inbox import replay as replay_notification
 
     try:
         result = replay_notification(container, event_id)
     except LookupError:
         return Outcome(False, 404, f"There is no notification {event_id!r} in the inbox.")
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         record_change(
-            session,
+            uow,
             "replay_notification",
             actor=operator.actor,
             at=container.now(),

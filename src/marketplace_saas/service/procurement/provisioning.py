@@ -1,8 +1,8 @@
 """Provision before approve (`PROVISION_BEFORE_APPROVE=1`): approve only once the workspace exists.
 
-Where the lifecycle would approve an entitlement waiting in ENTITLEMENT_ACTIVATION_REQUESTED, it
-calls `approve_or_provision` instead. With the policy off that is `approve_entitlement`. With the
-policy on it:
+Where the lifecycle would approve an entitlement waiting in ENTITLEMENT_ACTIVATION_REQUESTED
+(`decisions.approve_or_provision`, and the policies' own approvals in `decisions`), with the
+policy on it does not approve; instead it:
 
 1. sets the entitlement's `messageToUser` ("Setting up your workspace") through the Procurement
    API, so the customer sees progress in the Marketplace (a failure there is logged, not fatal);
@@ -10,9 +10,10 @@ policy on it:
    ENTITLEMENT_ACTIVATION_REQUESTED), under the idempotency key `entitlement.active:{id}:provision`
    so that doing this twice queues one hook;
 3. returns. The dispatcher delivers the hook; only when every receiver succeeded does it call
-   `approve_after_provisioning`, which approves the entitlement. A failed approval fails the
-   attempt: the hook is retried (same idempotency key) and the approval with it. A hook that dies
-   leaves the entitlement unapproved and the dead item visible in `hooks list --status dead`.
+   `decisions.approve_after_provisioning`, which approves the entitlement. A failed approval
+   fails the attempt: the hook is retried (same idempotency key) and the approval with it. A
+   hook that dies leaves the entitlement unapproved and the dead item visible in
+   `hooks list --status dead`.
 
 Google answers the approval with ENTITLEMENT_ACTIVE, which raises the usual `entitlement.active`
 (an idempotent no-op for a receiver keyed on the entitlement id).
@@ -21,13 +22,9 @@ Google answers the approval with ENTITLEMENT_ACTIVE, which raises the usual `ent
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import structlog
-from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db.models import Entitlement
-from marketplace_saas.adapters.hooks import Delivery
 from marketplace_saas.adapters.procurement_errors import (
     ProcurementError,
     TransientProcurementError,
@@ -36,13 +33,17 @@ from marketplace_saas.domain.entitlements import ACTIVATION_REQUESTED, Entitleme
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import idempotency_key
-from marketplace_saas.service import approvals, records
+from marketplace_saas.domain.policies import accepts_message_to_user
 from marketplace_saas.service.audit import CallLog
 from marketplace_saas.service.hook_payloads import EntitlementLike, build_payload
 from marketplace_saas.service.outbox import enqueue_hook
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.procurement import records
+from marketplace_saas.service.procurement.decision_flow import (
+    ApprovalResult,
+    EntitlementDecision,
+    run_entitlement_decision,
+)
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -54,26 +55,44 @@ def provisioning_key(entitlement_id: str) -> str:
     return idempotency_key(Hook.ENTITLEMENT_ACTIVE, entitlement_id, "provision")
 
 
-def approve_or_provision(
-    container: Container, entitlement_id: str, *, actor: str
-) -> approvals.ApprovalResult:
-    """Approve now, or (PROVISION_BEFORE_APPROVE) start provisioning and approve after it.
+SET_MESSAGE = EntitlementDecision(
+    action="patch_message_to_user",
+    pending=accepts_message_to_user,
+    done=lambda v: False,
+    wanted=(
+        "messageToUser can be set only in ENTITLEMENT_ACTIVATION_REQUESTED or "
+        "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL"
+    ),
+    outcome="message_set",
+    already="message_set",
+)
 
-    The outcome is the approval's (`approved`, `already_approved`), or `provisioning` (the hook
-    is queued), or `not_waiting` (the entitlement no longer waits for an approval).
-    """
-    if not container.settings.provision_before_approve:
-        return approvals.approve_entitlement(container, entitlement_id, actor=actor)
-    return begin_provisioning(container, entitlement_id, actor=actor)
+
+def set_message_to_user(
+    container: App, entitlement_id: str, *, actor: str, message: str
+) -> ApprovalResult:
+    """Show `message` to the customer while a provider decision is pending."""
+    return run_entitlement_decision(
+        container,
+        entitlement_id,
+        SET_MESSAGE,
+        lambda v: _patch(container, entitlement_id, message),
+        actor=actor,
+        details={"message": message},
+    )
 
 
-def _record_from_api(container: Container, entitlement_id: str, actor: str) -> None:
+def _patch(container: App, entitlement_id: str, message: str) -> None:
+    container.procurement.patch_message_to_user(entitlement_id, message)
+
+
+def _record_from_api(container: App, entitlement_id: str, actor: str) -> None:
     resource = container.procurement.get_entitlement(entitlement_id)
     if resource is None:
         raise ResourceNotFound("entitlement", entitlement_id)
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         records.apply_entitlement(
-            session,
+            uow,
             provider_id=container.settings.provider_id,
             entitlement_id=entitlement_id,
             view=EntitlementView.from_api(resource),
@@ -81,9 +100,7 @@ def _record_from_api(container: Container, entitlement_id: str, actor: str) -> N
         )
 
 
-def begin_provisioning(
-    container: Container, entitlement_id: str, *, actor: str
-) -> approvals.ApprovalResult:
+def begin_provisioning(container: App, entitlement_id: str, *, actor: str) -> ApprovalResult:
     """Show "Setting up your workspace" and queue the provisioning hook (safe to repeat).
 
     Raises `TransientProcurementError` when Google is unavailable (the caller retries).
@@ -92,9 +109,7 @@ def begin_provisioning(
     recorded = True
     try:
         # Re-reads the entitlement, patches messageToUser, records what the API says.
-        approvals.set_message_to_user(
-            container, entitlement_id, actor=actor, message=SETTING_UP_MESSAGE
-        )
+        set_message_to_user(container, entitlement_id, actor=actor, message=SETTING_UP_MESSAGE)
     except NothingToDecide as exc:
         bound.info("provisioning.message_not_set", reason=str(exc))
     except TransientProcurementError:
@@ -104,28 +119,28 @@ def begin_provisioning(
         recorded = False
     if not recorded:
         _record_from_api(container, entitlement_id, actor)
-    with container.sessions.begin() as session:
-        row = session.get(Entitlement, entitlement_id)
+    with container.unit_of_work() as uow:
+        row = uow.entitlements.get(entitlement_id)
         if row is None:
             raise ResourceNotFound("entitlement", entitlement_id)
         state = row.state
-        if not enqueue_provisioning(session, row):
+        if not enqueue_provisioning(uow, row):
             bound.info("provisioning.not_waiting", state=state)
-            return approvals.ApprovalResult("entitlement", entitlement_id, "not_waiting", state)
+            return ApprovalResult("entitlement", entitlement_id, "not_waiting", state)
     bound.info("provisioning.queued")
-    return approvals.ApprovalResult("entitlement", entitlement_id, "provisioning", state)
+    return ApprovalResult("entitlement", entitlement_id, "provisioning", state)
 
 
-def enqueue_provisioning(session: Session, entitlement: EntitlementLike) -> bool:
+def enqueue_provisioning(uow: UnitOfWork, entitlement: EntitlementLike) -> bool:
     """In the caller's transaction: queue the provisioning hook of an entitlement that waits for
     its approval (our row, or the API's view). False when it does not wait (nothing queued)."""
     if entitlement.state != ACTIVATION_REQUESTED:
         return False
     payload = build_payload(
-        session, Hook.ENTITLEMENT_ACTIVE, entitlement=entitlement, provision_before_approve=True
+        uow, Hook.ENTITLEMENT_ACTIVE, entitlement=entitlement, provision_before_approve=True
     )
     enqueue_hook(
-        session,
+        uow,
         Hook.ENTITLEMENT_ACTIVE.value,
         ordering_key=entitlement.id,
         idempotency_key=provisioning_key(entitlement.id),
@@ -135,8 +150,8 @@ def enqueue_provisioning(session: Session, entitlement: EntitlementLike) -> bool
 
 
 def provision_instead_of_approving(
-    container: Container, calls: CallLog, view: EntitlementView
-) -> Callable[[Session, records.Context], records.Applied]:
+    container: App, calls: CallLog, view: EntitlementView
+) -> Callable[[UnitOfWork, records.Context], records.Applied]:
     """The lifecycle's approval under PROVISION_BEFORE_APPROVE: show "Setting up your workspace"
     (a call logged in `calls`), and return the write that queues the provisioning hook in the
     lifecycle's transaction. Raises `TransientProcurementError` when Google is unavailable."""
@@ -153,27 +168,10 @@ def provision_instead_of_approving(
     except ProcurementError as exc:  # the message is a courtesy: provisioning goes on
         log.warning("provisioning.message_not_set", entitlement_id=view.id, error=str(exc))
 
-    def write(session: Session, ctx: records.Context) -> records.Applied:
-        queued = enqueue_provisioning(session, view)
+    def write(uow: UnitOfWork, ctx: records.Context) -> records.Applied:
+        queued = enqueue_provisioning(uow, view)
         return records.Applied(
             changed=queued, hooks=(Hook.ENTITLEMENT_ACTIVE.value,) if queued else ()
         )
 
     return write
-
-
-def approve_after_provisioning(container: Container, delivery: Delivery) -> None:
-    """The dispatcher's after-delivery step: approve an entitlement whose workspace now exists.
-
-    Raises (and so fails the attempt, to be retried) when Google could not be reached.
-    """
-    entitlement = delivery.payload.entitlement
-    if not delivery.payload.provision_before_approve or entitlement is None:
-        return
-    try:
-        result = approvals.approve_entitlement(container, entitlement.id, actor=ACTOR)
-    except (NothingToDecide, ResourceNotFound) as exc:
-        # Approved meanwhile by an operator, or cancelled: nothing left to approve.
-        log.info("provisioning.nothing_to_approve", entitlement_id=entitlement.id, error=str(exc))
-        return
-    log.info("provisioning.approved", entitlement_id=entitlement.id, outcome=result.outcome)

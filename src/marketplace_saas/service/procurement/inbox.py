@@ -9,7 +9,7 @@
    reads what we applied of its entitlement for the handler. A repeated delivery counts
    `deliveries`; if the first one is already settled (processed, ignored, parked) it is
    acknowledged without being processed again.
-3. Process: the handler of `lifecycle.EVENT_HANDLERS` calls Google, then its writes, the audit rows
+3. Process: the handler of `handlers.EVENT_HANDLERS` calls Google, then its writes, the audit rows
    of its calls and the inbox status commit in one short transaction. Unknown event types are
    recorded as `ignored`. Both transactions go through `container.writes`: on SQLite, those of
    concurrent workers share one commit (`adapters.db.group_commit`).
@@ -24,12 +24,9 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
-
-from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.errors import IntegrityError, OperationalError
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.domain.notifications import (
@@ -39,11 +36,10 @@ from marketplace_saas.domain.notifications import (
     digest_event_id,
     parse_notification,
 )
-from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.procurement import handlers, records
+from marketplace_saas.service.procurement.effects import Effects
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 LISTENER = "listener"
 
@@ -79,7 +75,7 @@ def _text(data: bytes) -> str:
 
 
 def _store_invalid(
-    container: Container,
+    container: App,
     data: bytes,
     error: InvalidNotification,
     *,
@@ -107,20 +103,20 @@ def _store_invalid(
         "processed_at": now,
         "last_error": error.reason + claimed,
     }
-    with container.sessions.begin() as session:
-        if not repo.insert_inbox(session, values):
-            repo.count_delivery(session, key)
+    with container.unit_of_work() as uow:
+        if not uow.inbox.add(values):
+            uow.inbox.count_delivery(key)
     return key
 
 
 def _store_received(
-    container: Container,
+    container: App,
     note: Notification,
     data: bytes,
     *,
     message_id: str | None,
     source: str,
-) -> tuple[str, int, bool, lifecycle.Stored | None]:
+) -> tuple[str, int, bool, handlers.Stored | None]:
     """Store the message unless its eventId is there: its status, deliveries, whether it is
     a repeated delivery, and (an entitlement's message) what our records say of the entitlement,
     read in the same transaction for the handler. Committed before the message is processed
@@ -141,13 +137,13 @@ def _store_received(
         "received_at": container.now(),
     }
 
-    def store(session: Session) -> tuple[str, int, bool, lifecycle.Stored | None]:
+    def store(uow: UnitOfWork) -> tuple[str, int, bool, handlers.Stored | None]:
         stored = None
         if note.kind == "entitlement":
-            stored = lifecycle.Stored(repo.known_entitlement(session, note.subject_id))
-        if repo.insert_inbox(session, values):
+            stored = handlers.Stored(uow.entitlements.known(note.subject_id))
+        if uow.inbox.add(values):
             return "received", 1, False, stored
-        counted = repo.count_delivery(session, note.event_id)
+        counted = uow.inbox.count_delivery(note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
             raise IntegrityError("inbox row vanished", None, Exception(note.event_id))
         return counted[0], counted[1], True, stored
@@ -167,19 +163,19 @@ class _Done:
 
 
 def _process(
-    container: Container,
+    container: App,
     note: Notification,
     calls: CallLog,
     *,
     actor: str,
-    stored: lifecycle.Stored | None = None,
+    stored: handlers.Stored | None = None,
 ) -> _Done:
     """Run the handler, then commit its writes, its calls and the inbox status together."""
-    handler, why_ignored = lifecycle.handler_for(note)
+    handler, why_ignored = handlers.handler_for(note)
     effects = (
         handler(container, note, calls, stored)
         if handler is not None
-        else lifecycle.Effects(status="ignored", detail=why_ignored)
+        else Effects(status="ignored", detail=why_ignored)
     )
     ctx = records.Context(
         actor=actor,
@@ -189,13 +185,12 @@ def _process(
         event_update_time=note.update_time,
     )
 
-    def commit(session: Session) -> bool:
+    def commit(uow: UnitOfWork) -> bool:
         changed = False
         for write in effects.writes:
-            changed = write(session, ctx).changed or changed
-        calls.flush(session, actor=actor, event_id=note.event_id)
-        repo.settle_inbox(
-            session,
+            changed = write(uow, ctx).changed or changed
+        calls.flush(uow, actor=actor, event_id=note.event_id)
+        uow.inbox.settle(
             note.event_id,
             status=effects.status,
             processed_at=ctx.now,
@@ -208,7 +203,7 @@ def _process(
 
 
 def _record_failure(
-    container: Container,
+    container: App,
     note: Notification,
     calls: CallLog,
     exc: BaseException,
@@ -218,9 +213,9 @@ def _record_failure(
 ) -> tuple[str, int]:
     """Count the failed attempt; park the message once it has used all its attempts."""
     limit = container.settings.max_delivery_attempts
-    with container.sessions.begin() as session:
-        calls.flush(session, actor=actor, event_id=note.event_id)
-        row = repo.inbox_by_event_id(session, note.event_id, locked=True)
+    with container.unit_of_work() as uow:
+        calls.flush(uow, actor=actor, event_id=note.event_id)
+        row = uow.lock_inbox(note.event_id)
         if row is None:  # pragma: no cover - stored before processing; kept for safety
             return "retrying", 1
         row.attempts += 1
@@ -237,12 +232,12 @@ def _record_failure(
 
 
 def _settle(
-    container: Container,
+    container: App,
     note: Notification,
     *,
     actor: str,
     log: Any,
-    stored: lifecycle.Stored | None = None,
+    stored: handlers.Stored | None = None,
 ) -> str:
     """The one place that turns an outcome into an inbox status (and so into ack or nack)."""
     calls = CallLog(container.now)
@@ -279,7 +274,7 @@ def _logger(note: Notification, **extra: Any) -> Any:
 
 
 def handle_message(
-    container: Container, data: bytes, *, message_id: str | None = None, source: str = "pull"
+    container: App, data: bytes, *, message_id: str | None = None, source: str = "pull"
 ) -> Disposition:
     """Store, process and settle one notification; ACK only once its effects are committed."""
     try:
@@ -303,10 +298,10 @@ def handle_message(
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
-def replay(container: Container, event_id: str) -> ReplayResult:
+def replay(container: App, event_id: str) -> ReplayResult:
     """Process a stored notification again (a parked one, or any other), now."""
-    with container.sessions() as session:
-        row = repo.inbox_by_event_id(session, event_id)
+    with container.reading() as uow:
+        row = uow.inbox.get(event_id)
         if row is None:
             raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
         payload = row.payload.encode("utf-8")
@@ -318,16 +313,16 @@ def replay(container: Container, event_id: str) -> ReplayResult:
     status = _settle(container, note, actor="replay", log=log)
     if status == "retrying":
         status = _park_after_replay(container, event_id)
-    with container.sessions() as session:
-        row = repo.inbox_by_event_id(session, event_id)
+    with container.reading() as uow:
+        row = uow.inbox.get(event_id)
         last_error = row.last_error if row is not None and status != "processed" else None
     return ReplayResult(event_id, status, last_error)
 
 
-def _park_after_replay(container: Container, event_id: str) -> str:
+def _park_after_replay(container: App, event_id: str) -> str:
     """A replay has no Pub/Sub delivery to retry it: a failed replay stays parked."""
-    with container.sessions.begin() as session:
-        row = repo.inbox_by_event_id(session, event_id, locked=True)
+    with container.unit_of_work() as uow:
+        row = uow.lock_inbox(event_id)
         if row is not None:
             row.status = "parked"
             row.processed_at = container.now()

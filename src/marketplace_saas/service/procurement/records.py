@@ -1,4 +1,4 @@
-"""Apply what the Procurement API says to our records, in the caller's transaction.
+"""Apply what the Procurement API says to our records, in the caller's unit of work.
 
 Shared by the lifecycle (notifications), the approvals and the reconciliation: whoever read an
 account or an entitlement from the API applies it here, so our records, plan history, provisioning
@@ -12,10 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db.models import Account
 from marketplace_saas.domain.entitlements import (
     CANCELLED,
     AccountView,
@@ -28,6 +24,7 @@ from marketplace_saas.domain.events import EventType, Hook
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.hook_payloads import build_payload
 from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 # Entitlement columns copied from the API's resource.
 _COPIED = (
@@ -123,7 +120,7 @@ def _hook_payload(row: Written, ctx: Context) -> dict[str, Any]:
 
 
 def _enqueue(
-    session: Session,
+    uow: UnitOfWork,
     hooks: tuple[Hook, ...],
     values: dict[str, Any],
     ctx: Context,
@@ -135,12 +132,12 @@ def _enqueue(
     row = Written.of(values)
     for hook in hooks:
         enqueue_hook(
-            session,
+            uow,
             hook.value,
             ordering_key=row.id,
             idempotency_key=f"{hook.value}:{row.id}:{version}",
             payload=build_payload(
-                session,
+                uow,
                 hook.value,
                 entitlement=row,
                 previous_plan=previous_plan if hook is Hook.ENTITLEMENT_PLAN_CHANGED else None,
@@ -162,9 +159,9 @@ def _before(row: dict[str, Any] | None) -> Before:
 
 
 def _new_entitlement(
-    entitlement_id: str, provider_id: str, view: EntitlementView
+    columns: tuple[str, ...], entitlement_id: str, provider_id: str, view: EntitlementView
 ) -> dict[str, Any]:
-    row: dict[str, Any] = dict.fromkeys(repo.ENTITLEMENT_COLUMNS)
+    row: dict[str, Any] = dict.fromkeys(columns)
     row.update(
         id=entitlement_id,
         provider_id=provider_id,
@@ -177,7 +174,7 @@ def _new_entitlement(
 
 
 def apply_entitlement(
-    session: Session,
+    uow: UnitOfWork,
     *,
     provider_id: str,
     entitlement_id: str,
@@ -186,16 +183,20 @@ def apply_entitlement(
 ) -> Applied:
     """Make our entitlement match `view` (None: the API answered 404, it is deleted).
 
-    The row is read and written as plain columns (`repo.entitlement_values` and
-    `repo.save_entitlement`): one SELECT and one UPDATE or INSERT, no ORM unit of work."""
-    current = repo.entitlement_values(session, entitlement_id, locked=True)
+    The row is read, locked, and written as plain columns (`uow.lock_entitlement` and
+    `uow.entitlements.save`): one SELECT and one UPDATE or INSERT, no ORM unit of work."""
+    current = uow.lock_entitlement(entitlement_id)
     if view is None:
-        return _apply_deleted(session, current, ctx)
+        return _apply_deleted(uow, current, ctx)
     if current is not None and is_stale(current["google_update_time"], view.update_time):
         return STALE
     before = _before(current)
     created = current is None
-    row = _new_entitlement(entitlement_id, provider_id, view) if current is None else current
+    row = (
+        _new_entitlement(uow.entitlements.columns, entitlement_id, provider_id, view)
+        if current is None
+        else current
+    )
     transition = service_transition(before, view, event_type=ctx.event_type)
     changes: dict[str, object] = {}
     for column in _COPIED:
@@ -231,10 +232,9 @@ def apply_entitlement(
     row["google_create_time"] = view.create_time
     row["google_update_time"] = view.update_time
     row["raw"] = view.raw
-    repo.save_entitlement(session, row, new=created)
+    uow.entitlements.save(row, new=created)
     if history_from is not None:
-        repo.add_plan_history(
-            session,
+        uow.plans.add(
             entitlement_id=entitlement_id,
             plan=transition.service_plan or "",
             previous_plan=before.service_plan,
@@ -245,7 +245,7 @@ def apply_entitlement(
     hooks = transition.hooks
     if changes or hooks:
         record_change(
-            session,
+            uow,
             "entitlement.created" if created else "entitlement.updated",
             actor=ctx.actor,
             at=ctx.now,
@@ -255,13 +255,13 @@ def apply_entitlement(
             details={"changes": changes, "hooks": [h.value for h in hooks]},
         )
     version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
-    _enqueue(session, hooks, row, ctx, version, previous_plan=before.service_plan)
+    _enqueue(uow, hooks, row, ctx, version, previous_plan=before.service_plan)
     return Applied(
         changed=bool(changes), hooks=tuple(h.value for h in hooks), changes=tuple(changes)
     )
 
 
-def _apply_deleted(session: Session, row: dict[str, Any] | None, ctx: Context) -> Applied:
+def _apply_deleted(uow: UnitOfWork, row: dict[str, Any] | None, ctx: Context) -> Applied:
     if row is None or row["deleted_at"] is not None:
         return UNCHANGED  # never seen (nothing to keep), or already recorded
     transition = service_transition(_before(row), None, event_type=ctx.event_type)
@@ -270,9 +270,9 @@ def _apply_deleted(session: Session, row: dict[str, Any] | None, ctx: Context) -
     row["service_plan"] = None
     if transition.turned_off and row["cancelled_at"] is None:
         row["cancelled_at"] = ctx.now
-    repo.save_entitlement(session, row, new=False)
+    uow.entitlements.save(row, new=False)
     record_change(
-        session,
+        uow,
         "entitlement.deleted",
         actor=ctx.actor,
         at=ctx.now,
@@ -281,23 +281,20 @@ def _apply_deleted(session: Session, row: dict[str, Any] | None, ctx: Context) -
         event_id=ctx.event_id,
         details={"hooks": [h.value for h in transition.hooks]},
     )
-    _enqueue(session, transition.hooks, row, ctx, "deleted")
+    _enqueue(uow, transition.hooks, row, ctx, "deleted")
     return Applied(
         changed=True, hooks=tuple(h.value for h in transition.hooks), changes=("deleted_at",)
     )
 
 
-def apply_account(
-    session: Session, *, provider_id: str, view: AccountView, ctx: Context
-) -> Applied:
+def apply_account(uow: UnitOfWork, *, provider_id: str, view: AccountView, ctx: Context) -> Applied:
     """Make our account match `view`: state and approvals (the sign-up state is ours)."""
-    row = repo.account_by_id(session, view.id, locked=True)
+    row = uow.lock_account(view.id)
     if row is not None and is_stale(row.google_update_time, view.update_time):
         return STALE
     created = row is None
     if row is None:
-        row = Account(id=view.id, provider_id=provider_id, approvals={})
-        session.add(row)
+        row = uow.accounts.add(view.id, provider_id=provider_id)
     changes: dict[str, object] = {}
     updates: dict[str, object] = {
         "state": view.state,
@@ -312,7 +309,7 @@ def apply_account(
     row.google_update_time = view.update_time
     if changes:
         record_change(
-            session,
+            uow,
             "account.created" if created else "account.updated",
             actor=ctx.actor,
             at=ctx.now,
@@ -323,16 +320,16 @@ def apply_account(
     return Applied(changed=bool(changes), changes=tuple(changes))
 
 
-def erase_account(session: Session, *, account_id: str, ctx: Context) -> Applied:
+def erase_account(uow: UnitOfWork, *, account_id: str, ctx: Context) -> Applied:
     """The account is gone from Google: erase the customer's personal data, keep billing's."""
-    row = repo.account_by_id(session, account_id, locked=True)
+    row = uow.lock_account(account_id)
     if row is None or row.deleted_at is not None:
         return UNCHANGED
     row.deleted_at = ctx.now
     erased_customer: str | None = None
     if row.customer_id is not None:
-        siblings = repo.accounts_of_customer(session, row.customer_id)
-        customer = repo.customer_by_id(session, row.customer_id)
+        siblings = uow.accounts.of_customer(row.customer_id)
+        customer = uow.customers.get(row.customer_id)
         if customer is not None and all(a.deleted_at is not None for a in siblings):
             customer.name = None
             customer.email = None
@@ -342,7 +339,7 @@ def erase_account(session: Session, *, account_id: str, ctx: Context) -> Applied
             customer.erased_at = ctx.now
             erased_customer = customer.id
     record_change(
-        session,
+        uow,
         "account.deleted",
         actor=ctx.actor,
         at=ctx.now,
@@ -351,7 +348,7 @@ def erase_account(session: Session, *, account_id: str, ctx: Context) -> Applied
         details={"erased_customer": erased_customer},
     )
     enqueue_hook(
-        session,
+        uow,
         Hook.ACCOUNT_DELETED.value,
         ordering_key=account_id,
         idempotency_key=f"{Hook.ACCOUNT_DELETED.value}:{account_id}",

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db.models import Customer
 from marketplace_saas.domain.entitlements import APPROVAL_APPROVED, APPROVAL_REJECTED, CANCELLED
 from marketplace_saas.domain.signup import Purchase
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.ports import CustomerRecord
+from marketplace_saas.service.unit_of_work import App
 
 
 @dataclass(frozen=True)
@@ -40,23 +37,23 @@ class CustomerOverview:
     purchases: list[Purchase]
 
 
-def account_entry(customer: Customer, account_id: str) -> dict[str, Any]:
+def account_entry(customer: CustomerRecord, account_id: str) -> dict[str, Any]:
     """What the sign-up stored for this account in `customers.signup_data`."""
     accounts = (customer.signup_data or {}).get("accounts") or {}
     entry = accounts.get(account_id) if isinstance(accounts, dict) else None
     return entry if isinstance(entry, dict) else {}
 
 
-def signup_status(container: Container, account_id: str) -> SignupStatus | None:
+def signup_status(container: App, account_id: str) -> SignupStatus | None:
     """The done page's facts; None when this account has not signed up."""
-    with container.sessions() as session:
-        row = repo.account_by_id(session, account_id)
+    with container.reading() as uow:
+        row = uow.accounts.get(account_id)
         if row is None or row.signed_up_at is None or row.customer_id is None:
             return None
-        customer = session.get(Customer, row.customer_id)
+        customer = uow.customers.get(row.customer_id)
         if customer is None:
             return None
-        known = {e.id: e.state for e in repo.entitlements_of_account(session, account_id)}
+        known = {e.id: e.state for e in uow.entitlements.of_account(account_id)}
         purchases = []
         for item in account_entry(customer, account_id).get("purchases") or []:
             purchase = Purchase.from_dict(item) if isinstance(item, dict) else None
@@ -84,16 +81,16 @@ def signup_status(container: Container, account_id: str) -> SignupStatus | None:
         )
 
 
-def customer_overview(container: Container, customer_id: str) -> CustomerOverview | None:
+def customer_overview(container: App, customer_id: str) -> CustomerOverview | None:
     """A signed-up customer's name and live subscriptions across their accounts."""
-    with container.sessions() as session:
-        customer = session.get(Customer, customer_id)
+    with container.reading() as uow:
+        customer = uow.customers.get(customer_id)
         if customer is None or customer.erased_at is not None:
             return None
         purchases = [
             Purchase(e.id, e.product, e.service_plan or e.plan, e.state)
-            for account in repo.accounts_of_customer(session, customer_id)
-            for e in repo.entitlements_of_account(session, account.id)
+            for account in uow.accounts.of_customer(customer_id)
+            for e in uow.entitlements.of_account(account.id)
             if e.state != CANCELLED and e.deleted_at is None
         ]
         return CustomerOverview(customer.id, customer.name or "", purchases)

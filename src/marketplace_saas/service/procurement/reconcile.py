@@ -19,18 +19,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import MarketplaceError
-from marketplace_saas.service import lifecycle, records
 from marketplace_saas.service.audit import CallLog
-
-if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.procurement import records
+from marketplace_saas.service.procurement.automatic import (
+    DecisionNotTaken,
+    apply_account_policy,
+    apply_policies,
+    needs_account_decision,
+    needs_decision,
+)
+from marketplace_saas.service.procurement.decision_flow import read_account, read_entitlement
+from marketplace_saas.service.procurement.effects import Effects, write_account, write_entitlement
+from marketplace_saas.service.unit_of_work import App
 
 BATCH = 200
 T = TypeVar("T")
@@ -58,9 +64,9 @@ def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
         yield batch
 
 
-def _signed_up(container: Container) -> dict[str, bool]:
-    with container.sessions() as session:
-        return repo.signed_up_by_account(session)
+def _signed_up(container: App) -> dict[str, bool]:
+    with container.reading() as uow:
+        return uow.accounts.signed_up()
 
 
 def _streamed(
@@ -80,14 +86,14 @@ def _streamed(
     calls.record(action, started, outcome="ok", details={"items": count})
 
 
-def _flush(container: Container, calls: CallLog, actor: str) -> None:
+def _flush(container: App, calls: CallLog, actor: str) -> None:
     if calls.calls:
-        with container.sessions.begin() as session:
-            calls.flush(session, actor=actor)
+        with container.unit_of_work() as uow:
+            calls.flush(uow, actor=actor)
         calls.calls.clear()
 
 
-def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+def _sync_accounts(container: App, result: SyncResult, *, actor: str) -> set[str]:
     listed: set[str] = set()
     signed_up = _signed_up(container)
     calls = CallLog(container.now)
@@ -95,20 +101,18 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
     undecided: list[AccountView] = []
     for batch in _batches(resources):
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             for resource in batch:
                 view = AccountView.from_api(resource)
                 listed.add(view.id)
-                if lifecycle.needs_account_decision(
-                    container, view, signed_up=signed_up.get(view.id, False)
-                ):
+                if needs_account_decision(container, view, signed_up=signed_up.get(view.id, False)):
                     undecided.append(view)
                     continue
                 applied = records.apply_account(
-                    session, provider_id=container.settings.provider_id, view=view, ctx=ctx
+                    uow, provider_id=container.settings.provider_id, view=view, ctx=ctx
                 )
                 result.accounts_changed += int(applied.changed)
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
             calls.calls.clear()
     _flush(container, calls, actor)
     for view in undecided:
@@ -117,7 +121,7 @@ def _sync_accounts(container: Container, result: SyncResult, *, actor: str) -> s
     return listed
 
 
-def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) -> set[str]:
+def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set[str]:
     listed: set[str] = set()
     signed_up = _signed_up(container)
     calls = CallLog(container.now)
@@ -125,23 +129,23 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
     undecided: list[EntitlementView] = []
     for batch in _batches(resources):
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             for resource in batch:
                 view = EntitlementView.from_api(resource)
                 listed.add(view.id)
                 account_signed_up = signed_up.get(view.account_id, False)
-                if lifecycle.needs_decision(container, view, signed_up=account_signed_up):
+                if needs_decision(container, view, signed_up=account_signed_up):
                     undecided.append(view)
                     continue
                 applied = records.apply_entitlement(
-                    session,
+                    uow,
                     provider_id=container.settings.provider_id,
                     entitlement_id=view.id,
                     view=view,
                     ctx=ctx,
                 )
                 result.entitlements_changed += int(applied.changed)
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
             calls.calls.clear()
     _flush(container, calls, actor)
     for view in undecided:
@@ -151,43 +155,43 @@ def _sync_entitlements(container: Container, result: SyncResult, *, actor: str) 
 
 
 def _decide_account(
-    container: Container, view: AccountView, signed_up: bool, result: SyncResult, *, actor: str
+    container: App, view: AccountView, signed_up: bool, result: SyncResult, *, actor: str
 ) -> None:
     calls = CallLog(container.now)
     try:
-        effects = lifecycle.decide_account(container, calls, view, signed_up=signed_up)
+        effects = apply_account_policy(container, calls, view, signed_up=signed_up)
     except ProcurementError as exc:
         result.errors.append(f"account {view.id}: {exc}")
-        effects = lifecycle.Effects(writes=[lifecycle.write_account(container, view)])
+        effects = Effects(writes=[write_account(container, view)])
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         for write in effects.writes:
-            result.accounts_changed += int(write(session, ctx).changed)
-        calls.flush(session, actor=actor)
+            result.accounts_changed += int(write(uow, ctx).changed)
+        calls.flush(uow, actor=actor)
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
 def _decide(
-    container: Container, view: EntitlementView, signed_up: bool, result: SyncResult, *, actor: str
+    container: App, view: EntitlementView, signed_up: bool, result: SyncResult, *, actor: str
 ) -> None:
     """A decision a missed notification would have taken: take it now, then record."""
     calls = CallLog(container.now)
     try:
-        latest, effects = lifecycle.decide_entitlement(container, calls, view, signed_up=signed_up)
-    except (ProcurementError, MarketplaceError, lifecycle.DecisionNotTaken) as exc:
+        latest, effects = apply_policies(container, calls, view, signed_up=signed_up)
+    except (ProcurementError, MarketplaceError, DecisionNotTaken) as exc:
         result.errors.append(f"entitlement {view.id}: {exc}")
-        latest, effects = view, lifecycle.Effects()
-    effects.writes.append(lifecycle.write_entitlement(container, view.id, latest))
+        latest, effects = view, Effects()
+    effects.writes.append(write_entitlement(container, view.id, latest))
     ctx = records.Context(actor=actor, now=container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         for write in effects.writes:
-            result.entitlements_changed += int(write(session, ctx).changed)
-        calls.flush(session, actor=actor)
+            result.entitlements_changed += int(write(uow, ctx).changed)
+        calls.flush(uow, actor=actor)
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
 def _sync_vanished(
-    container: Container,
+    container: App,
     result: SyncResult,
     listed_accounts: set[str],
     listed_entitlements: set[str],
@@ -195,47 +199,47 @@ def _sync_vanished(
     actor: str,
 ) -> None:
     """What we hold but the API did not list: confirm with a GET before believing it gone."""
-    with container.sessions() as session:
-        live_entitlements = repo.live_entitlement_ids(session) - listed_entitlements
-        live_accounts = repo.live_account_ids(session) - listed_accounts
+    with container.reading() as uow:
+        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
+        live_accounts = uow.accounts.live_ids() - listed_accounts
     for entitlement_id in sorted(live_entitlements):
         calls = CallLog(container.now)
         try:
-            view = lifecycle.read_entitlement(container, calls, entitlement_id)
+            view = read_entitlement(container, calls, entitlement_id)
         except ProcurementError as exc:
             result.errors.append(f"entitlement {entitlement_id}: {exc}")
             continue
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             applied = records.apply_entitlement(
-                session,
+                uow,
                 provider_id=container.settings.provider_id,
                 entitlement_id=entitlement_id,
                 view=view,
                 ctx=ctx,
             )
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
         result.entitlements_deleted += int(view is None and applied.changed)
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
         try:
-            account = lifecycle.read_account(container, calls, account_id)
+            account = read_account(container, calls, account_id)
         except ProcurementError as exc:
             result.errors.append(f"account {account_id}: {exc}")
             continue
         ctx = records.Context(actor=actor, now=container.now())
-        with container.sessions.begin() as session:
+        with container.unit_of_work() as uow:
             if account is None:
-                applied = records.erase_account(session, account_id=account_id, ctx=ctx)
+                applied = records.erase_account(uow, account_id=account_id, ctx=ctx)
                 result.accounts_deleted += int(applied.changed)
             else:
                 records.apply_account(
-                    session, provider_id=container.settings.provider_id, view=account, ctx=ctx
+                    uow, provider_id=container.settings.provider_id, view=account, ctx=ctx
                 )
-            calls.flush(session, actor=actor)
+            calls.flush(uow, actor=actor)
 
 
-def sync_all(container: Container, *, actor: str = "sync") -> SyncResult:
+def sync_all(container: App, *, actor: str = "sync") -> SyncResult:
     """Repair every account and entitlement from the Procurement API; see the module docstring."""
     log = get_logger(__name__, actor=actor)
     result = SyncResult()

@@ -1,0 +1,280 @@
+"""The database's unit of work: one `Session` transaction and its repositories.
+
+    with transaction(sessions) as uow: ...     # commits at the end (`Container.unit_of_work`)
+    with reading(sessions) as uow: ...         # read only (`Container.reading`)
+    SqlUnitOfWork(session)                     # a caller's open session (not-yet-ported code)
+
+The repositories wrap the statements of `repositories` (built once, with bind parameters: the
+listener's hot path). The locks are taken here only (`lock_entitlement`, `lock_account`,
+`lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL; on SQLite the transaction takes the
+database's write lock before its first read. The protocols these satisfy are in
+`service.ports` and `service.unit_of_work`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.models import (
+    Account,
+    AuditLog,
+    Customer,
+    Entitlement,
+    HookOutbox,
+    InboxMessage,
+    PlanHistory,
+)
+from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
+from marketplace_saas.domain.records import KnownEntitlement
+
+_AUDIT_INSERT = sa.insert(cast(sa.Table, AuditLog.__table__))  # Core: no unit of work per row
+_OUTBOX_INSERT = repo.insert_skipping_duplicates(
+    cast(sa.Table, HookOutbox.__table__), "idempotency_key"
+)
+_ACCOUNTS = cast(sa.Table, Account.__table__)
+_CUSTOMERS = cast(sa.Table, Customer.__table__)
+# One read for both, built once (hooks are enqueued on the listener's hot path).
+_ACCOUNT_AND_CUSTOMER = (
+    sa.select(
+        _ACCOUNTS.c.id,
+        _ACCOUNTS.c.state,
+        _ACCOUNTS.c.signup_approval,
+        _ACCOUNTS.c.customer_id,
+        _CUSTOMERS.c.id.label("customer_found"),
+        _CUSTOMERS.c.name,
+        _CUSTOMERS.c.email,
+        _CUSTOMERS.c.company,
+    )
+    .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _ACCOUNTS.c.customer_id)
+    .where(_ACCOUNTS.c.id == sa.bindparam("account_id"))
+)
+_PREVIOUS_PLAN = (
+    sa.select(PlanHistory.previous_plan)
+    .where(PlanHistory.entitlement_id == sa.bindparam("entitlement_id"))
+    .order_by(PlanHistory.effective_at.desc(), PlanHistory.id.desc())
+    .limit(1)
+)
+
+
+class SqlInbox:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, values: dict[str, Any]) -> bool:
+        return repo.insert_inbox(self.session, values)
+
+    def count_delivery(self, event_id: str) -> tuple[str, int] | None:
+        return repo.count_delivery(self.session, event_id)
+
+    def settle(
+        self, event_id: str, *, status: str, processed_at: datetime, last_error: str | None
+    ) -> None:
+        repo.settle_inbox(
+            self.session,
+            event_id,
+            status=status,
+            processed_at=processed_at,
+            last_error=last_error,
+        )
+
+    def get(self, event_id: str) -> InboxMessage | None:
+        return repo.inbox_by_event_id(self.session, event_id)
+
+    def latest(self, *, status: str | None = None, limit: int = 100) -> list[InboxMessage]:
+        return repo.list_inbox(self.session, status=status, limit=limit)
+
+
+class SqlAccounts:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, account_id: str) -> Account | None:
+        return repo.account_by_id(self.session, account_id)
+
+    def add(self, account_id: str, *, provider_id: str) -> Account:
+        row = Account(id=account_id, provider_id=provider_id, approvals={})
+        self.session.add(row)
+        return row
+
+    def of_customer(self, customer_id: str) -> list[Account]:
+        return repo.accounts_of_customer(self.session, customer_id)
+
+    def live_ids(self) -> set[str]:
+        return repo.live_account_ids(self.session)
+
+    def signed_up(self) -> dict[str, bool]:
+        return repo.signed_up_by_account(self.session)
+
+    def claim_signup(self, account_id: str, *, customer_id: str, at: datetime) -> bool:
+        self.session.flush()  # the customer row first: the account refers to it
+        claim = self.session.execute(
+            sa.update(Account)
+            .where(Account.id == account_id, Account.signed_up_at.is_(None))
+            .values(customer_id=customer_id, signed_up_at=at, updated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(claim, "rowcount", 0) == 1
+
+    def hook_parties(self, account_id: str) -> tuple[AccountInfo, CustomerInfo | None]:
+        row = self.session.execute(_ACCOUNT_AND_CUSTOMER, {"account_id": account_id}).first()
+        if row is None:
+            return AccountInfo(id=account_id), None
+        info = AccountInfo(id=row.id, state=row.state, signup_approval=row.signup_approval)
+        if row.customer_id is None:
+            return info, None
+        if row.customer_found is None:
+            return info, CustomerInfo(id=row.customer_id)
+        return info, CustomerInfo(
+            id=row.customer_id, name=row.name, email=row.email, company=row.company
+        )
+
+
+class SqlCustomers:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, customer_id: str) -> Customer | None:
+        return repo.customer_by_id(self.session, customer_id)
+
+    def by_identity(self, user_identity: str) -> Customer | None:
+        statement = sa.select(Customer).where(Customer.user_identity == user_identity)
+        return self.session.scalars(statement).first()
+
+    def add(self, customer_id: str, *, user_identity: str | None) -> Customer:
+        row = Customer(id=customer_id, user_identity=user_identity)
+        self.session.add(row)
+        return row
+
+
+class SqlEntitlements:
+    __slots__ = ("session",)
+    columns = repo.ENTITLEMENT_COLUMNS
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def save(self, values: dict[str, Any], *, new: bool) -> None:
+        repo.save_entitlement(self.session, values, new=new)
+
+    def get(self, entitlement_id: str) -> Entitlement | None:
+        return self.session.get(Entitlement, entitlement_id)
+
+    def known(self, entitlement_id: str) -> KnownEntitlement | None:
+        return repo.known_entitlement(self.session, entitlement_id)
+
+    def of_account(self, account_id: str) -> list[Entitlement]:
+        return repo.entitlements_of_account(self.session, account_id)
+
+    def live_ids(self) -> set[str]:
+        return repo.live_entitlement_ids(self.session)
+
+
+class SqlPlanHistory:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self,
+        *,
+        entitlement_id: str,
+        plan: str,
+        previous_plan: str | None,
+        effective_at: datetime,
+        event_id: str | None,
+        recorded_at: datetime,
+    ) -> None:
+        repo.add_plan_history(
+            self.session,
+            entitlement_id=entitlement_id,
+            plan=plan,
+            previous_plan=previous_plan,
+            effective_at=effective_at,
+            event_id=event_id,
+            recorded_at=recorded_at,
+        )
+
+    def previous_plan(self, entitlement_id: str) -> str | None:
+        found: str | None = self.session.scalars(
+            _PREVIOUS_PLAN, {"entitlement_id": entitlement_id}
+        ).first()
+        return found
+
+    def rejection_stands(self, entitlement_id: str) -> bool:
+        return repo.plan_change_rejected_last(self.session, entitlement_id)
+
+
+class SqlAudit:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        # One row is a plain execution (the hot path's change row), several an executemany.
+        self.session.execute(_AUDIT_INSERT, rows[0] if len(rows) == 1 else rows)
+
+
+class SqlOutbox:
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, values: dict[str, Any]) -> None:
+        self.session.execute(_OUTBOX_INSERT[repo.dialect_of(self.session)], values)
+
+
+class SqlUnitOfWork:
+    """The repositories of one session's transaction (see the module docstring)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        # -- the procurement side's repositories ------------------------------------------------
+        self.inbox = SqlInbox(session)
+        self.accounts = SqlAccounts(session)
+        self.customers = SqlCustomers(session)
+        self.entitlements = SqlEntitlements(session)
+        self.plans = SqlPlanHistory(session)
+        self.audit = SqlAudit(session)
+        self.outbox = SqlOutbox(session)
+        # -- other capabilities add their repositories below (metering, hooks, console) ---------
+
+    # -- locks ----------------------------------------------------------------------------------
+
+    def lock_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        return repo.entitlement_values(self.session, entitlement_id, locked=True)
+
+    def lock_account(self, account_id: str) -> Account | None:
+        return repo.account_by_id(self.session, account_id, locked=True)
+
+    def lock_inbox(self, event_id: str) -> InboxMessage | None:
+        return repo.inbox_by_event_id(self.session, event_id, locked=True)
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[SqlUnitOfWork]:
+    """A unit of work in its own transaction: committed at the end, rolled back on an error."""
+    with sessions.begin() as session:
+        yield SqlUnitOfWork(session)
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[SqlUnitOfWork]:
+    """A unit of work that only reads: its transaction is rolled back at the end."""
+    with sessions() as session:
+        yield SqlUnitOfWork(session)

@@ -1,0 +1,1 @@
+"""Procurement: notifications in, the lifecycle handlers, decisions, our records, reconciliation."""
