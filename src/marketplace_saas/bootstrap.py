@@ -23,11 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.db import unit_of_work as sql_uow
+from marketplace_saas.adapters.db.console import SqlConsole
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.group_commit import GroupCommit
+from marketplace_saas.adapters.db.usage_ledger import run_lock
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
 from marketplace_saas.adapters.servicecontrol import ServiceControlApi, ServiceControlGateway
 from marketplace_saas.config import Settings
+from marketplace_saas.service.console.reads import ConsoleViews
 
 Clock = Callable[[], datetime]
 
@@ -61,6 +64,8 @@ class Container:
             self.unit_of_work,
             max_batch=SQLITE_GROUP_COMMIT if engine.dialect.name == "sqlite" else 1,
         )
+        # The console's read models, one short session per `with container.console() as reads`.
+        self.console: ConsoleViews = SqlConsole(self.sessions)
         self._procurement = procurement
         self._owned_gateways: list[Any] = []
         self._servicecontrol = servicecontrol
@@ -75,6 +80,10 @@ class Container:
     def reading(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
         """A read-only transaction: nothing is committed."""
         return sql_uow.reading(self.sessions)
+
+    def report_lock(self) -> AbstractContextManager[bool]:
+        """The usage reporter's lock, held for a whole run (False: another run holds it)."""
+        return run_lock(self.engine)
 
     def _own(self, gateway: Any, api: str) -> Any:
         """A gateway this container built: closed by `close()`, measured if asked."""

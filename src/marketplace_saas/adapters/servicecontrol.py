@@ -10,17 +10,17 @@ Procurement gateway). This module is the one place that classifies Service Contr
      └── TransientServiceControlError   429, 5xx, timeouts, broken connections after the retries;
                                         for a report, whether Google recorded it is unknown
 
-    check_verdict(checkErrors)   -> OK | SUSPEND (stop serving the customer) | RETRY | REFUSED
     report_error_is_transient(status) -> whether a `reportErrors` entry is worth re-sending
+
+and the one place that writes an Operation's wire JSON (`operation_json`). What a check's
+`checkErrors` mean for the customer's service is a business rule: `domain.suspension`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import google.auth
@@ -29,19 +29,44 @@ from googleapiclient.errors import HttpError
 
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.config import Settings
+from marketplace_saas.domain.metering import ReportRow
+from marketplace_saas.domain.time import format_rfc3339
 
 SCOPE = "https://www.googleapis.com/auth/servicecontrol"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+OPERATION_NAME = "Hourly Usage Report"
 
-# CheckError codes after which Google recommends to stop serving the customer (reference 4.4).
-SUSPEND_CODES = frozenset({"SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"})
-# Backend outages and artificial faults: retry, never a reason to cut service off.
-RETRY_CODES = frozenset({"LOAD_SHEDDING", "INJECTED_ERROR", "ERROR_CODE_UNSPECIFIED"})
-# "should be ignored" (the discovery document).
-IGNORED_CODES = frozenset({"SECURITY_POLICY_BACKEND_UNAVAILABLE"})
 # google.rpc codes of a `reportErrors` status worth re-sending: UNKNOWN, DEADLINE_EXCEEDED,
 # RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
 TRANSIENT_RPC_CODES = frozenset({2, 4, 8, 10, 13, 14})
+
+
+def operation_json(row: ReportRow, *, for_report: bool) -> dict[str, Any]:
+    """The Service Control Operation of one ledger row (the same bytes on every re-send).
+
+    A check carries no `userLabels`; a report carries the window's labels when it has any.
+    """
+    value_sets = []
+    for name, entry in sorted(row.metric_values.items()):
+        if not isinstance(entry, dict) or "type" not in entry:
+            continue
+        value: dict[str, Any] = (
+            {"int64Value": str(entry["value"])}
+            if entry["type"] == "int64"
+            else {"doubleValue": float(entry["value"])}
+        )
+        value_sets.append({"metricName": name, "metricValues": [value]})
+    operation: dict[str, Any] = {
+        "operationId": row.operation_id,
+        "operationName": OPERATION_NAME,
+        "consumerId": row.consumer_id,
+        "startTime": format_rfc3339(row.window_start),
+        "endTime": format_rfc3339(row.window_end),
+        "metricValueSets": value_sets,
+    }
+    if for_report and row.user_labels:
+        operation["userLabels"] = dict(row.user_labels)
+    return operation
 
 
 class ServiceControlError(Exception):
@@ -60,41 +85,6 @@ class ServiceControlError(Exception):
 
 class TransientServiceControlError(ServiceControlError):
     """Retry later: unavailable, rate limited, timed out, or the connection broke."""
-
-
-class Verdict(Enum):
-    OK = "ok"
-    SUSPEND = "suspend"  # stop serving the customer until a later check passes
-    RETRY = "retry"  # an outage on Google's side: try again later, change nothing
-    REFUSED = "refused"  # any other error: try again later, and make it visible
-
-
-@dataclass(frozen=True)
-class CheckVerdict:
-    verdict: Verdict
-    code: str | None = None
-    detail: str | None = None
-
-
-def check_verdict(check_errors: Sequence[dict[str, Any]]) -> CheckVerdict:
-    """What a check's `checkErrors` mean for us; the most serious error wins."""
-    found: list[CheckVerdict] = []
-    for error in check_errors:
-        code = str(error.get("code", "ERROR_CODE_UNSPECIFIED"))
-        detail = str(error.get("detail") or error.get("status", {}).get("message") or code)
-        if code in IGNORED_CODES:
-            continue
-        if code in SUSPEND_CODES:
-            found.append(CheckVerdict(Verdict.SUSPEND, code, detail))
-        elif code.endswith("_UNAVAILABLE") or code in RETRY_CODES:
-            found.append(CheckVerdict(Verdict.RETRY, code, detail))
-        else:
-            found.append(CheckVerdict(Verdict.REFUSED, code, detail))
-    for verdict in (Verdict.SUSPEND, Verdict.REFUSED, Verdict.RETRY):
-        for item in found:
-            if item.verdict is verdict:
-                return item
-    return CheckVerdict(Verdict.OK)
 
 
 def report_error_is_transient(status: dict[str, Any]) -> bool:
