@@ -53,13 +53,10 @@ def client_settings(settings: Settings) -> Settings:
 def sandbox_state_dir(settings: Settings) -> Path | None:
     """`X.sandbox/` beside the SQLite file `X.db` (`marketplace.db` -> `marketplace.sandbox/`);
     None when the database is not a SQLite file (in memory, PostgreSQL): nothing is kept then."""
-    from sqlalchemy.engine import make_url
+    from marketplace_saas.adapters.db.engine import sqlite_file
 
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    database = Path(url.database or "")
-    return database.with_name(database.stem + ".sandbox")
+    database = sqlite_file(settings.database_url)
+    return None if database is None else database.with_name(database.stem + ".sandbox")
 
 
 def emulator_state_file(settings: Settings) -> Path | None:
