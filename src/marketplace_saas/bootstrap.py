@@ -4,7 +4,9 @@
     container = bootstrap(settings, procurement=fake, clock=lambda: FIXED)   # tests swap adapters
 
 Gateways are built on first use, so commands that never call Google (`db upgrade`, `events list`)
-need no credentials. `close()` releases what the container created (not what it was given).
+need no credentials. The Google credentials (`adapters.credentials`) are made here, once, and
+loaded on first use; each gateway the container builds signs with its API's scoped copy.
+`close()` releases what the container created (not what it was given).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from marketplace_saas.adapters.credentials import (
+    PROCUREMENT_SCOPES,
+    SERVICECONTROL_SCOPES,
+    GoogleCredentials,
+)
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.group_commit import GroupCommit
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
@@ -47,8 +54,11 @@ class Container:
         servicecontrol: Any | None = None,
         clock: Clock | None = None,
         owns_engine: bool = False,
+        credentials: GoogleCredentials | None = None,
     ) -> None:
         self.settings = settings
+        # Google credentials, loaded once on first use and scoped per API by the gateways.
+        self.credentials = credentials or GoogleCredentials(settings)
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
         # The listener's write transactions, grouped on SQLite (one writer at a time there).
@@ -72,7 +82,9 @@ class Container:
     @property
     def procurement(self) -> ProcurementApi:
         if self._procurement is None:
-            gateway = ProcurementGateway(self.settings)
+            gateway = ProcurementGateway(
+                self.settings, credentials=self.credentials.scoped(PROCUREMENT_SCOPES)
+            )
             self._owned_gateways.append(gateway)
             self._procurement = gateway
         return self._procurement
@@ -85,7 +97,7 @@ class Container:
     def servicecontrol(self) -> Any:
         """The Service Control gateway (metering); None until that adapter exists."""
         if self._servicecontrol is None:
-            self._servicecontrol = _default_servicecontrol(self.settings)
+            self._servicecontrol = _default_servicecontrol(self.settings, self.credentials)
             if self._servicecontrol is not None:
                 self._owned_gateways.append(self._servicecontrol)
         return self._servicecontrol
@@ -105,7 +117,7 @@ class Container:
             self.engine.dispose()
 
 
-def _default_servicecontrol(settings: Settings) -> Any:
+def _default_servicecontrol(settings: Settings, credentials: GoogleCredentials) -> Any:
     try:
         module = importlib.import_module(SERVICECONTROL_MODULE)
     except ModuleNotFoundError as exc:
@@ -113,7 +125,9 @@ def _default_servicecontrol(settings: Settings) -> Any:
             raise
         return None
     factory = getattr(module, "ServiceControlGateway", None)
-    return factory(settings) if factory is not None else None
+    if factory is None:
+        return None
+    return factory(settings, credentials=credentials.scoped(SERVICECONTROL_SCOPES))
 
 
 def bootstrap(
@@ -123,6 +137,7 @@ def bootstrap(
     servicecontrol: Any | None = None,
     engine: sa.Engine | None = None,
     clock: Clock | None = None,
+    credentials: GoogleCredentials | None = None,
 ) -> Container:
     """Wire the backend. Anything passed in is used as given (and not closed by `close()`)."""
     settings = settings if settings is not None else Settings()
@@ -136,4 +151,5 @@ def bootstrap(
         servicecontrol=servicecontrol,
         clock=clock,
         owns_engine=owns_engine,
+        credentials=credentials,
     )

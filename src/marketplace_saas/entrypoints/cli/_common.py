@@ -80,17 +80,15 @@ def load_settings() -> Settings:
 @contextmanager
 def open_container(settings: Settings | None = None) -> Iterator[Container]:
     """The container for a command: bootstrap(), with the Procurement API calls measured."""
-    from marketplace_saas.adapters.procurement import ProcurementGateway
     from marketplace_saas.bootstrap import bootstrap
 
     settings = settings or load_settings()
-    gateway = ProcurementGateway(settings)
-    container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
+    container = bootstrap(settings)
     try:
+        container.procurement = metrics.instrumented(container.procurement, api="procurement")
         yield container
     finally:
         container.close()
-        gateway.close()
 
 
 def stop_on_signals() -> threading.Event:

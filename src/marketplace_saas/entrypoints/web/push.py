@@ -5,7 +5,10 @@
 
 Answers: 200 when the lifecycle service says ACK (Pub/Sub then deletes the message), 503 when it
 says NACK (Pub/Sub retries with its backoff), 400 when the body is not a push envelope, 401/403
-when the OIDC token check is configured (`PUSH_AUDIENCE`) and the token is missing or wrong.
+when the OIDC token check is configured (`PUSH_AUDIENCE`) and the token is missing or wrong: it
+must be signed by a certificate at `PUSH_CERTS_URL` (Google's by default), issued by
+`accounts.google.com`, for that audience, unexpired, and (with `PUSH_SERVICE_ACCOUNT`) for that
+service account with a verified email.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from marketplace_saas.config import Settings
 
 router = APIRouter()
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 log = structlog.get_logger(__name__)
 
 
@@ -108,11 +112,13 @@ def check_token(
     if scheme.lower() != "bearer" or not token:
         return 401, "a bearer OIDC token is required"
     try:
-        claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
-            token, request, audience=settings.push_audience
+        claims = id_token.verify_token(
+            token, request, audience=settings.push_audience, certs_url=settings.push_certs_url
         )
     except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
         return 401, f"invalid OIDC token: {exc}"
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        return 401, f"invalid OIDC token: issuer {claims.get('iss')!r} is not Google's"
     expected = settings.push_service_account
     if expected and (claims.get("email") != expected or not claims.get("email_verified")):
         return 403, "the OIDC token was not issued to the configured push service account"
