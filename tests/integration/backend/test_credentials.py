@@ -5,7 +5,6 @@ missing; tokens are refreshed before they expire and never logged."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,8 +14,7 @@ from typing import Any
 import pytest
 
 from marketplace_emulator.catalog import DEFAULT_SERVICE_NAME
-from marketplace_emulator.events import RecordingSink
-from marketplace_emulator.server import Emulator, RunningEmulator, run_in_thread
+from marketplace_emulator.server import RunningEmulator
 from marketplace_saas.adapters.credentials import (
     CLOUD_PLATFORM,
     SERVICECONTROL,
@@ -27,24 +25,15 @@ from marketplace_saas.adapters.procurement import ProcurementGateway
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import Settings
+from tests.support.auth import key_file, secured_emulator
 
 PROVIDER = "DEMO-credentials"
 
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[RunningEmulator]:
-    emulator = Emulator(sink=RecordingSink(), providers=[PROVIDER], require_auth=True)
-    running = run_in_thread(emulator)
-    yield running
-    running.stop()
-    emulator.close()
-
-
-def key_file(running: RunningEmulator, folder: Path, **options: Any) -> Path:
-    key = running.emulator.oauth.create_key(f"{running.url}/token", **options)
-    path = folder / "key.json"
-    path.write_text(json.dumps(key), encoding="utf-8")
-    return path
+    with secured_emulator(PROVIDER) as running:
+        yield running
 
 
 def production_settings(running: RunningEmulator, tmp_path: Path, **overrides: Any) -> Settings:

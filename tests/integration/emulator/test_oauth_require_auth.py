@@ -15,7 +15,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from marketplace_emulator.events import RecordingSink
-from marketplace_emulator.server import Emulator, RunningEmulator, run_in_thread
+from marketplace_emulator.server import Emulator, RunningEmulator
+from tests.support.auth import secured_emulator
 
 PROVIDER = "DEMO-auth"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
@@ -24,11 +25,8 @@ SERVICECONTROL = "https://www.googleapis.com/auth/servicecontrol"
 
 @pytest.fixture(scope="module")
 def secured() -> Iterator[RunningEmulator]:
-    emulator = Emulator(sink=RecordingSink(), providers=[PROVIDER], require_auth=True)
-    running = run_in_thread(emulator)
-    yield running
-    running.stop()
-    emulator.close()
+    with secured_emulator(PROVIDER) as running:
+        yield running
 
 
 def _key(running: RunningEmulator, **body: Any) -> dict[str, Any]:
