@@ -142,7 +142,11 @@ def _run_client(args: argparse.Namespace, client: ControlClient) -> Any:
     if cmd == "products":
         return client.call("GET", client.provider_path("products"))
     if cmd == "service-account-key":
-        key: dict[str, Any] = {"name": args.name, "project": args.project}
+        key: dict[str, Any] = {
+            "name": args.name,
+            "project": args.project,
+            "providers": [args.provider_id],  # linked to this provider only, as in production
+        }
         if args.scope:
             key["scopes"] = args.scope
         return client.call("POST", "/emulator/v1/serviceAccountKeys", key)
@@ -287,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("products", help="the provider's product catalog")
     sub.add_parser("status", help="the emulator's version, delivery and clock")
     p = sub.add_parser(
-        "service-account-key", help="a service-account key file for the emulator's token endpoint"
+        "service-account-key",
+        help="a key file for the emulator's token endpoint, linked to --provider",
     )
     p.add_argument("--name", default="marketplace-backend", help="the account id (before @)")
     p.add_argument("--project", default="emulator-project")

@@ -5,7 +5,9 @@ OIDC identity tokens Pub/Sub signs push requests with.
   `token_uri` is this emulator's token endpoint (`marketplace-emulator service-account-key`).
   A key may be limited to some scopes (an emulator device: Google grants the scopes a client
   asks for and checks IAM permissions instead; here a key without a scope stands for a service
-  account that may not call the API).
+  account that may not call the API). A key may also be linked to some providers only: its
+  tokens get 403 PERMISSION_DENIED on any other provider's resources, as Google answers a
+  service account that Producer Portal has not linked to that provider.
 - `exchange()` is the JWT-bearer grant (RFC 7523) `google-auth` sends to the key's `token_uri`:
   an RS256 assertion signed with the key, `iss` the account's email, `aud` Google's token URL
   (google-auth always writes `https://oauth2.googleapis.com/token`) or this endpoint's, `scope`
@@ -82,6 +84,7 @@ class ServiceAccountKey:
     key_id: str
     public_key: rsa.RSAPublicKey
     allowed_scopes: frozenset[str] | None  # None: any scope
+    providers: frozenset[str] | None  # the providers it is linked to; None: any
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,10 @@ class AccessToken:
     email: str
     scopes: frozenset[str]
     expires_at: float
+    providers: frozenset[str] | None = None  # as its key's
+
+    def may_act_for(self, provider: str) -> bool:
+        return self.providers is None or provider in self.providers
 
 
 def _b64decode(segment: str) -> bytes:
@@ -126,13 +133,18 @@ class OAuthServer:
         name: str = DEFAULT_ACCOUNT,
         project: str = DEFAULT_PROJECT,
         scopes: Iterable[str] | None = None,
+        providers: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """A new key for `name@project.iam.gserviceaccount.com`, as Google's key file."""
+        """A new key for `name@project.iam.gserviceaccount.com`, as Google's key file; limited
+        to `scopes` and linked to `providers` when given (else any)."""
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         email = f"{name}@{project}.iam.gserviceaccount.com"
         key_id = secrets.token_hex(20)
         allowed = frozenset(scopes) if scopes is not None else None
-        account = ServiceAccountKey(email, _unique_id(email), key_id, private.public_key(), allowed)
+        linked = frozenset(providers) if providers is not None else None
+        account = ServiceAccountKey(
+            email, _unique_id(email), key_id, private.public_key(), allowed, linked
+        )
         with self._lock:
             self._keys[key_id] = account
         pem = private.private_bytes(
@@ -180,7 +192,7 @@ class OAuthServer:
         with self._lock:
             self._prune(now)
             self._tokens[token] = AccessToken(
-                account.email, granted, now + self.access_token_seconds
+                account.email, granted, now + self.access_token_seconds, account.providers
             )
             self.exchanges += 1
         return {

@@ -36,6 +36,7 @@ class KeyRequest(BaseModel):
     name: str = Field(DEFAULT_ACCOUNT, pattern=_NAME)
     project: str = Field(DEFAULT_PROJECT, min_length=1)
     scopes: list[str] | None = None
+    providers: list[str] | None = None
 
 
 def _server(request: Request) -> OAuthServer:
@@ -59,13 +60,19 @@ async def token(request: Request) -> JSONResponse:
 
 @router.post(KEYS_PATH)
 async def create_key(request: Request) -> dict[str, Any]:
-    """A new service-account key file whose `token_uri` is this emulator's token endpoint."""
+    """A new service-account key file whose `token_uri` is this emulator's token endpoint
+    (`{name?, project?, scopes?, providers?}`: limited to those scopes, linked to those
+    providers; any when absent)."""
     try:
         body = KeyRequest.model_validate_json(await request.body() or b"{}")
     except ValidationError as exc:
         raise errors.InvalidArgument(f"Invalid key request: {exc.errors()[0]['msg']}") from None
     return _server(request).create_key(
-        token_url(request), name=body.name, project=body.project, scopes=body.scopes
+        token_url(request),
+        name=body.name,
+        project=body.project,
+        scopes=body.scopes,
+        providers=body.providers,
     )
 
 

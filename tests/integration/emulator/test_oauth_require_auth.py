@@ -3,6 +3,7 @@ credentials and Google's discovery clients, unchanged."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,8 +64,6 @@ def _procurement(running: RunningEmulator, credentials: Any, opened: list[httpli
 
 
 def _error(exc: pytest.ExceptionInfo[HttpError]) -> dict[str, Any]:
-    import json
-
     error: dict[str, Any] = json.loads(exc.value.content)["error"]
     return error
 
@@ -214,3 +213,41 @@ def test_without_require_auth_any_token_or_none_is_accepted() -> None:
     assert all(m.cls is not RequireAuthMiddleware for m in app.user_middleware)
     secured_app = create_app(Emulator(sink=RecordingSink(), require_auth=True))
     assert any(m.cls is RequireAuthMiddleware for m in secured_app.user_middleware)
+
+
+def test_a_key_linked_to_one_provider_is_denied_another_providers_resources(
+    secured: RunningEmulator, opened: list[httplib2.Http]
+) -> None:
+    """As Google answers a service account not linked to the provider: 403 naming the
+    permission and the resource."""
+    key = _key(secured, name="linked-account", providers=[PROVIDER])
+    credentials = service_account.Credentials.from_service_account_info(
+        key, scopes=[CLOUD_PLATFORM]
+    )
+    api = _procurement(secured, credentials, opened)
+    assert api.providers().accounts().list(parent=f"providers/{PROVIDER}").execute() == {}
+    with pytest.raises(HttpError) as refused:
+        api.providers().accounts().list(parent="providers/DEMO-someone-else").execute()
+    error = _error(refused)
+    assert error["status"] == "PERMISSION_DENIED"
+    assert error["message"] == (
+        "Permission 'commerceprocurement.providerAccounts.list' denied on resource "
+        "'providers/DEMO-someone-else' (or it may not exist)."
+    )
+
+
+def test_the_cli_prints_a_key_file_linked_to_its_provider(
+    secured: RunningEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from marketplace_emulator import cli
+
+    code = cli.main(
+        ["--url", secured.url, "--provider", PROVIDER, "service-account-key", "--name", "cli-key"]
+    )
+    assert code == 0
+    key = json.loads(capsys.readouterr().out)
+    assert key["type"] == "service_account"
+    assert key["token_uri"] == f"{secured.url}/token"
+    assert key["client_email"] == "cli-key@emulator-project.iam.gserviceaccount.com"
+    account = secured.emulator.oauth._keys[key["private_key_id"]]
+    assert account.providers == {PROVIDER}
