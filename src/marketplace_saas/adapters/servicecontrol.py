@@ -127,8 +127,9 @@ def _error_from_http(exc: HttpError) -> ServiceControlError:
         message += " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS)"
     elif status_code == 403:
         message += (
-            f" (the caller needs the OAuth scope {SERVICECONTROL} and the permission "
-            "servicemanagement.services.report on the service; check MARKETPLACE_SERVICE_NAME)"
+            f" (the caller needs the OAuth scope {SERVICECONTROL} and the permissions "
+            "servicemanagement.services.check and .report on the service; check "
+            "MARKETPLACE_SERVICE_NAME)"
         )
     kind = (
         TransientServiceControlError if status_code in RETRYABLE_STATUSES else ServiceControlError
@@ -183,10 +184,14 @@ class ServiceControlGateway:
         )
         return result
 
-    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
-        request = self._service.services().check(
-            serviceName=service_name, body={"operation": operation}
-        )
+    def check(
+        self, service_name: str, operation: dict[str, Any], *, skip_activation_check: bool = False
+    ) -> dict[str, Any]:
+        """`skip_activation_check`: no consumer activation check (`doctor`'s dry consumer)."""
+        body: dict[str, Any] = {"operation": operation}
+        if skip_activation_check:
+            body["skipActivationCheck"] = True
+        request = self._service.services().check(serviceName=service_name, body=body)
         return self._execute(request)
 
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:

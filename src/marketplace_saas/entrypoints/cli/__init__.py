@@ -45,6 +45,7 @@ COMMAND_MODULES = [
     "hooks",
     "usage",
     "admin",
+    "doctor",
 ]
 
 
