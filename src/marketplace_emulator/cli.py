@@ -171,6 +171,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     url = f"http://{args.host}:{args.port}"
     print(banner(url, providers[0], emulator.notifier.modes, args.pubsub_project), flush=True)
+    if args.require_auth:
+        print(
+            "\nAPI calls need OAuth tokens (--require-auth): make a key with\n"
+            f"  marketplace-emulator --url {url} service-account-key > key.json\n"
+            "and use it as GOOGLE_APPLICATION_CREDENTIALS (its token_uri is this emulator).",
+            flush=True,
+        )
     try:
         uvicorn.run(create_app(emulator), host=args.host, port=args.port, log_level="warning")
     finally:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import requests
 import sqlalchemy as sa
 from google.api_core import exceptions as google_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -88,9 +89,10 @@ def check_settings(load: Callable[[], Settings]) -> tuple[Check, Settings | None
 
 def check_credentials(credentials: GoogleCredentials) -> Check:
     try:
-        for scopes in (PROCUREMENT_SCOPES, SERVICECONTROL_SCOPES):
-            scoped = credentials.scoped(scopes)
-            scoped.refresh(AuthRequest())  # type: ignore[no-untyped-call]
+        with requests.Session() as session:
+            for scopes in (PROCUREMENT_SCOPES, SERVICECONTROL_SCOPES):
+                scoped = credentials.scoped(scopes)
+                scoped.refresh(AuthRequest(session))  # type: ignore[no-untyped-call]
     except CredentialsError as exc:
         return _failed("credentials", str(exc), "set GOOGLE_APPLICATION_CREDENTIALS to a key file")
     except auth_exceptions.GoogleAuthError as exc:
