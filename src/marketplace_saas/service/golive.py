@@ -239,11 +239,10 @@ def check_signup(settings: Settings, client: httpx.Client) -> Check:
     try:
         response = client.get(settings.signup_certs_url)
         keys = response.json() if response.is_success else None
+        reason = f"HTTP {response.status_code}"
     except (httpx.HTTPError, ValueError) as exc:
-        keys, response = None, None
-        reason = f"{type(exc).__name__}: {exc}"
+        keys, reason = None, f"{type(exc).__name__}: {exc}"
     if not keys:
-        reason = reason if response is None else f"HTTP {response.status_code}"
         return _failed(
             "sign-up",
             f"SIGNUP_CERTS_URL {settings.signup_certs_url} serves no certificates ({reason})",
