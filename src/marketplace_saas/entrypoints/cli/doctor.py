@@ -8,11 +8,13 @@ itself is a pull subscription; a push subscription is recognised without it.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marketplace_saas.entrypoints.cli._common import EXIT_FAILURE, EXIT_OK
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
-from marketplace_saas.service.golive import Check, Doctor
+
+if TYPE_CHECKING:
+    from marketplace_saas.service.golive import Check
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +32,8 @@ def line(check: Check) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from marketplace_saas.service.golive import Doctor  # not loaded by the other commands
+
     checks = Doctor(pushed=args.push).run()
     ok = all(check.ok for check in checks)
     data = {"ok": ok, "checks": [check.to_json() for check in checks]}
