@@ -97,6 +97,7 @@ def _forged(stack: Stack) -> str:
     return encode_rs256(impostor, _claims(stack))
 
 
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)  # no SQL involved
 @pytest.mark.parametrize(
     ("case", "status"),
     [
