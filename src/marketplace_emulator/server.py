@@ -31,8 +31,11 @@ from marketplace_emulator.control import routes as control_routes
 from marketplace_emulator.errors import install_error_handlers
 from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
+from marketplace_emulator.identity import oauth_routes
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
+from marketplace_emulator.identity.oauth import OAuthServer, PushSigner
+from marketplace_emulator.identity.require_auth import install_require_auth
 from marketplace_emulator.middleware import (
     install_control_guard,
     install_fault_middleware,
@@ -73,15 +76,24 @@ class Emulator:
         activation_delay_seconds: float = 0.0,
         sink: EventSink | None = None,
         state: str | Path | None = None,
+        require_auth: bool = False,
+        push_auth: tuple[str, str] | None = None,
     ) -> None:
+        """`require_auth`: API calls need OAuth tokens (`identity.require_auth`); `push_auth`:
+        (service account email, audience) of the OIDC token each push request carries."""
         self.pubsub_project = pubsub_project
         self.push_endpoint = push_endpoint
         self.providers = list(providers)
         self.clock = Clock()
         self.faults = FaultInjector()
         self.catalog = Catalog()
+        self.require_auth = require_auth
+        self.oauth = OAuthServer()
         self.notifier = Notifier(
-            faults=self.faults, pubsub_project=pubsub_project, push_endpoint=push_endpoint
+            faults=self.faults,
+            pubsub_project=pubsub_project,
+            push_endpoint=push_endpoint,
+            push_token=PushSigner(self.oauth, *push_auth) if push_auth else None,
         )
         for provider_id in self.providers:
             self.notifier.ensure_topic(provider_id)
@@ -149,9 +161,12 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_fault_middleware(app)
     install_settings_journal(app)
     install_control_guard(app)
+    if emulator.require_auth:
+        install_require_auth(app)  # outermost: credentials are checked before faults
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)
+    app.include_router(oauth_routes.router)
     app.include_router(control_routes.router)
     app.include_router(control_faults.router)
     app.include_router(storefront_routes.router)
