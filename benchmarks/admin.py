@@ -35,7 +35,7 @@ from marketplace_saas.adapters.db.models import (
 from marketplace_saas.adapters.operators import hash_password
 from marketplace_saas.bootstrap import bootstrap
 from marketplace_saas.config import Settings
-from marketplace_saas.service import admin_queries as queries
+from marketplace_saas.service.console import records as queries
 
 TARGET_MS = 200.0
 PASSWORD = "benchmark-password"  # a throwaway operator for this run
@@ -208,8 +208,8 @@ def main(argv: list[str]) -> int:
 
         def query(fn: Callable[..., object], **kwargs: Any) -> Callable[[], object]:
             def run() -> object:
-                with container.sessions() as session:
-                    return fn(session, **kwargs)
+                with container.console() as reads:
+                    return fn(reads, **kwargs)
 
             return run
 

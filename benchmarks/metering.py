@@ -195,7 +195,7 @@ def bench_http(workdir: Path, batches: int, clients: int) -> dict[str, Any]:
 
 def bench_python(workdir: Path, batches: int) -> dict[str, Any]:
     from marketplace_saas.bootstrap import bootstrap
-    from marketplace_saas.service.metering import record_usage
+    from marketplace_saas.service.metering.ingest import record_usage
 
     workdir = Path(tempfile.mkdtemp(dir=workdir))  # a fresh database for every run
     database_url = f"sqlite:///{workdir / 'python.db'}"
@@ -241,8 +241,8 @@ def median_run(runs: int, measure: Any) -> dict[str, Any]:
 def bench_reporter(workdir: Path, count: int) -> dict[str, Any]:
     from marketplace_saas.bootstrap import bootstrap
     from marketplace_saas.domain.usage import floor_hour
-    from marketplace_saas.service.metering import record_usage
-    from marketplace_saas.service.metering_report import report_usage
+    from marketplace_saas.service.metering.ingest import record_usage
+    from marketplace_saas.service.metering.report import report_usage
 
     database_url = f"sqlite:///{workdir / 'reporter.db'}"
     with emulator_server(workdir / "emulator.log") as emulator_url:

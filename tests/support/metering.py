@@ -12,6 +12,7 @@ from typing import Any
 
 from marketplace_saas.adapters.db.models import Entitlement, PlanHistory
 from marketplace_saas.adapters.db.usage_store import chunks
+from marketplace_saas.bootstrap import Container, bootstrap
 
 T0 = datetime(2025, 3, 1, 0, 0, tzinfo=UTC)
 
@@ -81,28 +82,10 @@ def seed_entitlements(session: Any, entitlements: Sequence[SeededEntitlement]) -
         session.flush()
 
 
-@dataclass
-class MeteringTestContainer:
-    """The container's metering surface, for tests that do not need the whole `bootstrap()`."""
-
-    settings: Any
-    engine: Any
-    sessions: Any
-    clock: FixedClock
-    servicecontrol: Any = None
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
 def metering_container(
     database_url: str, *, clock: FixedClock | None = None, servicecontrol: Any = None, **env: Any
-) -> MeteringTestContainer:
-    """Sandbox settings plus `env` overrides, on `database_url`."""
-    from marketplace_saas.adapters.db.engine import create_engine, session_factory
+) -> Container:
+    """`bootstrap()` with sandbox settings plus `env` overrides, on `database_url`."""
     from marketplace_saas.config import Settings
 
     values: dict[str, Any] = {
@@ -112,10 +95,7 @@ def metering_container(
         **env,
     }
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    engine = create_engine(database_url)
-    return MeteringTestContainer(
-        settings, engine, session_factory(engine), clock or FixedClock(), servicecontrol
-    )
+    return bootstrap(settings, servicecontrol=servicecontrol, clock=(clock or FixedClock()).now)
 
 
 @contextmanager

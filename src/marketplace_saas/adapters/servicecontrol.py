@@ -1,7 +1,8 @@
 """Service Control v1 (`services.check`, `services.report`), through Google's discovery client.
 
 `ServiceControlGateway` builds `servicecontrol v1` from the discovery document bundled with
-`google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator).
+`google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator), with
+`adapters.credentials` scoped to `servicecontrol`.
 Every call has a timeout and is retried, bounded, with exponential backoff and full jitter on
 408/429/5xx, timeouts and connection errors (`google_api.GoogleApiTransport`, shared with the
 Procurement gateway). This module is the one place that classifies Service Control's answers:
@@ -10,38 +11,66 @@ Procurement gateway). This module is the one place that classifies Service Contr
      └── TransientServiceControlError   429, 5xx, timeouts, broken connections after the retries;
                                         for a report, whether Google recorded it is unknown
 
-    check_verdict(checkErrors)   -> OK | SUSPEND (stop serving the customer) | RETRY | REFUSED
     report_error_is_transient(status) -> whether a `reportErrors` entry is worth re-sending
+
+and the one place that writes an Operation's wire JSON (`operation_json`). What a check's
+`checkErrors` mean for the customer's service is a business rule: `domain.suspension`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Callable
 from typing import Any, Protocol
 
-import google.auth
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from googleapiclient.errors import HttpError
 
+from marketplace_saas.adapters.credentials import (
+    SERVICECONTROL,
+    SERVICECONTROL_SCOPES,
+    GoogleCredentials,
+)
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.config import Settings
+from marketplace_saas.domain.metering import ReportRow
+from marketplace_saas.domain.time import format_rfc3339
 
-SCOPE = "https://www.googleapis.com/auth/servicecontrol"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+OPERATION_NAME = "Hourly Usage Report"
 
-# CheckError codes after which Google recommends to stop serving the customer (reference 4.4).
-SUSPEND_CODES = frozenset({"SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"})
-# Backend outages and artificial faults: retry, never a reason to cut service off.
-RETRY_CODES = frozenset({"LOAD_SHEDDING", "INJECTED_ERROR", "ERROR_CODE_UNSPECIFIED"})
-# "should be ignored" (the discovery document).
-IGNORED_CODES = frozenset({"SECURITY_POLICY_BACKEND_UNAVAILABLE"})
 # google.rpc codes of a `reportErrors` status worth re-sending: UNKNOWN, DEADLINE_EXCEEDED,
 # RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE.
 TRANSIENT_RPC_CODES = frozenset({2, 4, 8, 10, 13, 14})
+
+
+def operation_json(row: ReportRow, *, for_report: bool) -> dict[str, Any]:
+    """The Service Control Operation of one ledger row (the same bytes on every re-send).
+
+    A check carries no `userLabels`; a report carries the window's labels when it has any.
+    """
+    value_sets = []
+    for name, entry in sorted(row.metric_values.items()):
+        if not isinstance(entry, dict) or "type" not in entry:
+            continue
+        value: dict[str, Any] = (
+            {"int64Value": str(entry["value"])}
+            if entry["type"] == "int64"
+            else {"doubleValue": float(entry["value"])}
+        )
+        value_sets.append({"metricName": name, "metricValues": [value]})
+    operation: dict[str, Any] = {
+        "operationId": row.operation_id,
+        "operationName": OPERATION_NAME,
+        "consumerId": row.consumer_id,
+        "startTime": format_rfc3339(row.window_start),
+        "endTime": format_rfc3339(row.window_end),
+        "metricValueSets": value_sets,
+    }
+    if for_report and row.user_labels:
+        operation["userLabels"] = dict(row.user_labels)
+    return operation
 
 
 class ServiceControlError(Exception):
@@ -62,41 +91,6 @@ class TransientServiceControlError(ServiceControlError):
     """Retry later: unavailable, rate limited, timed out, or the connection broke."""
 
 
-class Verdict(Enum):
-    OK = "ok"
-    SUSPEND = "suspend"  # stop serving the customer until a later check passes
-    RETRY = "retry"  # an outage on Google's side: try again later, change nothing
-    REFUSED = "refused"  # any other error: try again later, and make it visible
-
-
-@dataclass(frozen=True)
-class CheckVerdict:
-    verdict: Verdict
-    code: str | None = None
-    detail: str | None = None
-
-
-def check_verdict(check_errors: Sequence[dict[str, Any]]) -> CheckVerdict:
-    """What a check's `checkErrors` mean for us; the most serious error wins."""
-    found: list[CheckVerdict] = []
-    for error in check_errors:
-        code = str(error.get("code", "ERROR_CODE_UNSPECIFIED"))
-        detail = str(error.get("detail") or error.get("status", {}).get("message") or code)
-        if code in IGNORED_CODES:
-            continue
-        if code in SUSPEND_CODES:
-            found.append(CheckVerdict(Verdict.SUSPEND, code, detail))
-        elif code.endswith("_UNAVAILABLE") or code in RETRY_CODES:
-            found.append(CheckVerdict(Verdict.RETRY, code, detail))
-        else:
-            found.append(CheckVerdict(Verdict.REFUSED, code, detail))
-    for verdict in (Verdict.SUSPEND, Verdict.REFUSED, Verdict.RETRY):
-        for item in found:
-            if item.verdict is verdict:
-                return item
-    return CheckVerdict(Verdict.OK)
-
-
 def report_error_is_transient(status: dict[str, Any]) -> bool:
     return int(status.get("code", 2)) in TRANSIENT_RPC_CODES
 
@@ -106,14 +100,6 @@ class ServiceControlApi(Protocol):
 
     def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]: ...
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]: ...
-
-
-def credentials_for(settings: Settings) -> Credentials:
-    """Anonymous for the sandbox and emulators; Application Default Credentials otherwise."""
-    if settings.sandbox or settings.service_control_api_endpoint:
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]
-    credentials, _project = google.auth.default(scopes=[SCOPE])
-    return credentials
 
 
 def _error_from_http(exc: HttpError) -> ServiceControlError:
@@ -126,10 +112,19 @@ def _error_from_http(exc: HttpError) -> ServiceControlError:
         message = error.get("message") or message
     except ValueError:
         pass
+    message = message or f"HTTP {status_code}"
+    if status_code == 401:
+        message += " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS)"
+    elif status_code == 403:
+        message += (
+            f" (the caller needs the OAuth scope {SERVICECONTROL} and the permissions "
+            "servicemanagement.services.check and .report on the service; check "
+            "MARKETPLACE_SERVICE_NAME)"
+        )
     kind = (
         TransientServiceControlError if status_code in RETRYABLE_STATUSES else ServiceControlError
     )
-    return kind(message or f"HTTP {status_code}", status_code=status_code, status=status)
+    return kind(message, status_code=status_code, status=status)
 
 
 def _error_from_transport(exc: BaseException) -> TransientServiceControlError:
@@ -153,7 +148,7 @@ class ServiceControlGateway:
     ) -> None:
         self._transport = GoogleApiTransport(
             credentials,
-            default_credentials=lambda: credentials_for(settings),
+            default_credentials=lambda: GoogleCredentials(settings).scoped(SERVICECONTROL_SCOPES),
             http_factory=http_factory,
             timeout=timeout,
             max_attempts=max_attempts,
@@ -179,10 +174,14 @@ class ServiceControlGateway:
         )
         return result
 
-    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
-        request = self._service.services().check(
-            serviceName=service_name, body={"operation": operation}
-        )
+    def check(
+        self, service_name: str, operation: dict[str, Any], *, skip_activation_check: bool = False
+    ) -> dict[str, Any]:
+        """`skip_activation_check`: no consumer activation check (`doctor`'s dry consumer)."""
+        body: dict[str, Any] = {"operation": operation}
+        if skip_activation_check:
+            body["skipActivationCheck"] = True
+        request = self._service.services().check(serviceName=service_name, body=body)
         return self._execute(request)
 
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:

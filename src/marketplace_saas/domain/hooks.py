@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field, fields
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,8 +29,59 @@ class HookStatus(StrEnum):
     DISCARDED = "discarded"  # an operator gave up on it; later items of the key proceed
 
 
-# Items in these states hold back later items with the same ordering key.
+# The order rule: an item is delivered only once every older item with the same ordering key
+# is settled. Items in these states hold back later items with the same ordering key (so an
+# entitlement's `cancelled` never goes out before its `active`); other keys are never held back.
 BLOCKING_STATUSES = (HookStatus.PENDING.value, HookStatus.DEAD.value)
+STATUSES = tuple(status.value for status in HookStatus)
+
+
+@dataclass(frozen=True)
+class HookClaim:
+    """An outbox item claimed for one delivery attempt; `attempts` is the claim's fencing token."""
+
+    id: int
+    hook: str
+    ordering_key: str
+    idempotency_key: str
+    payload: dict[str, object]
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class HookItem:
+    """An outbox item as operators see it; `blocked_by`: the dead item holding it back."""
+
+    id: int
+    hook: str
+    status: str
+    ordering_key: str
+    idempotency_key: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    payload: dict[str, Any]
+    blocked_by: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hook": self.hook,
+            "status": self.status,
+            "orderingKey": self.ordering_key,
+            "idempotencyKey": self.idempotency_key,
+            "attempts": self.attempts,
+            # Only a pending item has a next attempt (for the others it is a stale lease end).
+            "nextAttemptAt": self.next_attempt_at if self.status == HookStatus.PENDING else None,
+            "createdAt": self.created_at,
+            "deliveredAt": self.delivered_at,
+            "lastError": self.last_error,
+            "blockedBy": self.blocked_by,
+            "payload": self.payload,
+        }
 
 
 def _pick(cls: type[Any], data: dict[str, Any] | None) -> Any:

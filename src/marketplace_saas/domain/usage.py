@@ -54,6 +54,17 @@ def floor_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def recent_hours(now: datetime, hours: int) -> tuple[datetime, datetime]:
+    """The last `hours` whole UTC hours, the current one included: `[start, end)`."""
+    end = floor_hour(now) + HOUR
+    return end - hours * HOUR, end
+
+
+def next_report_at(now: datetime, grace: timedelta) -> datetime:
+    """When the window holding `now` is due: the end of its hour plus the grace period."""
+    return floor_hour(now) + HOUR + grace
+
+
 def operation_id(entitlement_id: str, window_start: datetime, plan: str) -> str:
     """The deterministic operationId of one window (UUIDv5, as Service Control recommends)."""
     key = f"{entitlement_id}|{window_start.astimezone(UTC).isoformat()}|{plan}"

@@ -28,14 +28,14 @@ def sync(container: Container) -> object:
 
 def deliver_hooks(container: Container) -> object:
     """Deliver the due provisioning hooks to HOOK_RECEIVERS (failed ones wait for their backoff)."""
-    from marketplace_saas.service.hooks import dispatch_due
+    from marketplace_saas.service.hooks.dispatch import dispatch_due
 
     return dispatch_due(container)
 
 
 def report_usage(container: Container) -> object:
     """Close the usage windows that are due and send them (hourly windows, checked often)."""
-    from marketplace_saas.service.metering_report import report_usage as send_due_reports
+    from marketplace_saas.service.metering.report import report_usage as send_due_reports
 
     return send_due_reports(container, actor="scheduler")
 

@@ -19,16 +19,56 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from marketplace_saas.adapters.db import sign_in_store as store
 from marketplace_saas.adapters.metrics import SIGN_INS
 
 if TYPE_CHECKING:
     from marketplace_saas.adapters.operators import Operator, OperatorDirectory
     from marketplace_saas.bootstrap import Container
+
+
+class SessionRecord(Protocol):
+    @property
+    def operator(self) -> str: ...
+    @property
+    def credential(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime: ...
+    @property
+    def revoked_at(self) -> datetime | None: ...
+
+
+class SignInRepository(Protocol):
+    """Failure counters and operator sessions (SQL: `adapters/db/sign_in_store.py`)."""
+
+    def add_failure(self, scope: str, subject: str, bucket: int) -> None:
+        """One more failure of (scope, subject) in window `bucket` (atomic, replica-safe)."""
+
+    def failures_since(
+        self, subjects: Iterable[tuple[str, str]], first_bucket: int
+    ) -> dict[tuple[str, str], int]: ...
+    def forget_failures(self, scope: str, subject: str) -> None: ...
+    def prune_failures(self, before_bucket: int) -> None: ...
+    def add_session(
+        self,
+        session_id: str,
+        operator: str,
+        credential: str,
+        *,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> None: ...
+    def find_session(self, session_id: str) -> SessionRecord | None: ...
+    def revoke_session(self, session_id: str, at: datetime) -> None: ...
+    def revoke_operator_sessions(self, operator: str, at: datetime) -> int:
+        """End every live session of `operator`; how many were live."""
+
+    def prune_sessions(self, expired_before: datetime) -> None: ...
+
 
 WINDOW = timedelta(minutes=15)
 OPERATOR_LIMIT = 10
@@ -74,8 +114,8 @@ def gate(container: Container, name: str | None, address: str) -> Gate:
     """Whether `name` (a configured operator, or None) from `address` must wait."""
     now = container.now()
     current = _bucket(now)
-    with container.sessions() as session:
-        counts = store.failures_since(session, _subjects(name, address), current - 1)
+    with container.reading() as uow:
+        counts = uow.sign_in.failures_since(_subjects(name, address), current - 1)
     by_operator = counts.get(("operator", name[:200]), 0) if name else 0
     over = counts.get(("address", address[:200]), 0) >= ADDRESS_LIMIT
     if not over and by_operator < OPERATOR_LIMIT:
@@ -87,18 +127,18 @@ def gate(container: Container, name: str | None, address: str) -> Gate:
 def record_failure(container: Container, name: str | None, address: str, *, method: str) -> None:
     """Count a failed sign-in: against the address, and the operator when `name` is one."""
     current = _bucket(container.now())
-    with container.sessions.begin() as session:
+    with container.unit_of_work() as uow:
         for scope, subject in _subjects(name, address):
-            store.add_failure(session, scope, subject, current)
-        store.prune_failures(session, current - 1)
+            uow.sign_in.add_failure(scope, subject, current)
+        uow.sign_in.prune_failures(current - 1)
     SIGN_INS.labels(method, "refused").inc()
 
 
 def record_success(container: Container, name: str, *, method: str, after: Gate) -> None:
     """A good sign-in clears the operator's failures (a write only when there were some)."""
     if after.operator_failures:
-        with container.sessions.begin() as session:
-            store.forget_failures(session, "operator", name)
+        with container.unit_of_work() as uow:
+            uow.sign_in.forget_failures("operator", name)
     SIGN_INS.labels(method, "ok").inc()
 
 
@@ -110,10 +150,9 @@ def start_session(container: Container, operator: Operator, directory: OperatorD
     """A new session row for `operator`; its id (for the signed cookie)."""
     session_id = secrets.token_urlsafe(32)
     now = container.now()
-    with container.sessions.begin() as session:
-        store.prune_sessions(session, now)
-        store.add_session(
-            session,
+    with container.unit_of_work() as uow:
+        uow.sign_in.prune_sessions(now)
+        uow.sign_in.add_session(
             session_id,
             operator.name,
             directory.fingerprint(operator.name),
@@ -130,8 +169,8 @@ def session_operator(
     if not isinstance(session_id, str) or not isinstance(name, str) or not session_id:
         return None
     now = container.now()
-    with container.sessions() as session:
-        row = store.find_session(session, session_id[:64])
+    with container.reading() as uow:
+        row = uow.sign_in.find_session(session_id[:64])
         if row is None or row.operator != name or row.revoked_at is not None:
             return None
         if row.expires_at <= now:
@@ -149,11 +188,11 @@ def session_operator(
 
 def end_session(container: Container, session_id: object) -> None:
     if isinstance(session_id, str) and session_id:
-        with container.sessions.begin() as session:
-            store.revoke_session(session, session_id[:64], container.now())
+        with container.unit_of_work() as uow:
+            uow.sign_in.revoke_session(session_id[:64], container.now())
 
 
 def revoke_operator(container: Container, name: str) -> int:
     """End every session of `name` (removed from ADMIN_OPERATORS); how many were live."""
-    with container.sessions.begin() as session:
-        return store.revoke_operator_sessions(session, name, container.now())
+    with container.unit_of_work() as uow:
+        return uow.sign_in.revoke_operator_sessions(name, container.now())

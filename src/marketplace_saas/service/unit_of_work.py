@@ -37,9 +37,12 @@ from marketplace_saas.service.ports import (
     PlanHistoryRepository,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the capabilities' packages import this module: names for typing only
     from marketplace_saas.adapters.procurement import ProcurementApi
     from marketplace_saas.config import Settings
+    from marketplace_saas.service.hooks.ports import HookRepository
+    from marketplace_saas.service.metering.ports import UsageRepository
+    from marketplace_saas.service.sign_in import SignInRepository
 
 T = TypeVar("T")
 
@@ -61,7 +64,18 @@ class UnitOfWork(Protocol):
     @property
     def outbox(self) -> OutboxRepository: ...
 
-    # -- other capabilities add their repositories below (metering, hooks, console) -------------
+    # -- metering and provisioning hooks ---------------------------------------------------------
+    @property
+    def usage(self) -> UsageRepository:
+        """Usage records and the report ledger (`service/metering/`)."""
+
+    @property
+    def hooks(self) -> HookRepository:
+        """The hook outbox as the dispatcher and operators use it (`service/hooks/`)."""
+
+    @property
+    def sign_in(self) -> SignInRepository:
+        """Console sign-in failure counters and operator sessions (`service/sign_in.py`)."""
 
     # -- locks: held until the unit of work ends ------------------------------------------------
     def lock_entitlement(self, entitlement_id: str) -> EntitlementValues | None:

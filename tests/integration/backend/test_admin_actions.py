@@ -41,12 +41,12 @@ def _pending(emulator: Emulator, container: Container, plan: str = "basic") -> t
 
 
 def _version(container: Container, entitlement_id: str) -> str:
-    from marketplace_saas.service.admin_queries import version_token
+    from marketplace_saas.domain.views import version_token
 
     with container.sessions() as session:
         row = session.get(Entitlement, entitlement_id)
         assert row is not None
-        return version_token(row)
+        return version_token(row.state, row.updated_at)
 
 
 def _google_state(emulator: Emulator, entitlement_id: str) -> str:

@@ -13,7 +13,7 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import UsageReport
 from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
 from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.service.metering_report import report_usage
+from marketplace_saas.service.metering.report import report_usage
 from tests.integration.backend.admin_support import (
     OPERATOR,
     VIEWER,

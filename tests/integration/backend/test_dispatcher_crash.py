@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from marketplace_saas.adapters.db.models import HookOutbox
 from marketplace_saas.bootstrap import Container, bootstrap
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import (
     SECRET,

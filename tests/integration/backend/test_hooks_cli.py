@@ -17,7 +17,7 @@ from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import ConfigurationError
 from marketplace_saas.entrypoints import jobs
 from marketplace_saas.entrypoints.cli import main
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import SECRET, WebhookServer, payload, webhook_server
 from tests.support.infra import free_port

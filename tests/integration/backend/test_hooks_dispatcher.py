@@ -14,9 +14,9 @@ from marketplace_saas.adapters.db.models import HookOutbox
 from marketplace_saas.adapters.hooks import validate_receivers
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.domain.hooks import HookPayload, RetryPolicy
-from marketplace_saas.service import hooks_admin
-from marketplace_saas.service.hooks import Dispatcher
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks import admin as hooks_admin
+from marketplace_saas.service.hooks.dispatch import Dispatcher
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from tests.integration.backend import hooks_support
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import (
@@ -169,12 +169,12 @@ def test_a_failing_receiver_backs_off_then_dead_letters_then_a_manual_retry_deli
         assert row(container, item).status == "dead"
         clock.advance(hours=1)
         assert worker.run_once().attempted == 0  # dead items are never picked up again
-        with container.sessions() as session:
-            [listed] = hooks_admin.list_items(session, status="dead")
+        with container.reading() as uow:
+            [listed] = hooks_admin.list_items(uow, status="dead")
         assert listed.id == item
         status["code"] = 200
-        with container.sessions.begin() as session:
-            assert hooks_admin.retry_all_dead(session, now=clock()) == [item]
+        with container.unit_of_work() as uow:
+            assert hooks_admin.retry_all_dead(uow, now=clock()) == [item]
         assert worker.run_once().delivered == [item]
     assert server.keys() == ["entitlement.active:ent-1:v1"]
     assert row(container, item).status == "delivered"
@@ -237,8 +237,8 @@ def test_one_entitlements_failing_hook_does_not_hold_back_other_entitlements(
     assert sorted(result.delivered) == good
     # The dead item holds back its own key only, and the listing says by which item.
     assert row(container, later_bad).status == "pending"
-    with container.sessions() as session:
-        assert hooks_admin.get_item(session, later_bad).blocked_by == bad
+    with container.reading() as uow:
+        assert hooks_admin.get_item(uow, later_bad).blocked_by == bad
 
 
 def test_discarding_a_dead_item_releases_the_later_items_of_its_key(make: Factory) -> None:
@@ -252,8 +252,8 @@ def test_discarding_a_dead_item_releases_the_later_items_of_its_key(make: Factor
         assert worker.run_once().dead == [first]
         status["code"] = 200
         assert worker.run_once().attempted == 0  # blocked behind the dead item
-        with container.sessions.begin() as session:
-            hooks_admin.discard(session, first, reason="workspace created by hand")
+        with container.unit_of_work() as uow:
+            hooks_admin.discard(uow, first, reason="workspace created by hand")
         assert worker.run_once().delivered == [second]
     assert row(container, first).status == "discarded"
     assert "workspace created by hand" in (row(container, first).last_error or "")
@@ -344,8 +344,8 @@ def test_a_hook_no_receiver_wants_is_marked_skipped_and_can_be_retried(
     assert dispatcher(container).run_once().skipped == [item]
     assert row(container, item).status == "skipped"
     assert hooks_support.CALLS == []
-    with container.sessions.begin() as session:
-        assert hooks_admin.retry(session, item, now=container.now()).status == "pending"
+    with container.unit_of_work() as uow:
+        assert hooks_admin.retry(uow, item, now=container.now()).status == "pending"
 
 
 def test_a_failing_after_delivery_step_keeps_the_item_pending(make: Factory) -> None:

@@ -22,8 +22,8 @@ from marketplace_saas.entrypoints.example_provider import (
     attach_example_provider,
     start_example_provider,
 )
-from marketplace_saas.service.hooks import Dispatcher
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.dispatch import Dispatcher
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from tests.integration.backend.conftest import backend_settings
 from tests.integration.backend.hooks_support import SECRET, payload
 from tests.support.infra import free_port

@@ -12,7 +12,7 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, HookOutbox
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.domain.hooks import RetryPolicy
-from marketplace_saas.service.hooks import Dispatcher, build_dispatcher
+from marketplace_saas.service.hooks.dispatch import Dispatcher, build_dispatcher
 from marketplace_saas.service.procurement import automatic
 from marketplace_saas.service.procurement.provisioning import SETTING_UP_MESSAGE
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from marketplace_saas.entrypoints.cli import main
-from marketplace_saas.service.metering import record_usage
+from marketplace_saas.service.metering.ingest import record_usage
 from tests.support.metering import (
     T0,
     FixedClock,

@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.engine import create_engine
 from marketplace_saas.adapters.db.models import UsageReport
+from marketplace_saas.adapters.db.usage_ledger import run_lock
 from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.entrypoints.cli import main
-from marketplace_saas.service.metering import record_usage
-from marketplace_saas.service.metering_ledger import ANOTHER_RUN, run_lock
-from marketplace_saas.service.metering_report import ReportSummary, report_usage
+from marketplace_saas.service.metering.ingest import record_usage
+from marketplace_saas.service.metering.report import ANOTHER_RUN, ReportSummary, report_usage
 from tests.integration.backend.conftest import backend_settings
 from tests.support.metering import emulator_entitlement, seed_entitlements
 

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
-from marketplace_saas.service.metering import record_usage
+from marketplace_saas.bootstrap import Container
+from marketplace_saas.service.metering.ingest import record_usage
 from tests.support.metering import (
     T0,
     FixedClock,
-    MeteringTestContainer,
     SeededEntitlement,
     metering_container,
     seed_entitlements,
@@ -67,7 +67,7 @@ def container(migrated_database_url: str) -> Any:
     c.close()
 
 
-def stored(container: MeteringTestContainer) -> dict[str, UsageRecord]:
+def stored(container: Container) -> dict[str, UsageRecord]:
     with container.sessions() as session:
         return {r.record_id: r for r in session.scalars(sa.select(UsageRecord))}
 

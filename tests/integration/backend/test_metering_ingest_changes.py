@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from marketplace_saas.adapters.db.models import Entitlement, PlanHistory, UsageRecord
-from marketplace_saas.service.metering import record_usage
+from marketplace_saas.service.metering.ingest import record_usage
 from tests.support.metering import (
     T0,
     FixedClock,

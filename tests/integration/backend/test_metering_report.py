@@ -21,8 +21,8 @@ from marketplace_saas.adapters.servicecontrol import (
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.usage import floor_hour, operation_id
-from marketplace_saas.service.metering import record_usage
-from marketplace_saas.service.metering_report import report_usage
+from marketplace_saas.service.metering.ingest import record_usage
+from marketplace_saas.service.metering.report import report_usage
 from tests.support.metering import SeededEntitlement, emulator_entitlement, seed_entitlements
 
 SERVICE = "example-product.endpoints.sandbox.cloud.goog"

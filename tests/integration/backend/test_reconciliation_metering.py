@@ -44,8 +44,8 @@ from marketplace_saas.adapters.servicecontrol import (
 )
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import Settings
-from marketplace_saas.service.metering import record_usage
-from marketplace_saas.service.metering_report import report_usage
+from marketplace_saas.service.metering.ingest import record_usage
+from marketplace_saas.service.metering.report import report_usage
 from tests.support import stalling_reporter
 from tests.support.metering import SeededEntitlement, seed_entitlements
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
 from marketplace_saas.domain.records import KnownEntitlement
+from tests.unit.backend.metering_fakes import FakeUsage
 
 T = TypeVar("T")
 PROVIDER = "DEMO-provider"
@@ -106,6 +107,7 @@ class FakeStore:
     audit: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
     # -- other capabilities' tables below ------------------------------------------------------
+    usage: FakeUsage = field(default_factory=FakeUsage)  # usage records and the report ledger
 
     def changes(self, action: str | None = None) -> list[dict[str, Any]]:
         """The audit log's change rows (of one action)."""
@@ -296,6 +298,7 @@ class FakeUnitOfWork:
         self.audit = FakeAudit(store)
         self.outbox = FakeOutbox(store)
         # -- other capabilities' repositories below ---------------------------------------------
+        self.usage = store.usage
         self.store = store
         self.locks: list[str] = []
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from marketplace_saas.adapters.servicecontrol import (
-    Verdict,
-    check_verdict,
     report_error_is_transient,
 )
+from marketplace_saas.domain.suspension import Verdict, check_verdict
 
 
 @pytest.mark.parametrize("code", ["SERVICE_NOT_ACTIVATED", "BILLING_DISABLED", "PROJECT_DELETED"])

@@ -3,7 +3,8 @@
 Failure counters are one row per (scope, subject, bucket): `scope` is `operator` or `address`,
 `bucket` the number of the fixed time window. `add_failure` is one atomic
 `INSERT ... ON CONFLICT DO UPDATE failures = failures + 1`, so replicas sharing the database
-count together without locks. The caller owns the transaction.
+count together without locks. The caller owns the transaction: `SqlSignIn` is these functions on
+the session of a unit of work (`uow.sign_in`).
 """
 
 from __future__ import annotations
@@ -113,3 +114,54 @@ def revoke_operator_sessions(session: Session, operator: str, at: datetime) -> i
 
 def prune_sessions(session: Session, expired_before: datetime) -> None:
     session.execute(sa.delete(_SESSIONS).where(_SESSIONS.c.expires_at < expired_before))
+
+
+class SqlSignIn:
+    """Sign-in counters and sessions on one unit of work's session (`uow.sign_in`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add_failure(self, scope: str, subject: str, bucket: int) -> None:
+        add_failure(self.session, scope, subject, bucket)
+
+    def failures_since(
+        self, subjects: Iterable[tuple[str, str]], first_bucket: int
+    ) -> dict[tuple[str, str], int]:
+        return failures_since(self.session, subjects, first_bucket)
+
+    def forget_failures(self, scope: str, subject: str) -> None:
+        forget_failures(self.session, scope, subject)
+
+    def prune_failures(self, before_bucket: int) -> None:
+        prune_failures(self.session, before_bucket)
+
+    def add_session(
+        self,
+        session_id: str,
+        operator: str,
+        credential: str,
+        *,
+        created_at: datetime,
+        expires_at: datetime,
+    ) -> None:
+        add_session(
+            self.session,
+            session_id,
+            operator,
+            credential,
+            created_at=created_at,
+            expires_at=expires_at,
+        )
+
+    def find_session(self, session_id: str) -> OperatorSession | None:
+        return find_session(self.session, session_id)
+
+    def revoke_session(self, session_id: str, at: datetime) -> None:
+        revoke_session(self.session, session_id, at)
+
+    def revoke_operator_sessions(self, operator: str, at: datetime) -> int:
+        return revoke_operator_sessions(self.session, operator, at)
+
+    def prune_sessions(self, expired_before: datetime) -> None:
+        prune_sessions(self.session, expired_before)

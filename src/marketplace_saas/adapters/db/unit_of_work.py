@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters.db import repositories as repo
+from marketplace_saas.adapters.db.hook_outbox import SqlHooks
 from marketplace_saas.adapters.db.models import (
     Account,
     AuditLog,
@@ -31,6 +32,8 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     PlanHistory,
 )
+from marketplace_saas.adapters.db.sign_in_store import SqlSignIn
+from marketplace_saas.adapters.db.usage_ledger import SqlUsage
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
 from marketplace_saas.domain.records import KnownEntitlement
 
@@ -252,7 +255,10 @@ class SqlUnitOfWork:
         self.plans = SqlPlanHistory(session)
         self.audit = SqlAudit(session)
         self.outbox = SqlOutbox(session)
-        # -- other capabilities add their repositories below (metering, hooks, console) ---------
+        # -- metering and provisioning hooks -----------------------------------------------------
+        self.usage = SqlUsage(session)
+        self.hooks = SqlHooks(session)
+        self.sign_in = SqlSignIn(session)
 
     # -- locks ----------------------------------------------------------------------------------
 

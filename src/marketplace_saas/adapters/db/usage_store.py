@@ -18,14 +18,14 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Entitlement, UsageRecord
+from marketplace_saas.domain.metering import MeteredEntitlement, NewRecord
 from marketplace_saas.domain.usage import PlanChange, Timeline
 
 CHUNK = 500  # ids per IN (...) clause: well under every backend's bound-parameter limit
@@ -36,20 +36,6 @@ T = TypeVar("T")
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-@dataclass(frozen=True)
-class MeteredEntitlement:
-    """What metering needs of one entitlement: its record and its reporting timeline."""
-
-    id: str
-    product: str | None
-    product_external_name: str | None
-    plan: str | None
-    usage_reporting_id: str | None
-    service_enabled: bool
-    service_suspended_reason: str | None
-    timeline: Timeline | None  # None: never active
 
 
 _COLUMNS = (  # of an entitlement row, in the order of `_Sql.entitlements` (then its external name)
@@ -229,19 +215,6 @@ def sqlite_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-class NewRecord(NamedTuple):
-    """A usage record to insert: the columns of `_Sql.insert`, in its order."""
-
-    record_id: str
-    entitlement_id: str
-    metric: str
-    value: Decimal
-    time: datetime  # aware, as every time here
-    window_start: datetime
-    labels: dict[str, str]
-    received_at: datetime
 
 
 def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:

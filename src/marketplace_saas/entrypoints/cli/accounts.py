@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from marketplace_saas.entrypoints.cli import _records
 from marketplace_saas.entrypoints.cli._common import (
     OPERATOR,
     SYNC_HINT,
@@ -59,15 +58,15 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        rows = _records.list_accounts(session)
+    with open_container() as container, container.console() as reads:
+        rows = reads.api_accounts()
     emit(args, rows, columns=COLUMNS)
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        record = _records.get_account(session, bare_id(args.account_id))
+    with open_container() as container, container.console() as reads:
+        record = reads.api_account(bare_id(args.account_id))
     if record is None:
         raise NotFound(f"account {args.account_id}", hint=SYNC_HINT)
     emit(args, record)
@@ -76,8 +75,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _decided(args: argparse.Namespace, container: Any, result: Any) -> int:
     """Print the decision's outcome and the account as recorded after it."""
-    with container.sessions() as session:
-        record = _records.get_account(session, result.resource_id)
+    with container.console() as reads:
+        record = reads.api_account(result.resource_id)
     data = {**(record or {"id": result.resource_id}), "outcome": result.outcome}
     message = f"{result.outcome}: account {result.resource_id} (sign-up {result.state or '-'})"
     emit(args, data, message=None if args.json else message)

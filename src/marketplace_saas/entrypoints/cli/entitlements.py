@@ -10,7 +10,6 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from marketplace_saas.entrypoints.cli import _records
 from marketplace_saas.entrypoints.cli._common import (
     OPERATOR,
     SYNC_HINT,
@@ -75,18 +74,16 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        rows = _records.list_entitlements(
-            session, state=args.state, account=args.account, product=args.product
-        )
+    with open_container() as container, container.console() as reads:
+        rows = reads.api_entitlements(state=args.state, account=args.account, product=args.product)
     table = [{**row, "account": row.get("account", "").rsplit("/", 1)[-1]} for row in rows]
     emit(args, rows if args.json else table, columns=COLUMNS)
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        record = _records.get_entitlement(session, bare_id(args.entitlement_id))
+    with open_container() as container, container.console() as reads:
+        record = reads.api_entitlement(bare_id(args.entitlement_id))
     if record is None:
         raise NotFound(f"entitlement {args.entitlement_id}", hint=SYNC_HINT)
     emit(args, record)
@@ -95,8 +92,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _done(args: argparse.Namespace, container: Any, result: Any) -> int:
     """Print the decision's outcome and the entitlement as recorded after it."""
-    with container.sessions() as session:
-        record = _records.get_entitlement(session, result.resource_id)
+    with container.console() as reads:
+        record = reads.api_entitlement(result.resource_id)
     data = {**(record or {"id": result.resource_id}), "outcome": result.outcome}
     message = f"{result.outcome}: entitlement {result.resource_id} is {result.state or 'gone'}"
     emit(args, data, message=None if args.json else message)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from marketplace_saas.entrypoints.cli import _records
 from marketplace_saas.entrypoints.cli._common import NotFound, open_container
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
@@ -44,17 +43,15 @@ def register(subparsers: Any) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        rows = _records.list_events(
-            session, status=args.status, event_type=args.event_type, limit=args.limit
-        )
+    with open_container() as container, container.console() as reads:
+        rows = reads.api_events(status=args.status, event_type=args.event_type, limit=args.limit)
     emit(args, rows, columns=COLUMNS)
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        record = _records.get_event(session, args.event_id)
+    with open_container() as container, container.console() as reads:
+        record = reads.api_event(args.event_id)
     if record is None:
         raise NotFound(f"event {args.event_id}")
     emit(args, record)
@@ -65,12 +62,12 @@ def run_replay(args: argparse.Namespace) -> int:
     from marketplace_saas.service.procurement.inbox import replay
 
     with open_container() as container:
-        with container.sessions() as session:
-            if _records.get_event(session, args.event_id) is None:
+        with container.console() as reads:
+            if reads.api_event(args.event_id) is None:
                 raise NotFound(f"event {args.event_id}")
         replay(container, args.event_id)
-        with container.sessions() as session:
-            record = _records.get_event(session, args.event_id)
+        with container.console() as reads:
+            record = reads.api_event(args.event_id)
     assert record is not None
     emit(
         args,

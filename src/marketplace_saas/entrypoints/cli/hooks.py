@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from marketplace_saas.entrypoints.cli._common import (
@@ -14,8 +16,8 @@ from marketplace_saas.entrypoints.cli._common import (
     stop_on_signals,
 )
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
-from marketplace_saas.service import hooks_admin
-from marketplace_saas.service.hooks import build_dispatcher
+from marketplace_saas.service.hooks import admin as hooks_admin
+from marketplace_saas.service.hooks.dispatch import build_dispatcher
 
 COLUMNS = [
     ("ID", "id"),
@@ -67,10 +69,21 @@ def register(subparsers: Any) -> None:
     run.set_defaults(run=run_dispatcher)
 
 
+@contextlib.contextmanager
+def _errors(item_id: int) -> Iterator[None]:
+    """An unknown item is `NotFound`; an item in the wrong state, a `CliError` saying which."""
+    try:
+        yield
+    except hooks_admin.HookNotFound as exc:
+        raise NotFound(f"hook {item_id}") from exc
+    except hooks_admin.HookStateError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def run_list(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
+    with open_container() as container, container.reading() as uow:
         items = hooks_admin.list_items(
-            session, status=args.status, hook=args.hook, ordering_key=args.key, limit=args.limit
+            uow, status=args.status, hook=args.hook, ordering_key=args.key, limit=args.limit
         )
     rows = [item.as_dict() for item in items]
     if not args.json:
@@ -81,40 +94,28 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions() as session:
-        try:
-            item = hooks_admin.get_item(session, args.id)
-        except hooks_admin.HookNotFound as exc:
-            raise NotFound(f"hook {args.id}") from exc
+    with open_container() as container, container.reading() as uow, _errors(args.id):
+        item = hooks_admin.get_item(uow, args.id)
     emit(args, item.as_dict())
     return 0
 
 
 def run_retry(args: argparse.Namespace) -> int:
-    with open_container() as container, container.sessions.begin() as session:
+    with open_container() as container, container.unit_of_work() as uow:
         if args.all_dead:
-            ids = hooks_admin.retry_all_dead(session, now=container.now())
+            ids = hooks_admin.retry_all_dead(uow, now=container.now())
             emit(args, {"retried": ids}, message=f"{len(ids)} dead hook(s) queued again")
             return 0
-        try:
-            item = hooks_admin.retry(session, args.id, now=container.now())
-        except hooks_admin.HookNotFound as exc:
-            raise NotFound(f"hook {args.id}") from exc
-        except hooks_admin.HookStateError as exc:
-            raise CliError(str(exc)) from exc
+        with _errors(args.id):
+            item = hooks_admin.retry(uow, args.id, now=container.now())
     emit(args, item.as_dict(), message=f"hook {item.id} ({item.hook}) queued again")
     return 0
 
 
 def run_discard(args: argparse.Namespace) -> int:
     reason = f"{args.reason} ({OPERATOR})"
-    with open_container() as container, container.sessions.begin() as session:
-        try:
-            item = hooks_admin.discard(session, args.id, reason=reason)
-        except hooks_admin.HookNotFound as exc:
-            raise NotFound(f"hook {args.id}") from exc
-        except hooks_admin.HookStateError as exc:
-            raise CliError(str(exc)) from exc
+    with open_container() as container, container.unit_of_work() as uow, _errors(args.id):
+        item = hooks_admin.discard(uow, args.id, reason=reason)
     emit(args, item.as_dict(), message=f"hook {item.id} ({item.hook}) discarded")
     return 0
 

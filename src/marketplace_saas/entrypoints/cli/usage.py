@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from marketplace_saas.domain.usage import next_report_at
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -67,7 +68,7 @@ def _pairs(values: dict[str, str]) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering import usage_history
+    from marketplace_saas.service.metering.history import usage_history
 
     with open_container() as container:
         windows = usage_history(container, args.entitlement)
@@ -83,7 +84,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_pending(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering import pending_usage
+    from marketplace_saas.service.metering.history import pending_usage
 
     with open_container() as container:
         pending = pending_usage(container)
@@ -138,7 +139,7 @@ def _parse_now(text: str | None) -> datetime | None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from marketplace_saas.service.metering_report import report_usage
+    from marketplace_saas.service.metering.report import report_usage
 
     now = _parse_now(args.now)
     if args.now and not args.once:
@@ -157,9 +158,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _seconds_to_next_run(now: datetime, settings: Any) -> float:
-    grace = timedelta(seconds=settings.usage_grace_seconds)
-    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return max(1.0, (next_hour + grace - now).total_seconds())
+    due = next_report_at(now, timedelta(seconds=settings.usage_grace_seconds))
+    return max(1.0, (due - now).total_seconds())
 
 
 def _print_summary(args: argparse.Namespace, data: dict[str, Any], *, dry_run: bool) -> None:

@@ -8,7 +8,6 @@ the resource was not waiting for that decision or changed since `version`.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
@@ -19,6 +18,7 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 
 from marketplace_saas.adapters.operators import Operator
+from marketplace_saas.domain.usage import recent_hours
 from marketplace_saas.entrypoints.web.admin import health, operations
 from marketplace_saas.entrypoints.web.admin.common import (
     AdminProblem,
@@ -30,8 +30,8 @@ from marketplace_saas.entrypoints.web.admin.common import (
     secure_headers,
 )
 from marketplace_saas.entrypoints.web.app import get_container
-from marketplace_saas.service import admin_activity as activity
-from marketplace_saas.service import admin_queries as queries
+from marketplace_saas.service.console import activity
+from marketplace_saas.service.console import records as queries
 
 PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, route_class=AdminRoute, tags=["console API"])
@@ -57,6 +57,13 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return secure_headers(JSONResponse(jsonable_encoder(data), status_code=status_code))
 
 
+def _found(data: dict[str, Any] | None, missing: str) -> Response:
+    """The read model as JSON, or 404 saying what is `missing`."""
+    if data is None:
+        raise NotFound(missing)
+    return _json(data)
+
+
 def _require_json(request: Request) -> None:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
@@ -70,8 +77,8 @@ def _outcome(outcome: operations.Outcome) -> Response:
 @router.get("/overview", summary="Counts by state, waiting approvals, recent notifications, usage")
 def overview(request: Request, operator: Viewer) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        return _json(queries.overview(session, container.now()))
+    with container.console() as reads:
+        return _json(queries.overview(reads, container.now()))
 
 
 @router.get("/health", summary="Database, Pub/Sub and Procurement API checks (bounded wait)")
@@ -84,17 +91,15 @@ def health_checks(request: Request, operator: Viewer) -> Response:
 def accounts(
     request: Request, operator: Viewer, q: Text = None, after: Text = None, limit: Limit = 50
 ) -> Response:
-    with get_container(request).sessions() as session:
-        return _json(queries.list_accounts(session, q=q, after=after, limit=limit).as_dict())
+    with get_container(request).console() as reads:
+        return _json(queries.list_accounts(reads, q=q, after=after, limit=limit).as_dict())
 
 
 @router.get("/accounts/{account_id}", summary="One account: sign-up data, entitlements, audit")
 def account(request: Request, operator: Viewer, account_id: str) -> Response:
-    with get_container(request).sessions() as session:
-        data = queries.account_detail(session, account_id)
-    if data is None:
-        raise NotFound(f"no account {account_id!r}")
-    return _json(data)
+    with get_container(request).console() as reads:
+        data = queries.account_detail(reads, account_id)
+    return _found(data, f"no account {account_id!r}")
 
 
 @router.get("/entitlements", summary="Entitlements filtered by state, product, plan, account")
@@ -108,9 +113,9 @@ def entitlements(
     after: Text = None,
     limit: Limit = 50,
 ) -> Response:
-    with get_container(request).sessions() as session:
+    with get_container(request).console() as reads:
         page = queries.list_entitlements(
-            session,
+            reads,
             state=state,
             product=product,
             plan=plan,
@@ -123,11 +128,9 @@ def entitlements(
 
 @router.get("/entitlements/{entitlement_id}", summary="One entitlement with plan history, timeline")
 def entitlement(request: Request, operator: Viewer, entitlement_id: str) -> Response:
-    with get_container(request).sessions() as session:
-        data = queries.entitlement_detail(session, entitlement_id)
-    if data is None:
-        raise NotFound(f"no entitlement {entitlement_id!r}")
-    return _json(data)
+    with get_container(request).console() as reads:
+        data = queries.entitlement_detail(reads, entitlement_id)
+    return _found(data, f"no entitlement {entitlement_id!r}")
 
 
 @router.get("/entitlements/{entitlement_id}/usage", summary="Hourly usage: ingested and reported")
@@ -138,10 +141,9 @@ def usage(
     hours: Annotated[int, Query(ge=1, le=24 * 31)] = 48,
 ) -> Response:
     container = get_container(request)
-    end = container.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(hours=hours)
-    with container.sessions() as session:
-        series = activity.hourly_usage(session, entitlement_id, start=start, end=end)
+    start, end = recent_hours(container.now(), hours)
+    with container.console() as reads:
+        series = activity.hourly_usage(reads, entitlement_id, start=start, end=end)
     data = {
         metric: [
             {"hour": hour, **{k: str(v) for k, v in cell.items()}}
@@ -154,8 +156,8 @@ def usage(
 
 @router.get("/approvals", summary="Pending accounts, entitlements and plan changes")
 def approvals(request: Request, operator: Viewer) -> Response:
-    with get_container(request).sessions() as session:
-        return _json(activity.approvals_queue(session))
+    with get_container(request).console() as reads:
+        return _json(activity.approvals_queue(reads))
 
 
 @router.get("/notifications", summary="The inbox, newest first; filter by status")
@@ -166,18 +168,16 @@ def notifications(
     before: RowId = None,
     limit: Limit = 50,
 ) -> Response:
-    with get_container(request).sessions() as session:
-        page = activity.list_notifications(session, status=status, before=before, limit=limit)
+    with get_container(request).console() as reads:
+        page = activity.list_notifications(reads, status=status, before=before, limit=limit)
     return _json(page.as_dict())
 
 
 @router.get("/notifications/{event_id}", summary="One notification: payload, error, traceback")
 def notification(request: Request, operator: Viewer, event_id: str) -> Response:
-    with get_container(request).sessions() as session:
-        data = activity.notification_detail(session, event_id)
-    if data is None:
-        raise NotFound(f"no notification {event_id!r}")
-    return _json(data)
+    with get_container(request).console() as reads:
+        data = activity.notification_detail(reads, event_id)
+    return _found(data, f"no notification {event_id!r}")
 
 
 @router.get("/usage-reports", summary="The report ledger; filter by status and entitlement")
@@ -189,9 +189,9 @@ def reports(
     before: RowId = None,
     limit: Limit = 50,
 ) -> Response:
-    with get_container(request).sessions() as session:
+    with get_container(request).console() as reads:
         page = activity.list_reports(
-            session, status=status, entitlement=entitlement, before=before, limit=limit
+            reads, status=status, entitlement=entitlement, before=before, limit=limit
         )
     return _json(page.as_dict())
 

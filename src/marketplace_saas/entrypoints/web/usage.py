@@ -22,7 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from marketplace_saas.config import Settings
-from marketplace_saas.service.metering import MeteringContainer, record_usage
+from marketplace_saas.service.metering.ingest import record_usage
+from marketplace_saas.service.metering.ports import MeteringApp
 
 router = APIRouter()
 
@@ -70,7 +71,7 @@ def _records(body: bytes, max_batch: int) -> list[Any]:
 
 @router.post("/v1/usage")
 async def ingest_usage(request: Request) -> JSONResponse:
-    container = cast(MeteringContainer, request.app.state.container)
+    container = cast(MeteringApp, request.app.state.container)
     settings = container.settings
     _authorize(request, settings)
     body = await request.body()  # capped before reading by `guards.GuardMiddleware`

@@ -35,8 +35,8 @@ from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import idempotency_key
 from marketplace_saas.domain.policies import accepts_message_to_user
 from marketplace_saas.service.audit import CallLog
-from marketplace_saas.service.hook_payloads import EntitlementLike, build_payload
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
+from marketplace_saas.service.hooks.payloads import EntitlementLike, build_payload
 from marketplace_saas.service.procurement import records
 from marketplace_saas.service.procurement.decision_flow import (
     ApprovalResult,

@@ -22,8 +22,8 @@ from marketplace_saas.domain.entitlements import (
 )
 from marketplace_saas.domain.events import EventType, Hook
 from marketplace_saas.service.audit import record_change
-from marketplace_saas.service.hook_payloads import build_payload
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
+from marketplace_saas.service.hooks.payloads import build_payload
 from marketplace_saas.service.unit_of_work import UnitOfWork
 
 # Entitlement columns copied from the API's resource.

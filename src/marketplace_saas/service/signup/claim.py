@@ -29,7 +29,7 @@ from marketplace_saas.domain.errors import MarketplaceError
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, Hook, HookPayload
 from marketplace_saas.domain.signup import RECORD_COLUMNS, Answer, Purchase, Visitor, validate
 from marketplace_saas.service.audit import record_change
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.ports import AccountRecord, CustomerRecord
 from marketplace_saas.service.procurement import automatic, records
 from marketplace_saas.service.signup.status import SignupStatus, account_entry, signup_status

@@ -4,9 +4,9 @@
     replay(container, operator, event_id)
     retry_report(container, operator, operation_id)
 
-A decision first compares the version the operator saw (`admin_queries.version_token`: state and
-when our record last changed) with our record now: a stale page is refused before Google is
-called. The service (`service.procurement.decisions`, the one home of every decision) then
+A decision first compares the version the operator saw (`service.console.records.current_version`:
+state and when our record last changed) with our record now: a stale page is refused before Google
+is called. The service (`service.procurement.decisions`, the one home of every decision) then
 re-reads the resource from the Procurement API and acts only if it still waits for that
 decision. Every error becomes an `Outcome` with an HTTP status and a sentence for the operator.
 """
@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from marketplace_saas.adapters.db.models import Account, Entitlement, UsageReport
 from marketplace_saas.adapters.operators import Operator
 from marketplace_saas.adapters.procurement_errors import ProcurementError, TransientProcurementError
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
-from marketplace_saas.service.admin_queries import version_token
 from marketplace_saas.service.audit import record_change
+from marketplace_saas.service.console.records import current_version
 from marketplace_saas.service.procurement import decisions
 
 if TYPE_CHECKING:
@@ -77,14 +76,9 @@ def decide(
         return Outcome(False, 422, "A reason is required to reject; nothing was done.")
     if len(reason) > MAX_REASON:
         return Outcome(False, 422, f"The reason is longer than {MAX_REASON} characters.")
-    with container.sessions() as session:
-        row: Account | Entitlement | None = (
-            session.get(Account, resource_id)
-            if kind == "account"
-            else session.get(Entitlement, resource_id)
-        )
-        current = version_token(row) if row is not None else None
-    if row is None:
+    with container.console() as reads:
+        current = current_version(reads, kind, resource_id)
+    if current is None:
         return Outcome(False, 404, f"There is no {kind} {resource_id!r} in our records.")
     if version is not None and version != current:
         seen, now = version.split("|", 1)[0], (current or "").split("|", 1)[0]
@@ -151,9 +145,7 @@ def replay(container: Container, operator: Operator, event_id: str) -> Outcome:
 
 def retry_report(container: Container, operator: Operator, operation_id: str) -> Outcome:
     """Send unfinished reports now (`pending`/`sent` rows are re-sent with the same operationId)."""
-    with container.sessions() as session:
-        row = session.query(UsageReport).filter(UsageReport.operation_id == operation_id).first()
-        status = row.status if row is not None else None
+    status = _report_status(container, operation_id)
     if status is None:
         return Outcome(False, 404, f"There is no usage report {operation_id!r}.")
     if status not in ("pending", "sent"):
@@ -166,12 +158,10 @@ def retry_report(container: Container, operator: Operator, operation_id: str) ->
             "skipped": "there was nothing to report in this window.",
         }.get(status, "")
         return Outcome(False, 409, f"Report {operation_id} is {status}: {why}", state=status)
-    from marketplace_saas.service.metering_report import report_usage
+    from marketplace_saas.service.metering.report import report_usage
 
     summary = report_usage(container, actor=operator.actor)
-    with container.sessions() as session:
-        after = session.query(UsageReport).filter(UsageReport.operation_id == operation_id).first()
-        state = after.status if after is not None else None
+    state = _report_status(container, operation_id)
     log.info("admin.report_retried", operator=operator.name, operation_id=operation_id, state=state)
     ok = state == "accepted"
     return Outcome(
@@ -181,3 +171,9 @@ def retry_report(container: Container, operator: Operator, operation_id: str) ->
         f"{summary.rejected} rejected, {summary.retrying} to retry).",
         state=state,
     )
+
+
+def _report_status(container: Container, operation_id: str) -> str | None:
+    with container.console() as reads:
+        report = reads.report(operation_id)
+    return str(report["status"]) if report is not None else None

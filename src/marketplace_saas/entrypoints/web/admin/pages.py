@@ -1,17 +1,17 @@
 """The console's pages (GET): overview, accounts, entitlements, approvals, notifications, reports.
 
-Each page reads one read model of `service.admin_queries` in a short session and renders it.
+Each page reads one read model of `service.console` in a short session and renders it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from marketplace_saas.adapters.operators import Operator
+from marketplace_saas.domain.usage import recent_hours
 from marketplace_saas.entrypoints.web.admin import charts, health
 from marketplace_saas.entrypoints.web.admin.common import (
     ADMIN_DIR,
@@ -22,8 +22,8 @@ from marketplace_saas.entrypoints.web.admin.common import (
     require_viewer,
 )
 from marketplace_saas.entrypoints.web.app import get_container
-from marketplace_saas.service import admin_activity as activity
-from marketplace_saas.service import admin_queries as queries
+from marketplace_saas.service.console import activity
+from marketplace_saas.service.console import records as queries
 
 router = APIRouter(prefix="/admin", route_class=AdminRoute)
 Viewer = Annotated[Operator, Depends(require_viewer)]
@@ -34,6 +34,13 @@ MAX_CHART_HOURS = 24 * 14
 
 def _blank(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None
+
+
+def _found(data: dict[str, Any] | None, missing: str) -> dict[str, Any]:
+    """The read model, or 404 saying what is `missing`."""
+    if data is None:
+        raise NotFound(missing)
+    return data
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -49,8 +56,8 @@ def static(name: str) -> Response:
 @router.get("", name="admin_overview")
 def overview(request: Request, operator: Viewer) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        data = queries.overview(session, container.now())
+    with container.console() as reads:
+        data = queries.overview(reads, container.now())
     return render(request, "admin/overview.html", data=data, section="overview")
 
 
@@ -63,19 +70,22 @@ def health_fragment(request: Request, operator: Viewer) -> Response:
 @router.get("/accounts")
 def accounts(request: Request, operator: Viewer, q: Text = None, after: Text = None) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        page = queries.list_accounts(session, q=_blank(q), after=_blank(after))
+    with container.console() as reads:
+        page = queries.list_accounts(reads, q=_blank(q), after=_blank(after))
     return render(request, "admin/accounts.html", page=page, q=q or "", section="accounts")
 
 
 @router.get("/accounts/{account_id}")
 def account(request: Request, operator: Viewer, account_id: str) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        data = queries.account_detail(session, account_id)
-    if data is None:
-        raise NotFound(f"There is no account {account_id!r} in our records.")
-    return render(request, "admin/account.html", account=data, section="accounts")
+    with container.console() as reads:
+        data = queries.account_detail(reads, account_id)
+    return render(
+        request,
+        "admin/account.html",
+        account=_found(data, f"There is no account {account_id!r} in our records."),
+        section="accounts",
+    )
 
 
 @router.get("/entitlements")
@@ -95,16 +105,16 @@ def entitlements(
         "plan": _blank(plan),
         "account": _blank(account),
     }
-    with container.sessions() as session:
+    with container.console() as reads:
         page = queries.list_entitlements(
-            session,
+            reads,
             state=filters["state"],
             product=filters["product"],
             plan=filters["plan"],
             account=filters["account"],
             after=_blank(after),
         )
-        choices = queries.filter_choices(session)
+        choices = queries.filter_choices(reads)
     return render(
         request,
         "admin/entitlements.html",
@@ -123,19 +133,14 @@ def entitlement(
     hours: Annotated[int, Query(ge=1, le=MAX_CHART_HOURS)] = 48,
 ) -> Response:
     container = get_container(request)
-    end = container.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    start = end - timedelta(hours=hours)
-    with container.sessions() as session:
-        data = queries.entitlement_detail(session, entitlement_id)
-        series = (
-            activity.hourly_usage(session, entitlement_id, start=start, end=end) if data else {}
-        )
-    if data is None:
-        raise NotFound(f"There is no entitlement {entitlement_id!r} in our records.")
+    start, end = recent_hours(container.now(), hours)
+    with container.console() as reads:
+        data = queries.entitlement_detail(reads, entitlement_id)
+        series = activity.hourly_usage(reads, entitlement_id, start=start, end=end) if data else {}
     return render(
         request,
         "admin/entitlement.html",
-        e=data,
+        e=_found(data, f"There is no entitlement {entitlement_id!r} in our records."),
         charts=charts.build_charts(series, start, end),
         hours=hours,
         section="entitlements",
@@ -145,8 +150,8 @@ def entitlement(
 @router.get("/approvals")
 def approvals(request: Request, operator: Viewer) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        queue = activity.approvals_queue(session)
+    with container.console() as reads:
+        queue = activity.approvals_queue(reads)
     return render(request, "admin/approvals.html", queue=queue, section="approvals")
 
 
@@ -156,8 +161,8 @@ def notifications(
 ) -> Response:
     container = get_container(request)
     status = _blank(status)
-    with container.sessions() as session:
-        page = activity.list_notifications(session, status=status, before=before)
+    with container.console() as reads:
+        page = activity.list_notifications(reads, status=status, before=before)
     return render(
         request,
         "admin/notifications.html",
@@ -171,11 +176,14 @@ def notifications(
 @router.get("/notifications/{event_id}")
 def notification(request: Request, operator: Viewer, event_id: str) -> Response:
     container = get_container(request)
-    with container.sessions() as session:
-        data = activity.notification_detail(session, event_id)
-    if data is None:
-        raise NotFound(f"There is no notification {event_id!r} in the inbox.")
-    return render(request, "admin/notification.html", n=data, section="notifications")
+    with container.console() as reads:
+        data = activity.notification_detail(reads, event_id)
+    return render(
+        request,
+        "admin/notification.html",
+        n=_found(data, f"There is no notification {event_id!r} in the inbox."),
+        section="notifications",
+    )
 
 
 @router.get("/reports")
@@ -188,8 +196,8 @@ def reports(
 ) -> Response:
     container = get_container(request)
     status, entitlement = _blank(status), _blank(entitlement)
-    with container.sessions() as session:
-        page = activity.list_reports(session, status=status, entitlement=entitlement, before=before)
+    with container.console() as reads:
+        page = activity.list_reports(reads, status=status, entitlement=entitlement, before=before)
     return render(
         request,
         "admin/reports.html",

@@ -1,6 +1,6 @@
 """The usage reporter: every due window, once, in order, through `services.check` and `.report`.
 
-    report_usage(container, now=None, dry_run=False, progress=None) -> ReportSummary
+    report_usage(app, gateway=None, now=None, dry_run=False, progress=None) -> ReportSummary
 
 1. Carry stray records of reported windows forward; close every window that ended before
    `now - USAGE_GRACE_SECONDS` into the ledger as `pending` (commit).
@@ -17,8 +17,10 @@ Check errors SERVICE_NOT_ACTIVATED, BILLING_DISABLED and PROJECT_DELETED turn th
 service off (audit row, `entitlement.suspended` hook); a later passing check turns it back on
 (`entitlement.restored`). Outages never do.
 
-One run at a time (`metering_ledger.run_lock`): a run that finds another one reporting, or loses
-the race to insert the same operationId, sends nothing and says so in `errors` (`ANOTHER_RUN`).
+One run at a time (`app.report_lock()`): a run that finds another one reporting, or loses the race
+to insert the same operationId, sends nothing and says so in `errors` (`ANOTHER_RUN`). Windows
+are closed by `closing.py`; the customer's service is turned off and on by `suspension.py`; the
+wire JSON of an operation is `adapters.servicecontrol.operation_json`.
 """
 
 from __future__ import annotations
@@ -26,42 +28,50 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from marketplace_saas.adapters.db import usage_store
-from marketplace_saas.adapters.db.models import Entitlement, UsageReport
-from marketplace_saas.adapters.db.unit_of_work import SqlUnitOfWork
+from marketplace_saas.adapters.db.errors import IntegrityError
 from marketplace_saas.adapters.servicecontrol import (
     ServiceControlApi,
     ServiceControlError,
     TransientServiceControlError,
-    Verdict,
-    check_verdict,
+    operation_json,
     report_error_is_transient,
 )
 from marketplace_saas.adapters.usage_catalog import load_catalog
-from marketplace_saas.service import metering_ledger as ledger
-from marketplace_saas.service.audit import record_change
-from marketplace_saas.service.metering import MeteringContainer
-from marketplace_saas.service.metering_ledger import (
-    ANOTHER_RUN,
-    operation_json,
-    rfc3339,
-    service_of,
-)
-from marketplace_saas.service.outbox import enqueue_hook
+from marketplace_saas.config import Settings
+from marketplace_saas.domain.metering import ReportRow
+from marketplace_saas.domain.suspension import Verdict, check_verdict
+from marketplace_saas.domain.time import format_rfc3339 as rfc3339
+from marketplace_saas.service.metering import closing
+from marketplace_saas.service.metering.suspension import maybe_restore, suspend
+from marketplace_saas.service.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
+
+class ReportingApp(Protocol):
+    """What the reporter needs of the application (`bootstrap.Container`)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def servicecontrol(self) -> ServiceControlApi: ...
+    def now(self) -> datetime: ...
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+    def reading(self) -> AbstractContextManager[UnitOfWork]: ...
+    def report_lock(self) -> AbstractContextManager[bool]:
+        """Hold the reporter's lock for the block; False when another run holds it."""
+
+
+ANOTHER_RUN = "another report-usage run is reporting these windows"
 MAX_REPORT_BYTES = 900_000  # under Service Control's 1 MB request limit, with room to spare
 CHECK_WORKERS = 8
-SUSPENDED_PREFIX = "servicecontrol:"
 
 Progress = Callable[[int, int], None]
 
@@ -94,7 +104,7 @@ class ReportSummary:
 
 
 def report_usage(
-    container: MeteringContainer,
+    app: ReportingApp,
     *,
     gateway: ServiceControlApi | None = None,
     now: datetime | None = None,
@@ -103,77 +113,67 @@ def report_usage(
     actor: str = "reporter",
 ) -> ReportSummary:
     """Close and send every due window; see the module docstring."""
-    now = now or container.now()
+    now = now or app.now()
     summary = ReportSummary(now=now)
     if dry_run:
-        _close(container, summary, dry_run=True)
+        _close(app, summary, dry_run=True)
         return summary
-    with ledger.run_lock(container.engine) as mine:
-        if not mine or not _close(container, summary, dry_run=False):
+    with app.report_lock() as mine:
+        if not mine or not _close(app, summary, dry_run=False):
             summary.errors.append({"error": ANOTHER_RUN})
             log.warning("usage.another_run")
             return summary
-        _Sender(container, gateway or container_gateway(container), summary, progress, actor).run()
+        _Sender(app, gateway or app.servicecontrol, summary, progress, actor).run()
     return summary
 
 
-def _close(container: MeteringContainer, summary: ReportSummary, *, dry_run: bool) -> bool:
+def _close(app: ReportingApp, summary: ReportSummary, *, dry_run: bool) -> bool:
     """Step 1: write the due windows to the ledger (a dry run lists what would be sent).
 
     False when another run wrote one of the same operationIds first (the unique constraint).
     """
-    settings = container.settings
+    settings = app.settings
     horizon = summary.now - timedelta(seconds=settings.usage_grace_seconds)
     catalog = load_catalog(settings)
     try:
-        with container.sessions.begin() as session:
-            entitlements = usage_store.load_metered_entitlements(session)
-            state = ledger.ledger_state(session, entitlements)
+        with app.unit_of_work() as uow:
+            usage = uow.usage
+            entitlements = usage.metered_entitlements()
+            state = usage.ledger_state(entitlements)
             if not dry_run:
-                summary.carried, summary.stranded = ledger.carry_stray_records(
-                    session, entitlements, state
+                summary.carried, summary.stranded = closing.carry_stray_records(
+                    usage, entitlements, state
                 )
-            windows = ledger.due_windows(entitlements.values(), state, catalog, horizon)
+            windows = closing.due_windows(entitlements.values(), state, catalog, horizon)
             if dry_run:
-                ledger.preview_sums(session, windows)
+                closing.preview_sums(usage, windows)
             else:
-                ledger.stamp_and_sum(session, windows)
+                closing.stamp_and_sum(usage, windows)
             zero = settings.usage_report_zero
-            rows = ledger.ledger_rows(windows, state, report_zero=zero, now=summary.now)
+            rows = closing.ledger_rows(windows, state, report_zero=zero, now=summary.now)
             if not dry_run:
-                ledger.insert_ledger_rows(session, rows)
+                usage.add_reports(rows)
             if dry_run:
-                pending = ledger.unfinished(session) + [
-                    UsageReport(**r) for r in rows if r["status"] == "pending"
-                ]
+                pending = usage.unfinished() + [r for r in rows if r.status == "pending"]
                 summary.operations = [operation_json(r, for_report=True) for r in pending]
     except IntegrityError:  # another run wrote the same operationId first: it reports them
         summary.carried = summary.stranded = 0
         return False
     summary.closed = len(rows)
-    summary.skipped = sum(1 for r in rows if r["status"] == "skipped")
+    summary.skipped = sum(1 for r in rows if r.status == "skipped")
     return True
-
-
-def container_gateway(container: MeteringContainer) -> ServiceControlApi:
-    gateway = getattr(container, "servicecontrol", None)
-    if gateway is None:
-        from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
-
-        gateway = ServiceControlGateway(container.settings)
-    return gateway
 
 
 class _Sender:
     def __init__(
         self,
-        container: MeteringContainer,
+        app: ReportingApp,
         gateway: ServiceControlApi,
         summary: ReportSummary,
         progress: Progress | None,
         actor: str,
     ) -> None:
-        self.container = container
+        self.app = app
         self.gateway = gateway
         self.summary = summary
         self.progress = progress
@@ -182,9 +182,9 @@ class _Sender:
         self.total = 0
 
     def run(self) -> None:
-        with self.container.sessions() as session:
-            rows = ledger.unfinished(session)
-        queues: dict[str, list[UsageReport]] = {}
+        with self.app.reading() as uow:
+            rows = uow.usage.unfinished()
+        queues: dict[str, list[ReportRow]] = {}
         for row in rows:
             queues.setdefault(row.entitlement_id, []).append(row)
         self.total = len(rows)
@@ -209,23 +209,24 @@ class _Sender:
 
     # -- one round: check the pending rows, mark them sent, report ------------------------------
 
-    def _round(self, rows: list[UsageReport], pool: ThreadPoolExecutor) -> set[str]:
+    def _round(self, rows: list[ReportRow], pool: ThreadPoolExecutor) -> set[str]:
         blocked: set[str] = set()
         to_check = [r for r in rows if r.status == "pending"]
         verdicts = list(pool.map(self._check, to_check))
-        now = self.container.now()
+        now = self.app.now()
         changes: list[dict[str, Any]] = []
         to_send = [r for r in rows if r.status == "sent"]
-        with self.container.sessions.begin() as session:
+        with self.app.unit_of_work() as uow:
             for row, (verdict, detail) in zip(to_check, verdicts, strict=True):
                 if verdict is Verdict.OK:
-                    self._maybe_restore(session, row, now)
+                    if maybe_restore(uow, row, now, actor=self.actor):
+                        self.summary.restored.append(row.entitlement_id)
                     changes.append({"id": row.id, "status": "sent", "sent_at": now, "error": None})
                     row.status = "sent"
                     to_send.append(row)
                     continue
-                if verdict is Verdict.SUSPEND:
-                    self._suspend(session, row, detail, now)
+                if verdict is Verdict.SUSPEND and suspend(uow, row, detail, now, actor=self.actor):
+                    self.summary.suspended.append(row.entitlement_id)
                 if verdict is None:  # the check refused the operation itself: it cannot pass
                     changes.append(self._rejected(row, detail, now))
                     continue
@@ -233,14 +234,14 @@ class _Sender:
                 self.summary.retrying += 1
                 self.summary.errors.append(self._error(row, detail))
                 changes.append({"id": row.id, "attempts": row.attempts + 1, "error": detail})
-            ledger.update_rows(session, changes)
+            uow.usage.update_reports(changes)
         self._tick(len(rows) - len(to_send))  # settled by the check; the rest after the report
         blocked |= self._report(to_send)
         return blocked
 
-    def _check(self, row: UsageReport) -> tuple[Verdict | None, str | None]:
+    def _check(self, row: ReportRow) -> tuple[Verdict | None, str | None]:
         try:
-            answer = self.gateway.check(service_of(row), operation_json(row, for_report=False))
+            answer = self.gateway.check(row.service, operation_json(row, for_report=False))
         except TransientServiceControlError as exc:
             return Verdict.RETRY, f"check: {exc}"
         except ServiceControlError as exc:
@@ -249,11 +250,11 @@ class _Sender:
         detail = f"check: {verdict.code}: {verdict.detail}" if verdict.code else None
         return verdict.verdict, detail
 
-    def _report(self, rows: list[UsageReport]) -> set[str]:
+    def _report(self, rows: list[ReportRow]) -> set[str]:
         blocked: set[str] = set()
         for batch in _batches(rows):
             outcomes = self._send(batch)
-            now = self.container.now()
+            now = self.app.now()
             changes = []
             for row in batch:
                 outcome = outcomes.get(row.operation_id)
@@ -271,14 +272,14 @@ class _Sender:
                     )
                 else:
                     changes.append(self._rejected(row, outcome[1], now))
-            with self.container.sessions.begin() as session:
-                ledger.update_rows(session, changes)
+            with self.app.unit_of_work() as uow:
+                uow.usage.update_reports(changes)
             self._tick(len(batch))
         return blocked
 
-    def _send(self, batch: list[UsageReport]) -> dict[str, tuple[bool, str]]:
+    def _send(self, batch: list[ReportRow]) -> dict[str, tuple[bool, str]]:
         """Report one batch: operationId -> (transient?, error) for every operation not accepted."""
-        service = service_of(batch[0])
+        service = batch[0].service
         try:
             answer = self.gateway.report(
                 service, [operation_json(r, for_report=True) for r in batch]
@@ -301,7 +302,7 @@ class _Sender:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def _rejected(self, row: UsageReport, detail: str | None, now: datetime) -> dict[str, Any]:
+    def _rejected(self, row: ReportRow, detail: str | None, now: datetime) -> dict[str, Any]:
         self.summary.rejected += 1
         self.summary.errors.append(self._error(row, detail))
         log.error("usage.rejected", entitlement_id=row.entitlement_id, error=detail)
@@ -313,7 +314,7 @@ class _Sender:
             "error": detail,
         }
 
-    def _error(self, row: UsageReport, detail: str | None) -> dict[str, str]:
+    def _error(self, row: ReportRow, detail: str | None) -> dict[str, str]:
         return {
             "entitlement": row.entitlement_id,
             "window_start": rfc3339(row.window_start),
@@ -321,70 +322,15 @@ class _Sender:
             "error": detail or "",
         }
 
-    def _suspend(
-        self, session: Session, row: UsageReport, detail: str | None, now: datetime
-    ) -> None:
-        entitlement = session.get(Entitlement, row.entitlement_id)
-        code = (detail or "").removeprefix("check: ").split(":", 1)[0]
-        reason = f"{SUSPENDED_PREFIX}{code}"
-        if entitlement is None or entitlement.service_suspended_reason == reason:
-            return
-        entitlement.service_enabled = False
-        entitlement.service_suspended_reason = reason
-        record_change(
-            SqlUnitOfWork(session),
-            "usage.service_suspended",
-            actor=self.actor,
-            at=now,
-            account_id=entitlement.account_id,
-            entitlement_id=entitlement.id,
-            details={"code": code, "detail": detail, "operation_id": row.operation_id},
-        )
-        enqueue_hook(
-            SqlUnitOfWork(session),
-            "entitlement.suspended",
-            ordering_key=entitlement.id,
-            idempotency_key=f"usage-suspended:{entitlement.id}:{row.operation_id}:{row.attempts}",
-            payload={"entitlement": entitlement.id, "reason": reason, "detail": detail},
-        )
-        self.summary.suspended.append(entitlement.id)
-        log.warning("usage.service_suspended", entitlement_id=entitlement.id, code=code)
 
-    def _maybe_restore(self, session: Session, row: UsageReport, now: datetime) -> None:
-        entitlement = session.get(Entitlement, row.entitlement_id)
-        reason = entitlement.service_suspended_reason if entitlement else None
-        if entitlement is None or not (reason or "").startswith(SUSPENDED_PREFIX):
-            return
-        entitlement.service_enabled = True
-        entitlement.service_suspended_reason = None
-        record_change(
-            SqlUnitOfWork(session),
-            "usage.service_restored",
-            actor=self.actor,
-            at=now,
-            account_id=entitlement.account_id,
-            entitlement_id=entitlement.id,
-            details={"previous_reason": reason, "operation_id": row.operation_id},
-        )
-        enqueue_hook(
-            SqlUnitOfWork(session),
-            "entitlement.restored",
-            ordering_key=entitlement.id,
-            idempotency_key=f"usage-restored:{entitlement.id}:{row.operation_id}",
-            payload={"entitlement": entitlement.id, "previous_reason": reason},
-        )
-        self.summary.restored.append(entitlement.id)
-        log.info("usage.service_restored", entitlement_id=entitlement.id)
-
-
-def _batches(rows: Sequence[UsageReport]) -> list[list[UsageReport]]:
+def _batches(rows: Sequence[ReportRow]) -> list[list[ReportRow]]:
     """Rows grouped by service into report requests under `MAX_REPORT_BYTES`."""
-    out: list[list[UsageReport]] = []
-    by_service: dict[str, list[UsageReport]] = {}
+    out: list[list[ReportRow]] = []
+    by_service: dict[str, list[ReportRow]] = {}
     for row in rows:
-        by_service.setdefault(service_of(row), []).append(row)
+        by_service.setdefault(row.service, []).append(row)
     for service_rows in by_service.values():
-        batch: list[UsageReport] = []
+        batch: list[ReportRow] = []
         size = 0
         for row in service_rows:
             cost = len(json.dumps(operation_json(row, for_report=True))) + 2

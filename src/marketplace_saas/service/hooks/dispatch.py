@@ -6,12 +6,12 @@ items of its key (an entitlement's `cancelled` is never delivered before its `ac
 keys are never held back. An operator unblocks the key with `hooks retry` (deliver it again) or
 `hooks discard` (give up on it).
 
-Claiming is safe with several dispatchers: one transaction selects the due items (PostgreSQL
-adds `FOR UPDATE SKIP LOCKED`) and claims each with a conditional update that increments
-`attempts` and moves `next_attempt_at` to the end of a lease. `attempts` is the claim's fencing
-token: only the holder of the current claim can record the outcome. A dispatcher that dies
-mid-delivery loses its lease when `next_attempt_at` passes, and the item is delivered again
-with the same idempotency key. A heartbeat extends the lease while a slow receiver runs.
+Claiming is safe with several dispatchers: one unit of work claims the due items
+(`uow.hooks.claim_due`: each claim increments `attempts` and moves `next_attempt_at` to the end
+of a lease). `attempts` is the claim's fencing token: only the holder of the current claim can
+record the outcome. A dispatcher that dies mid-delivery loses its lease when `next_attempt_at`
+passes, and the item is delivered again with the same idempotency key. A heartbeat extends the
+lease while a slow receiver runs.
 
 No database transaction is open while a receiver runs.
 """
@@ -24,19 +24,18 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from marketplace_saas.adapters.db.models import HookOutbox
 from marketplace_saas.adapters.hooks import Delivery, DeliveryFailed, Receivers, validate_receivers
 from marketplace_saas.config import Settings
-from marketplace_saas.domain.hooks import BLOCKING_STATUSES, HookPayload, HookStatus, RetryPolicy
+from marketplace_saas.domain.hooks import HookClaim, HookPayload, HookStatus, RetryPolicy
+from marketplace_saas.service.hooks.admin import HookUnit
+from marketplace_saas.service.procurement.automatic import approve_after_provisioning
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -55,10 +54,9 @@ class HookContext(Protocol):
     @property
     def settings(self) -> Settings: ...
 
-    @property
-    def sessions(self) -> sessionmaker[Session]: ...
-
     def now(self) -> datetime: ...
+
+    def unit_of_work(self) -> AbstractContextManager[HookUnit]: ...
 
 
 @dataclass
@@ -77,35 +75,6 @@ class DispatchResult:
         self.failed += other.failed
         self.dead += other.dead
         self.skipped += other.skipped
-
-
-@dataclass(frozen=True)
-class _Claim:
-    id: int
-    hook: str
-    ordering_key: str
-    idempotency_key: str
-    payload: dict[str, object]
-    attempts: int
-    created_at: datetime
-
-
-def _blocker_exists() -> sa.Exists:
-    older = aliased(HookOutbox)
-    return sa.exists().where(
-        older.ordering_key == HookOutbox.ordering_key,
-        older.id < HookOutbox.id,
-        older.status.in_(BLOCKING_STATUSES),
-    )
-
-
-def due_condition(now: datetime) -> sa.ColumnElement[bool]:
-    """Pending, due, and first in line for its ordering key."""
-    return sa.and_(
-        HookOutbox.status == HookStatus.PENDING.value,
-        HookOutbox.next_attempt_at <= now,
-        ~_blocker_exists(),
-    )
 
 
 class Dispatcher:
@@ -136,67 +105,21 @@ class Dispatcher:
         self.after_delivery = after_delivery
         self.rng = rng or random.Random()
         self.worker = f"dispatcher-{uuid.uuid4().hex[:8]}"
-        self._sessions = context.sessions
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def _claim_batch(self) -> list[_Claim]:
+    def _claim_batch(self) -> list[HookClaim]:
         now = self.context.now()
-        with self._sessions() as session, session.begin():
-            query = (
-                sa.select(HookOutbox.id, HookOutbox.attempts)
-                .where(due_condition(now))
-                .order_by(HookOutbox.next_attempt_at, HookOutbox.id)
-                .limit(self.batch_size)
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            candidates = session.execute(query).all()
-            claims = []
-            for item_id, seen in candidates:
-                claimed: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
-                    sa.update(HookOutbox)
-                    .where(
-                        HookOutbox.id == item_id,
-                        HookOutbox.attempts == seen,
-                        due_condition(now),
-                    )
-                    .values(attempts=seen + 1, next_attempt_at=now + self.lease)
-                    .execution_options(synchronize_session=False)
-                )
-                if claimed.rowcount != 1:
-                    continue  # another dispatcher won it
-                row = session.get_one(HookOutbox, item_id)
-                claims.append(
-                    _Claim(
-                        row.id,
-                        row.hook,
-                        row.ordering_key,
-                        row.idempotency_key,
-                        dict(row.payload),
-                        seen + 1,
-                        row.created_at,
-                    )
-                )
-        return claims
+        with self.context.unit_of_work() as uow:
+            return uow.hooks.claim_due(now, lease_until=now + self.lease, limit=self.batch_size)
 
-    def _record(self, claim: _Claim, **values: object) -> bool:
+    def _record(self, claim: HookClaim, **values: object) -> bool:
         """Write the outcome, only if this claim is still the current one."""
-        with self._sessions() as session, session.begin():
-            result: sa.CursorResult[tuple[()]] = session.execute(  # type: ignore[assignment]
-                sa.update(HookOutbox)
-                .where(
-                    HookOutbox.id == claim.id,
-                    HookOutbox.attempts == claim.attempts,
-                    HookOutbox.status == HookStatus.PENDING.value,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            return result.rowcount == 1
+        with self.context.unit_of_work() as uow:
+            return uow.hooks.record(claim.id, claim.attempts, values)
 
     @contextmanager
-    def _heartbeat(self, claim: _Claim) -> Iterator[None]:
+    def _heartbeat(self, claim: HookClaim) -> Iterator[None]:
         """Keep extending the lease while the receivers run."""
         stop = threading.Event()
         interval = max(self.lease.total_seconds() / 3, 0.05)
@@ -215,7 +138,7 @@ class Dispatcher:
 
     # -- delivering -------------------------------------------------------------------------
 
-    def _deliver(self, claim: _Claim) -> tuple[str, int]:
+    def _deliver(self, claim: HookClaim) -> tuple[str, int]:
         bound = log.bind(
             hook=claim.hook,
             hook_id=claim.id,
@@ -257,7 +180,7 @@ class Dispatcher:
             bound.warning("hook.delivered_after_lease_lost")
         return "delivered", claim.id
 
-    def _failed(self, claim: _Claim, exc: Exception, bound: Any) -> str:
+    def _failed(self, claim: HookClaim, exc: Exception, bound: Any) -> str:
         message = str(exc) if isinstance(exc, DeliveryFailed) else f"{type(exc).__name__}: {exc}"
         message = message[:ERROR_LIMIT]
         if self.policy.exhausted(claim.attempts):
@@ -312,8 +235,6 @@ def build_dispatcher(container: Container, **options: Any) -> Dispatcher | None:
     Raises `ConfigurationError` on a misconfigured receiver. With no receiver the outbox keeps
     its items pending (nothing is lost); they go out once receivers are configured.
     """
-    from marketplace_saas.service.procurement.automatic import approve_after_provisioning
-
     receivers = validate_receivers(container.settings)
     if not receivers:
         return None

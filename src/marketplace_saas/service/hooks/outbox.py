@@ -4,11 +4,11 @@
 
 inserts one `hook_outbox` row in the caller's unit of work (`uow.outbox`); a row with the same
 `idempotency_key` already there is left alone, so applying a change twice raises its hook once.
-`payload` is a `HookPayload` (build one with `service.hook_payloads.build_payload`), or a mapping:
+`payload` is a `HookPayload` (build one with `service.hooks.payloads.build_payload`), or a mapping:
 one in the `HookPayload` shape is stored as is; one naming only ids (`entitlementId`,
 `accountId`, or `entitlement` as a bare id) is filled in from our records, the original kept under
 `extra`, so that every receiver sees the same shape. Delivery (retries, ordering per
-`ordering_key`) is `service.hooks`; operator actions are `service.hooks_admin`.
+`ordering_key`) is `service.hooks.dispatch`; operator actions are `service.hooks.admin`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from marketplace_saas.domain.hooks import HOOK_NAMES, HookPayload, HookStatus
-from marketplace_saas.service.hook_payloads import coerce_payload
+from marketplace_saas.service.hooks.payloads import coerce_payload
 from marketplace_saas.service.unit_of_work import UnitOfWork
 
 __all__ = ["HOOK_NAMES", "enqueue_hook"]

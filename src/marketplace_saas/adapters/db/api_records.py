@@ -1,4 +1,5 @@
-"""Our records as the CLI shows them: the Procurement API's field names, plus ours.
+"""Our records as the CLI shows them (`container.console`): the Procurement API's field names,
+plus ours.
 
 An entitlement is shown the way `GET providers/{p}/entitlements/{id}` answers (from the last
 copy we fetched, overlaid with what we applied), followed by our own fields: `serviceEnabled`,
@@ -174,3 +175,32 @@ def list_events(
 def get_event(session: Session, event_id: str) -> dict[str, Any] | None:
     message = session.scalar(sa.select(InboxMessage).where(InboxMessage.event_id == event_id))
     return event_record(message, full=True) if message else None
+
+
+class SqlApiRecords:
+    """The CLI's records over one session (the base of `console.SqlConsoleReads`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def api_accounts(self) -> list[dict[str, Any]]:
+        return list_accounts(self.session)
+
+    def api_account(self, account_id: str) -> dict[str, Any] | None:
+        return get_account(self.session, account_id)
+
+    def api_entitlements(
+        self, *, state: str | None = None, account: str | None = None, product: str | None = None
+    ) -> list[dict[str, Any]]:
+        return list_entitlements(self.session, state=state, account=account, product=product)
+
+    def api_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        return get_entitlement(self.session, entitlement_id)
+
+    def api_events(
+        self, *, status: str | None = None, event_type: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        return list_events(self.session, status=status, event_type=event_type, limit=limit)
+
+    def api_event(self, event_id: str) -> dict[str, Any] | None:
+        return get_event(self.session, event_id)
