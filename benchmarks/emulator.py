@@ -75,14 +75,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def emulator_server(log_path: Path) -> Iterator[str]:
+def emulator_server(log_path: Path, extra: tuple[str, ...] = ()) -> Iterator[str]:
     """`marketplace-emulator serve` on a free port, without Pub/Sub; yields its base URL."""
     port = free_port()
     command = [str(Path(sys.executable).parent / "marketplace-emulator"), "serve"]
     env = {k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -6,17 +6,24 @@ Set with `PUT /emulator/v1/providers/{p}/products/{product}` and this body:
      "cancellation": "immediate" | "termEnd", "termDays": 30,
      "accountNotifications": "off" | "creation" | "approvals",
      "offerDurationField": "newPendingOfferDuration" | "newOfferDuration",
-     "plans": {"<plan>": {"usageBilled": true, "metrics": ["<metric id>", ...]}},
+     "plans": {"<plan>": {"usageBilled": true, "metrics": ["<metric id>", ...], "price": "..."}},
      "offers": {"<offer id>": {"kind": "private" | "standard", "plan": "<plan>",
                                "duration": "P1Y" | "endTime": "...", "startTime": "...",
                                "autoRenew": true, "quoteExternalName": "...",
-                               "entitlementBenefitIds": ["..."]}}}
+                               "entitlementBenefitIds": ["..."]}},
+     "displayName": "...", "signupUrl": "https://...", "loginUrl": "https://...",
+     "signupAudience": "localhost"}
 
 `accountNotifications`: Google sends the account message of a customer's first purchase only "if
 you've turned on account notifications for that product" (manage-user-accounts), so a product
 defaults to "off"; "creation" sends it; "approvals" also sends an account message each time an
 approval of the account changes state (what Google's codelab sample waits for). The default
 product has "creation", as the emulator always behaved.
+
+`displayName`, `signupUrl`, `loginUrl`, `signupAudience` and plan `price` are what the buyer's
+page (`/marketplace`, storefront/) shows and uses: "Subscribe" posts the sign-up JWT (audience
+`signupAudience`, the product's domain) to `signupUrl`, "Manage on provider" to `loginUrl`, as
+Producer Portal's frontend integration sets them.
 
 Every provider starts with `DEFAULT_PRODUCTS`, so the sandbox works with no setup. Metric ids follow
 the `{plan}_{metric}` template of Google's codelab; Service Control metric names are
@@ -46,6 +53,7 @@ class _Model(BaseModel):
 class PlanSpec(_Model):
     usage_billed: bool = Field(False, alias="usageBilled")
     metrics: list[str] = Field(default_factory=list)
+    price: str = Field("", max_length=200)  # shown to buyers, e.g. "$10 per month + usage"
 
     @field_validator("metrics")
     @classmethod
@@ -128,6 +136,17 @@ class Product(_Model):
     offer_duration_field: Literal["newPendingOfferDuration", "newOfferDuration"] = Field(
         "newPendingOfferDuration", alias="offerDurationField"
     )
+    display_name: str = Field("", alias="displayName", max_length=200)
+    signup_url: str = Field("", alias="signupUrl")
+    login_url: str = Field("", alias="loginUrl")
+    signup_audience: str = Field("localhost", alias="signupAudience", min_length=1)
+
+    @field_validator("signup_url", "login_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL: {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _offer_plans(self) -> Product:
@@ -147,12 +166,20 @@ class Product(_Model):
         return self.model_dump(by_alias=True)
 
 
+DEFAULT_PRICES = {"basic": "$10 per month + usage", "pro": "$50 per month + usage"}
+
+
 def default_product() -> Product:
     return Product(
         service_name=DEFAULT_SERVICE_NAME,
+        display_name="Example product",
         account_notifications="creation",
         plans={
-            plan: PlanSpec(usage_billed=True, metrics=[f"{plan}_{m}" for m in DEFAULT_METRICS])
+            plan: PlanSpec(
+                usage_billed=True,
+                metrics=[f"{plan}_{m}" for m in DEFAULT_METRICS],
+                price=DEFAULT_PRICES[plan],
+            )
             for plan in DEFAULT_PLANS
         },
     )
@@ -190,6 +217,23 @@ class Catalog:
     def reset(self) -> None:
         with self._lock:
             self._products.clear()
+
+    def dump(self) -> dict[str, dict[str, dict[str, object]]]:
+        """Every provider's products as JSON (persistence)."""
+        with self._lock:
+            return {
+                provider: {name: product.to_json() for name, product in products.items()}
+                for provider, products in self._products.items()
+            }
+
+    def load(self, data: dict[str, dict[str, dict[str, object]]]) -> None:
+        """Replace the catalog with what `dump()` gave."""
+        products = {
+            provider: {name: Product.model_validate(spec) for name, spec in items.items()}
+            for provider, items in data.items()
+        }
+        with self._lock:
+            self._products = products
 
     def _ensure(self, provider_id: str) -> dict[str, Product]:
         if provider_id not in self._products:

@@ -4,6 +4,7 @@
     marketplace-emulator purchase --product example-product --plan basic
     marketplace-emulator change-plan ENTITLEMENT --plan pro
     marketplace-emulator advance-clock 2592000
+    marketplace-emulator service-account-key > key.json   # for `serve --require-auth`
 
 Customer commands call the control API of the emulator at `--url` (default
 `$MARKETPLACE_EMULATOR_URL` or http://127.0.0.1:8780) for `--provider` (default
@@ -153,6 +154,15 @@ def _run_client(args: argparse.Namespace, client: ControlClient) -> Any:
         return client.call("GET", f"/emulator/v1/notifications?provider={quote(client.provider)}")
     if cmd == "products":
         return client.call("GET", client.provider_path("products"))
+    if cmd == "service-account-key":
+        key: dict[str, Any] = {
+            "name": args.name,
+            "project": args.project,
+            "providers": [args.provider_id],  # linked to this provider only, as in production
+        }
+        if args.scope:
+            key["scopes"] = args.scope
+        return client.call("POST", "/emulator/v1/serviceAccountKeys", key)
     if cmd == "status":
         return client.call("GET", "/emulator/v1/status")
     raise CliError(f"unknown command {cmd!r}")
@@ -169,14 +179,30 @@ def serve(args: argparse.Namespace) -> int:
         push_endpoint=args.push_endpoint,
         providers=providers,
         activation_delay_seconds=args.activation_delay,
+        state=args.state,
+        require_auth=args.require_auth,
+        push_auth=_push_auth(args),
     )
     url = f"http://{args.host}:{args.port}"
     print(banner(url, providers[0], emulator.notifier.modes, args.pubsub_project), flush=True)
+    if args.require_auth:
+        print(
+            "\nAPI calls need OAuth tokens (--require-auth): make a key with\n"
+            f"  marketplace-emulator --url {url} service-account-key > key.json\n"
+            "and use it as GOOGLE_APPLICATION_CREDENTIALS (its token_uri is this emulator).",
+            flush=True,
+        )
     try:
         uvicorn.run(create_app(emulator), host=args.host, port=args.port, log_level="warning")
     finally:
         emulator.close()
     return 0
+
+
+def _push_auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.push_service_account:
+        return None
+    return args.push_service_account, args.push_audience or args.push_endpoint or ""
 
 
 def banner(url: str, provider: str, modes: Sequence[str], pubsub_project: str) -> str:
@@ -231,6 +257,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="providers to create topics for at start (default: the global --provider)",
     )
     p.add_argument("--activation-delay", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument(
+        "--state",
+        default=None,
+        metavar="PATH",
+        help="keep the whole state in this file across restarts (created if missing)",
+    )
+    p.add_argument(
+        "--require-auth",
+        action="store_true",
+        help="API calls need an OAuth token (from /token) carrying the method's scope",
+    )
+    p.add_argument(
+        "--push-service-account",
+        metavar="EMAIL",
+        help="sign each push request with an OIDC token for this service account",
+    )
+    p.add_argument(
+        "--push-audience", metavar="AUDIENCE", help="the OIDC token's audience (default: the URL)"
+    )
 
     p = sub.add_parser("purchase", help="a customer buys a plan (or an offer of the catalog)")
     p.add_argument("--product", required=True)
@@ -284,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("notifications", help="notifications published for the provider")
     sub.add_parser("products", help="the provider's product catalog")
     sub.add_parser("status", help="the emulator's version, delivery and clock")
+    p = sub.add_parser(
+        "service-account-key",
+        help="a key file for the emulator's token endpoint, linked to --provider",
+    )
+    p.add_argument("--name", default="marketplace-backend", help="the account id (before @)")
+    p.add_argument("--project", default="emulator-project")
+    p.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="only these scopes may be granted to the key (repeat; default: any)",
+    )
     return parser
 
 

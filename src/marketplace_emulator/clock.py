@@ -36,6 +36,17 @@ class Clock:
         with self._lock:
             self._offset = timedelta()
 
+    @property
+    def offset(self) -> timedelta:
+        """How far `advance()` has moved the clock past real time."""
+        with self._lock:
+            return self._offset
+
+    def restore(self, offset: timedelta) -> None:
+        """Set the offset (a persisted clock: never less than it was)."""
+        with self._lock:
+            self._offset = max(offset, timedelta())
+
 
 def rfc3339(value: datetime) -> str:
     """Google's JSON timestamp form: UTC, 'Z' suffix, microseconds when present."""

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -30,19 +31,25 @@ from marketplace_emulator.control import routes as control_routes
 from marketplace_emulator.errors import install_error_handlers
 from marketplace_emulator.events import EventSink, RecordingSink
 from marketplace_emulator.faults import FaultInjector
+from marketplace_emulator.identity import oauth_routes
 from marketplace_emulator.identity import routes as identity_routes
 from marketplace_emulator.identity.models import IdentityIssuer
+from marketplace_emulator.identity.oauth import OAuthServer, PushSigner
+from marketplace_emulator.identity.require_auth import install_require_auth
 from marketplace_emulator.middleware import (
     install_control_guard,
     install_fault_middleware,
     install_hot_routes,
 )
 from marketplace_emulator.notifier import Notifier
+from marketplace_emulator.persistence import StateFile
+from marketplace_emulator.persistence.middleware import install_settings_journal
 from marketplace_emulator.procurement import routes as procurement_routes
 from marketplace_emulator.procurement.models import ProcurementBackend
 from marketplace_emulator.servicecontrol import routes as servicecontrol_routes
 from marketplace_emulator.servicecontrol.models import ServiceControlBackend
 from marketplace_emulator.servicecontrol.v2 import ServiceControlV2
+from marketplace_emulator.storefront import routes as storefront_routes
 
 
 class TeeSink:
@@ -68,15 +75,25 @@ class Emulator:
         providers: Iterable[str] = (),
         activation_delay_seconds: float = 0.0,
         sink: EventSink | None = None,
+        state: str | Path | None = None,
+        require_auth: bool = False,
+        push_auth: tuple[str, str] | None = None,
     ) -> None:
+        """`require_auth`: API calls need OAuth tokens (`identity.require_auth`); `push_auth`:
+        (service account email, audience) of the OIDC token each push request carries."""
         self.pubsub_project = pubsub_project
         self.push_endpoint = push_endpoint
         self.providers = list(providers)
         self.clock = Clock()
         self.faults = FaultInjector()
         self.catalog = Catalog()
+        self.require_auth = require_auth
+        self.oauth = OAuthServer()
         self.notifier = Notifier(
-            faults=self.faults, pubsub_project=pubsub_project, push_endpoint=push_endpoint
+            faults=self.faults,
+            pubsub_project=pubsub_project,
+            push_endpoint=push_endpoint,
+            push_token=PushSigner(self.oauth, *push_auth) if push_auth else None,
         )
         for provider_id in self.providers:
             self.notifier.ensure_topic(provider_id)
@@ -91,11 +108,17 @@ class Emulator:
         )
         self.servicecontrol_v2 = ServiceControlV2(self.servicecontrol, self.faults)
         self.identity = IdentityIssuer(clock=self.clock)
+        # `state`: a file that keeps the whole state across restarts (persistence/__init__.py)
+        self.state = StateFile(state).attach(self) if state is not None else None
 
     def advance_clock(self, seconds: float) -> None:
         """Move time forward and apply every transition that falls due, in order."""
         self.clock.advance(seconds)
+        if self.state is not None:
+            self.state.sync_settings()
         self.procurement.process_due()
+        if self.state is not None:
+            self.state.maybe_compact()
 
     def notifications(self, provider_id: str | None = None) -> list[dict[str, Any]]:
         """Every notification published since the last reset (of one provider), in order."""
@@ -114,9 +137,13 @@ class Emulator:
         target = self.sink.target
         if isinstance(target, RecordingSink):
             target.clear()
+        if self.state is not None:
+            self.state.reset()
 
     def close(self) -> None:
         self.notifier.close()
+        if self.state is not None:
+            self.state.close()
 
 
 def create_app(emulator: Emulator) -> FastAPI:
@@ -132,12 +159,17 @@ def create_app(emulator: Emulator) -> FastAPI:
     install_error_handlers(app)
     install_hot_routes(app, procurement_routes.hot_endpoint)  # inside the faults: added first
     install_fault_middleware(app)
+    install_settings_journal(app)
     install_control_guard(app)
+    if emulator.require_auth:
+        install_require_auth(app)  # outermost: credentials are checked before faults
     app.include_router(procurement_routes.router)
     app.include_router(servicecontrol_routes.router)
     app.include_router(identity_routes.router)
+    app.include_router(oauth_routes.router)
     app.include_router(control_routes.router)
     app.include_router(control_faults.router)
+    app.include_router(storefront_routes.router)
     return app
 
 

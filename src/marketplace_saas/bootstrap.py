@@ -9,6 +9,8 @@ commands that never call Google (`db upgrade`, `events list`) need no credential
 releases what the container created (not what it was given). The container is the use cases'
 `service.unit_of_work.App`: `unit_of_work()`, `reading()` and `writes` hand out
 `adapters.db.unit_of_work.SqlUnitOfWork`s.
+The Google credentials (`adapters.credentials`) are made here, once, and loaded on first use;
+each gateway the container builds signs with its API's scoped copy.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_saas.adapters import metrics
+from marketplace_saas.adapters.credentials import (
+    PROCUREMENT_SCOPES,
+    SERVICECONTROL_SCOPES,
+    GoogleCredentials,
+)
 from marketplace_saas.adapters.db import unit_of_work as sql_uow
 from marketplace_saas.adapters.db.console import SqlConsole
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
@@ -55,8 +62,11 @@ class Container:
         clock: Clock | None = None,
         owns_engine: bool = False,
         instrument: bool = False,
+        credentials: GoogleCredentials | None = None,
     ) -> None:
         self.settings = settings
+        # Google credentials, loaded once on first use and scoped per API by the gateways.
+        self.credentials = credentials or GoogleCredentials(settings)
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
         # The listener's write transactions, grouped on SQLite (one writer at a time there).
@@ -100,7 +110,12 @@ class Container:
     @property
     def procurement(self) -> ProcurementApi:
         if self._procurement is None:
-            self._procurement = self._own(ProcurementGateway(self.settings), "procurement")
+            self._procurement = self._own(
+                ProcurementGateway(
+                    self.settings, credentials=self.credentials.scoped(PROCUREMENT_SCOPES)
+                ),
+                "procurement",
+            )
         return self._procurement
 
     @procurement.setter
@@ -111,7 +126,12 @@ class Container:
     def servicecontrol(self) -> ServiceControlApi:
         """The Service Control gateway (metering)."""
         if self._servicecontrol is None:
-            self._servicecontrol = self._own(ServiceControlGateway(self.settings), "servicecontrol")
+            self._servicecontrol = self._own(
+                ServiceControlGateway(
+                    self.settings, credentials=self.credentials.scoped(SERVICECONTROL_SCOPES)
+                ),
+                "servicecontrol",
+            )
         return self._servicecontrol
 
     @servicecontrol.setter
@@ -137,6 +157,7 @@ def bootstrap(
     engine: sa.Engine | None = None,
     clock: Clock | None = None,
     instrument: bool = False,
+    credentials: GoogleCredentials | None = None,
 ) -> Container:
     """Wire the backend. Anything passed in is used as given (and not closed by `close()`);
     with `instrument`, the gateways built here count and time their calls (`adapters.metrics`)."""
@@ -152,4 +173,5 @@ def bootstrap(
         clock=clock,
         owns_engine=owns_engine,
         instrument=instrument,
+        credentials=credentials,
     )

@@ -28,6 +28,8 @@ CLOUD_COMMERCE_PARTNER_ISS = (
     "cloud-commerce-partner@system.gserviceaccount.com"
 )
 
+GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
 
 class ConfigurationError(ValueError):
     """The configuration is unusable; the message says which variable and why."""
@@ -90,6 +92,8 @@ class Settings(BaseSettings):
     # for that audience (and, with PUSH_SERVICE_ACCOUNT, issued to that service account).
     push_audience: str | None = Field(None, alias="PUSH_AUDIENCE")
     push_service_account: str | None = Field(None, alias="PUSH_SERVICE_ACCOUNT")
+    # Where the OIDC token's signing certificates are (Google's; the emulator's in a rehearsal).
+    push_certs_url: str = Field(GOOGLE_OIDC_CERTS_URL, alias="PUSH_CERTS_URL")
     # Operator console (docs/admin.md): `name:role:hash,...` (role viewer|operator; the hash from
     # `marketplace-saas admin hash-password`). Empty in the sandbox: a default `admin` operator.
     admin_operators: SecretStr = Field(SecretStr(""), alias="ADMIN_OPERATORS")

@@ -43,7 +43,8 @@ class StallAfterReport(servicecontrol.ServiceControlGateway):
 def run(argv: list[str]) -> int:
     if SIGNAL_FILE not in os.environ:
         raise SystemExit(f"{SIGNAL_FILE} is not set")
-    # The container builds `SERVICECONTROL_MODULE.ServiceControlGateway(settings)` when first used.
+    # The container builds `SERVICECONTROL_MODULE.ServiceControlGateway(settings, credentials=)`
+    # when first used.
     servicecontrol.ServiceControlGateway = StallAfterReport  # type: ignore[misc]
     return main(argv)
 

@@ -59,6 +59,7 @@ def _clock(emulator: Emulator) -> dict[str, Any]:
 
 @router.get("/status")
 def status(request: Request) -> dict[str, Any]:
+    """Version, Pub/Sub project, push endpoint, delivery modes, providers and the clock."""
     emulator = _emulator(request)
     return {
         "version": __version__,
@@ -72,6 +73,7 @@ def status(request: Request) -> dict[str, Any]:
 
 @router.get("/clock")
 def get_clock(request: Request) -> dict[str, Any]:
+    """The emulator's time (`now`) and when the next transition falls due (`nextTransitionTime`)."""
     return _clock(_emulator(request))
 
 
@@ -88,6 +90,7 @@ async def advance_clock(request: Request) -> dict[str, Any]:
 
 @router.get("/providers/{provider}/products")
 def list_products(request: Request, provider: str) -> dict[str, Any]:
+    """The provider's catalog: `{products: {id: Product JSON}}`."""
     products = _emulator(request).catalog.products(provider)
     return {"products": {name: product.to_json() for name, product in sorted(products.items())}}
 

@@ -48,18 +48,19 @@ def signing_key() -> SigningKey:
     global _key  # one key per process, shared by every issuer on purpose
     with _key_lock:
         if _key is None:
-            _key = _generate()
+            _key = generate_signing_key()
         return _key
 
 
-def _generate() -> SigningKey:
+def generate_signing_key(common_name: str = SERVICE_ACCOUNT) -> SigningKey:
+    """A new RSA key and its self-signed certificate; `kid` is the SHA-1 of the public key."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = private.public_key()
     der = public.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     kid = hashlib.sha1(der, usedforsecurity=False).hexdigest()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SERVICE_ACCOUNT)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -79,22 +80,29 @@ def _generate() -> SigningKey:
     )
 
 
-def _b64url(raw: bytes) -> str:
+def b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _b64url_uint(value: int) -> str:
-    return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 def encode_rs256(key: SigningKey, payload: dict[str, Any]) -> str:
     """A compact JWS: header `{"alg": "RS256", "kid", "typ": "JWT"}`, PKCS#1 v1.5 over SHA-256."""
     header = {"alg": "RS256", "kid": key.kid, "typ": "JWT"}
     signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
+        b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)
     )
     signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{_b64url(signature)}"
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def jwk_set(key: SigningKey) -> dict[str, Any]:
+    """`{"keys": [the key as an RSA JWK]}`."""
+    numbers = key.public_numbers
+    jwk = {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": key.kid}
+    return {"keys": [{**jwk, "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}]}
 
 
 def default_user_identity(account: str) -> str:
@@ -120,19 +128,7 @@ class IdentityIssuer:
 
     def jwks(self) -> dict[str, Any]:
         """The same key as a JWK Set."""
-        key = signing_key()
-        return {
-            "keys": [
-                {
-                    "kty": "RSA",
-                    "alg": "RS256",
-                    "use": "sig",
-                    "kid": key.kid,
-                    "n": _b64url_uint(key.public_numbers.n),
-                    "e": _b64url_uint(key.public_numbers.e),
-                }
-            ]
-        }
+        return jwk_set(signing_key())
 
     def mint(
         self,

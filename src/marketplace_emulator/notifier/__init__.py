@@ -8,6 +8,8 @@
   `projects/{pubsub_project}/subscriptions/{providerId}-push`.
 - Both: delivered to both, independently, as a topic with one pull and one push subscription
   would deliver every message to each.
+- `push_token` given: each push request carries `Authorization: Bearer` with the OIDC token it
+  returns (signed push; `identity.oauth.PushSigner`).
 - Neither: only recorded (`published()`, listed by `GET /emulator/v1/notifications`).
 
 The emulator never publishes to Google's real Pub/Sub: without `PUBSUB_EMULATOR_HOST` no
@@ -20,7 +22,7 @@ publisher client is created.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -80,6 +82,7 @@ class Notifier:
         reorder_window: int = 5,
         reorder_hold: float = 0.5,
         history_limit: int = 100_000,
+        push_token: Callable[[], str] | None = None,
     ) -> None:
         self.pubsub_project = pubsub_project
         self.push_endpoint = push_endpoint
@@ -91,7 +94,9 @@ class Notifier:
             self._pubsub = PubSubTarget(pubsub_project, publisher)
             targets.append(self._pubsub)
         if push_endpoint:
-            targets.append(PushTarget(push_endpoint, pubsub_project, client=http_client))
+            targets.append(
+                PushTarget(push_endpoint, pubsub_project, client=http_client, sign=push_token)
+            )
         self._queue = DeliveryQueue(
             faults,
             targets,

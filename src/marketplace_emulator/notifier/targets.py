@@ -157,7 +157,11 @@ def push_envelope(message: Message, subscription: str) -> dict[str, Any]:
 
 
 class PushTarget:
-    """POSTs Pub/Sub's push envelope to one URL; any 2xx acks, anything else is retried."""
+    """POSTs Pub/Sub's push envelope to one URL; any 2xx acks, anything else is retried.
+
+    With `sign` (a function giving an OIDC token), each request carries
+    `Authorization: Bearer <token>`, as Pub/Sub's authenticated push does.
+    """
 
     name = "push"
 
@@ -168,10 +172,12 @@ class PushTarget:
         *,
         client: httpx.Client | None = None,
         timeout: float = 10.0,
+        sign: Callable[[], str] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.project = project
         self._client = client or httpx.Client(timeout=timeout)
+        self._sign = sign
 
     def subscription_path(self, provider_id: str) -> str:
         return f"projects/{self.project}/subscriptions/{provider_id}-push"
@@ -179,7 +185,8 @@ class PushTarget:
     def deliver(self, message: Message, done: DoneCallback) -> None:
         envelope = push_envelope(message, self.subscription_path(message.provider_id))
         try:
-            response = self._client.post(self.endpoint, json=envelope)
+            headers = {"Authorization": f"Bearer {self._sign()}"} if self._sign else None
+            response = self._client.post(self.endpoint, json=envelope, headers=headers)
         except httpx.HTTPError as exc:
             done(exc)
             return

@@ -48,6 +48,12 @@ class DueQueue:
     def discard(self, key: Key) -> None:
         self._current.pop(key, None)
 
+    def load(self, entries: list[tuple[Key, int, datetime | None]]) -> None:
+        """Replace every entry at once with `(key, seq, when)` (a heap built in one pass)."""
+        self._current = {key: (when, seq) for key, seq, when in entries if when is not None}
+        self._heap = [(when, seq, key) for key, (when, seq) in self._current.items()]
+        heapq.heapify(self._heap)
+
     def peek(self) -> tuple[datetime, Key] | None:
         """The earliest live entry (stale entries at the top are dropped on the way)."""
         heap = self._heap
@@ -80,6 +86,13 @@ class SortedKeys:
 
     def __init__(self) -> None:
         self._items: list[tuple[datetime, str]] = []
+
+    @classmethod
+    def of(cls, items: list[tuple[datetime, str]]) -> SortedKeys:
+        """Built at once from `(create_time, id)` pairs in any order (sorted once)."""
+        keys = cls()
+        keys._items = sorted(items)
+        return keys
 
     def add(self, create_time: datetime, item_id: str) -> None:
         item = (create_time, item_id)

@@ -32,6 +32,7 @@ from marketplace_emulator.procurement.filters import (
     parse_filter,
 )
 from marketplace_emulator.procurement.paging import paginate, paginate_stream
+from marketplace_emulator.procurement.restoring import Restoring
 from marketplace_emulator.procurement.seeding import Seeding
 from marketplace_emulator.procurement.store import snapshot, truncate_reason
 
@@ -67,7 +68,7 @@ def _account_constraint(predicate: Filter, provider_id: str) -> set[str] | None:
     return None
 
 
-class ProcurementBackend(Seeding):
+class ProcurementBackend(Seeding, Restoring):
     """Accounts and entitlements of every provider, the provider's API, and customer actions.
 
     Account notifications follow the setting of the products the account bought (catalog.py):

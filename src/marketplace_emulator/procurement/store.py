@@ -11,6 +11,11 @@ ordered by (due time, insertion sequence), the order in which a scan of the enti
 find them. Every entitlement a write looks up (`_entitlement`, `_account_entitlements`) or creates
 is marked touched, and its due time is rescheduled when the write ends; an entry made stale by a
 change is skipped when it reaches the top of the heap.
+
+Persistence (`marketplace_emulator.persistence`) sets `journal`: whatever a transaction changed
+(the entitlements it touched or fired, the accounts it looked up, added or removed) is handed to
+`journal.store_changed()` under the lock when the transaction ends, in the order of the changes;
+`restore()` rebuilds the state and every index from the records it wrote.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from marketplace_emulator.catalog import Catalog, Product
 from marketplace_emulator.clock import Clock, rfc3339
@@ -37,6 +43,41 @@ from marketplace_emulator.procurement.indexes import DueQueue, OrderedIndex, Sor
 
 Key = tuple[str, str]
 REASON_MAX_BYTES = 256
+FIRST_PROJECT_NUMBER = 100_000_000_001
+
+
+@dataclass(frozen=True)
+class Changed:
+    """An entitlement a transaction changed: live, deleted, or gone (`record` None, on reset)."""
+
+    key: Key
+    record: r.Entitlement | None
+    deleted: bool
+    seq: int
+
+
+class Numbers:
+    """`itertools.count` that tells its next value (persisted with the state)."""
+
+    def __init__(self, start: int) -> None:
+        self.next_value = start
+
+    def __iter__(self) -> Numbers:
+        return self
+
+    def __next__(self) -> int:
+        value = self.next_value
+        self.next_value += 1
+        return value
+
+
+class StoreJournal(Protocol):
+    def store_changed(
+        self,
+        entitlements: list[Changed],
+        accounts: list[tuple[Key, r.Account | None]],
+        next_project_number: int,
+    ) -> None: ...
 
 
 def truncate_reason(reason: str) -> str:
@@ -73,7 +114,10 @@ class BackendCore:
         self._entitlements: dict[Key, r.Entitlement] = {}
         self._deleted: dict[Key, r.Entitlement] = {}
         self._outbox: list[tuple[str, dict[str, Any]]] = []
-        self._project_numbers = itertools.count(100_000_000_001)
+        self._project_numbers = Numbers(FIRST_PROJECT_NUMBER)
+        self.journal: StoreJournal | None = None
+        self._changed: set[Key] = set()
+        self._touched_accounts: set[Key] = set()
         self._due = DueQueue()
         self._seq: dict[Key, int] = {}  # order of insertion (of deletion, once deleted)
         self._sequence = itertools.count()
@@ -91,12 +135,14 @@ class BackendCore:
         with self._lock:
             now = self.clock.now()
             self._process_due(now)
+            self._commit()
         self._flush()
         with self._lock:
             try:
                 yield now
             finally:
                 self._touched.clear()  # a read changes nothing
+                self._touched_accounts.clear()
 
     @contextmanager
     def _write(self) -> Iterator[datetime]:
@@ -107,9 +153,31 @@ class BackendCore:
                 try:
                     yield now
                 finally:
+                    self._changed.update(self._touched)
                     self._reschedule_touched()
+                    self._commit()
         finally:
             self._flush()
+
+    def _commit(self) -> None:
+        """Hand what the transaction changed to the journal (under the lock).
+
+        The account of each changed entitlement goes with it, whether or not it was looked up.
+        """
+        if self.journal is not None and (self._changed or self._touched_accounts):
+            changed = []
+            for key in self._changed:
+                found, deleted = self._entitlements.get(key), False
+                if found is None:
+                    found = self._deleted.get(key)
+                    deleted = found is not None
+                if found is not None:
+                    self._touched_accounts.add((found.provider, found.account_id))
+                changed.append(Changed(key, found, deleted, self._seq.get(key, -1)))
+            accounts = [(key, self._accounts.get(key)) for key in self._touched_accounts]
+            self.journal.store_changed(changed, accounts, self._project_numbers.next_value)
+        self._changed = set()
+        self._touched_accounts = set()
 
     def _flush(self) -> None:
         with self._publish_lock:
@@ -117,6 +185,11 @@ class BackendCore:
                 batch, self._outbox = self._outbox, []
             for provider_id, payload in batch:
                 self.sink.publish(provider_id, payload)
+
+    @property
+    def next_project_number(self) -> int:
+        """The project number the next usage-billed entitlement gets (`project_number:N`)."""
+        return self._project_numbers.next_value
 
     def process_due(self) -> None:
         """Apply every transition due at the clock's current time (after `clock.advance`)."""
@@ -129,7 +202,9 @@ class BackendCore:
             self._entitlements.clear()
             self._deleted.clear()
             self._outbox.clear()
-            self._project_numbers = itertools.count(100_000_000_001)
+            self._project_numbers = Numbers(FIRST_PROJECT_NUMBER)
+            self._changed.clear()
+            self._touched_accounts.clear()
             self._due.clear()
             self._seq.clear()
             self._touched.clear()
@@ -145,6 +220,7 @@ class BackendCore:
         account = self._accounts.get((provider_id, account_id))
         if account is None:
             raise AccountNotFound(provider_id, account_id)
+        self._touched_accounts.add((provider_id, account_id))
         return account
 
     def _entitlement(self, provider_id: str, entitlement_id: str) -> r.Entitlement:
@@ -165,6 +241,7 @@ class BackendCore:
     def _add_account(self, account: r.Account) -> None:
         key = (account.provider, account.id)
         self._accounts[key] = account
+        self._touched_accounts.add(key)
         self._accounts_by_id.add(account.id, key)
         order = self._account_order.setdefault(account.provider, SortedKeys())
         order.add(account.create_time, account.id)
@@ -172,6 +249,7 @@ class BackendCore:
     def _remove_account(self, account: r.Account) -> None:
         key = (account.provider, account.id)
         del self._accounts[key]
+        self._touched_accounts.add(key)
         self._accounts_by_id.remove(account.id, key)
         self._account_order[account.provider].remove(account.create_time, account.id)
 
@@ -189,6 +267,7 @@ class BackendCore:
     def _remove_entitlement(self, entitlement: r.Entitlement) -> None:
         """Live -> deleted (it stays findable by usageReportingId)."""
         key = (entitlement.provider, entitlement.id)
+        self._changed.add(key)
         self._deleted[key] = self._entitlements.pop(key)
         self._seq[key] = next(self._sequence)  # from now on: the order of deletion
         self._due.discard(key)
@@ -258,6 +337,7 @@ class BackendCore:
             self._due.pop()
             entitlement = self._entitlements[key]
             if self._due_time(entitlement) == when:
+                self._changed.add(key)
                 self._fire(entitlement, when)
             self._schedule(key)
 

@@ -9,7 +9,8 @@ each rule and which of them Google's documentation does not confirm.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -127,6 +128,8 @@ class ServiceControlBackend:
         self._faults = faults
         self._lock = threading.Lock()
         self._ledger = _Ledger()
+        # persistence: called under the lock with each newly accepted operation
+        self.on_accept: Callable[[AcceptedOperation], None] | None = None
 
     # -- the API ---------------------------------------------------------------------------------
 
@@ -188,6 +191,19 @@ class ServiceControlBackend:
     def reset(self) -> None:
         with self._lock:
             self._ledger = _Ledger()
+
+    @contextmanager
+    def frozen(self) -> Iterator[list[AcceptedOperation]]:
+        """The accepted operations, with no report accepted until the block ends."""
+        with self._lock:
+            yield list(self._ledger.accepted)
+
+    def restore(self, accepted: Sequence[AcceptedOperation]) -> None:
+        """Replace the ledger with these accepted operations (persisted ones), in order."""
+        with self._lock:
+            self._ledger = _Ledger()
+            for operation in accepted:
+                self._record(operation)
 
     # -- the rules -------------------------------------------------------------------------------
 
@@ -259,12 +275,19 @@ class ServiceControlBackend:
             plan=plan,
             accept_time=self._clock.now(),
         )
+        self._record(accepted)
+        if self.on_accept is not None:
+            self.on_accept(accepted)
+
+    def _record(self, accepted: AcceptedOperation) -> None:
+        op, service_name = accepted.operation, accepted.service_name
         self._ledger.by_operation_id[(service_name, op.operation_id)] = accepted
         self._ledger.accepted.append(accepted)
-        for name, start, end in windows:
-            self._ledger.windows.setdefault((service_name, op.consumer_id, name), []).append(
-                (start, end, op.operation_id)
-            )
+        for mvs in op.metric_value_sets:
+            for mv in mvs.values:
+                key = (service_name, op.consumer_id, mvs.metric_name)
+                window = (mv.start or op.start, mv.end or op.end or op.start, op.operation_id)
+                self._ledger.windows.setdefault(key, []).append(window)
 
     def now(self) -> datetime:
         return self._clock.now()

@@ -20,6 +20,8 @@ of it, so what the emulator makes of it is its own choice [unconfirmed]:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from marketplace_emulator.clock import rfc3339
@@ -96,6 +98,8 @@ class ServiceControlV2:
         self._faults = faults
         self._lock = threading.Lock()
         self._reports: list[dict[str, Any]] = []
+        # persistence: called under the lock with each report received
+        self.on_report: Callable[[dict[str, Any]], None] | None = None
 
     def check(self, service_name: str, body: dict[str, Any]) -> dict[str, Any]:
         self._v1.known_service(service_name, "check")
@@ -126,15 +130,16 @@ class ServiceControlV2:
         checked = [_context(op, f"operations[{i}]") for i, op in enumerate(operations)]
         received = rfc3339(self._v1.now())
         with self._lock:
-            self._reports += [
-                {
+            for op in checked:
+                report = {
                     "serviceName": service_name,
                     "serviceConfigId": config_id,
                     "operation": op,
                     "receiveTime": received,
                 }
-                for op in checked
-            ]
+                self._reports.append(report)
+                if self.on_report is not None:
+                    self.on_report(report)
         return {}
 
     def reports(self, service_name: str | None = None) -> list[dict[str, Any]]:
@@ -144,3 +149,14 @@ class ServiceControlV2:
     def reset(self) -> None:
         with self._lock:
             self._reports.clear()
+
+    @contextmanager
+    def frozen(self) -> Iterator[list[dict[str, Any]]]:
+        """The reports received, with none received until the block ends (persistence)."""
+        with self._lock:
+            yield list(self._reports)
+
+    def restore(self, reports: list[dict[str, Any]]) -> None:
+        """Replace the reports with persisted ones, in order."""
+        with self._lock:
+            self._reports = list(reports)

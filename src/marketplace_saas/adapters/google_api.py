@@ -11,6 +11,9 @@
   `sleep`) between tries, on the errors the gateway's own classifier calls transient, and on
   timeouts and connection errors (after which this thread's http is replaced).
 
+A refused token request (google-auth's `RefreshError`) becomes `credentials.CredentialsError`,
+naming the scopes asked for; one Google marks retryable is retried like a connection error.
+
 Which answers are transient, and which exception each becomes, is not decided here: each gateway
 passes its API's classifier (`procurement_errors`, `servicecontrol`).
 """
@@ -26,9 +29,12 @@ from typing import Any
 
 import google_auth_httplib2
 import httplib2
-from google.auth.credentials import Credentials
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.exceptions import RefreshError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+
+from marketplace_saas.adapters.credentials import refresh_error, scopes_of
 
 # Exceptions httplib2 lets through for timeouts, refused or reset connections and DNS failures.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -102,8 +108,13 @@ class GoogleApiTransport:
     # -- connections ----------------------------------------------------------------------------
 
     def _authorized_http(self) -> Any:
+        # On a 401, google-auth refreshes the token and tries once more; anonymous credentials
+        # have nothing to refresh, so their 401 is the answer.
+        anonymous = isinstance(self._credentials, AnonymousCredentials)
         return google_auth_httplib2.AuthorizedHttp(
-            self._credentials, http=httplib2.Http(timeout=self._timeout)
+            self._credentials,
+            http=httplib2.Http(timeout=self._timeout),
+            refresh_status_codes=() if anonymous else (401,),
         )
 
     def http(self) -> Any:
@@ -171,6 +182,10 @@ class GoogleApiTransport:
                 if not isinstance(error, transient):
                     raise error from exc
                 last = error
+            except RefreshError as exc:
+                if not exc.retryable:
+                    raise refresh_error(exc, scopes_of(self._credentials)) from None
+                last = transport_error(exc)
             except TRANSPORT_ERRORS as exc:
                 # A broken connection may leave this thread's http unusable: start afresh.
                 self.drop_http()

@@ -2,8 +2,9 @@
 
 `ProcurementGateway` builds `cloudcommerceprocurement v1` from the discovery document bundled with
 `google-api-python-client` (no network at build time), pointed at `PROCUREMENT_API_ENDPOINT` when
-it is set (the emulator). Credentials: anonymous in the sandbox or when an endpoint is set,
-Application Default Credentials otherwise.
+it is set (the emulator). Credentials: `adapters.credentials` (the key file named by
+`GOOGLE_APPLICATION_CREDENTIALS` whenever set, anonymous in the sandbox, Application Default
+Credentials otherwise), scoped to `cloud-platform`; `bootstrap()` passes the container's.
 
 Every call gets its own timeout and is retried, bounded, with exponential backoff and full jitter
 on 408/429/5xx, timeouts and connection errors; what still fails is raised as one of the errors of
@@ -20,9 +21,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-import google.auth
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 
+from marketplace_saas.adapters.credentials import PROCUREMENT_SCOPES, GoogleCredentials
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.adapters.procurement_errors import (
     NotFoundError,
@@ -32,7 +33,6 @@ from marketplace_saas.adapters.procurement_errors import (
 )
 from marketplace_saas.config import Settings
 
-SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 ACCOUNTS_PAGE_SIZE = 200  # the documented maximum for accounts.list
 ENTITLEMENTS_PAGE_SIZE = 200
 
@@ -63,14 +63,6 @@ class ProcurementApi(Protocol):
     def patch_message_to_user(self, entitlement_id: str, message: str) -> dict[str, Any]: ...
 
 
-def credentials_for(settings: Settings) -> Credentials:
-    """Anonymous for the sandbox and emulators; Application Default Credentials otherwise."""
-    if settings.sandbox or settings.procurement_api_endpoint:
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]
-    credentials, _project = google.auth.default(scopes=[SCOPE])
-    return credentials
-
-
 class ProcurementGateway:
     """The Procurement API for one provider, safe to share between threads."""
 
@@ -90,7 +82,7 @@ class ProcurementGateway:
         self.provider_id = settings.provider_id
         self._transport = GoogleApiTransport(
             credentials,
-            default_credentials=lambda: credentials_for(settings),
+            default_credentials=lambda: GoogleCredentials(settings).scoped(PROCUREMENT_SCOPES),
             http_factory=http_factory,
             timeout=timeout,
             max_attempts=max_attempts,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from marketplace_saas.adapters.credentials import CLOUD_PLATFORM
+
 # Statuses worth retrying: rate limiting, server errors, request timeouts.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -99,12 +101,46 @@ def _envelope(content: bytes | str | None) -> tuple[str | None, str | None]:
     )
 
 
+# The IAM permission each call needs; those marked in the reference as unconfirmed are guesses.
+PERMISSIONS = {
+    "get_account": "commerceprocurement.providerAccounts.get",
+    "list_accounts": "commerceprocurement.providerAccounts.list",
+    "approve_account": "commerceprocurement.providerAccounts.approve",
+    "reject_account": "commerceprocurement.providerAccounts.reject",
+    "reset_account": "commerceprocurement.providerAccounts.reset",
+    "get_entitlement": "commerceprocurement.providerEntitlements.get",
+    "list_entitlements": "commerceprocurement.providerEntitlements.list",
+    "approve_entitlement": "commerceprocurement.providerEntitlements.approve",
+    "reject_entitlement": "commerceprocurement.providerEntitlements.reject",
+    "approve_plan_change": "commerceprocurement.providerEntitlements.approve",
+    "reject_plan_change": "commerceprocurement.providerEntitlements.reject",
+    "suspend_entitlement": "commerceprocurement.providerEntitlements.suspend",
+    "patch_message_to_user": "commerceprocurement.providerEntitlements.update",
+}
+
+
+def auth_hint(status_code: int, action: str) -> str:
+    """What a 401 or 403 means for this call, for the operator (empty for other answers)."""
+    if status_code == 401:
+        return (
+            " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS or the "
+            "workload identity)"
+        )
+    if status_code == 403:
+        permission = PERMISSIONS.get(action, "commerceprocurement.*")
+        return (
+            f" (the caller needs the OAuth scope {CLOUD_PLATFORM} and the IAM permission "
+            f"{permission} on the provider; check MARKETPLACE_PROVIDER_ID too)"
+        )
+    return ""
+
+
 def classify_http_error(
     status_code: int, content: bytes | str | None, *, action: str
 ) -> ProcurementError:
     """Map an HTTP error answer to the exception tree above."""
     status, message = _envelope(content)
-    text = message or f"HTTP {status_code}"
+    text = (message or f"HTTP {status_code}") + auth_hint(status_code, action)
     kwargs: dict[str, Any] = {"status_code": status_code, "status": status, "action": action}
     if status_code in RETRYABLE_STATUSES:
         return TransientProcurementError(text, **kwargs)

@@ -1,7 +1,8 @@
 """Service Control v1 (`services.check`, `services.report`), through Google's discovery client.
 
 `ServiceControlGateway` builds `servicecontrol v1` from the discovery document bundled with
-`google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator).
+`google-api-python-client`, pointed at `SERVICE_CONTROL_API_ENDPOINT` when set (the emulator), with
+`adapters.credentials` scoped to `servicecontrol`.
 Every call has a timeout and is retried, bounded, with exponential backoff and full jitter on
 408/429/5xx, timeouts and connection errors (`google_api.GoogleApiTransport`, shared with the
 Procurement gateway). This module is the one place that classifies Service Control's answers:
@@ -23,16 +24,19 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import google.auth
-from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.credentials import Credentials
 from googleapiclient.errors import HttpError
 
+from marketplace_saas.adapters.credentials import (
+    SERVICECONTROL,
+    SERVICECONTROL_SCOPES,
+    GoogleCredentials,
+)
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.metering import ReportRow
 from marketplace_saas.domain.time import format_rfc3339
 
-SCOPE = "https://www.googleapis.com/auth/servicecontrol"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 OPERATION_NAME = "Hourly Usage Report"
 
@@ -98,14 +102,6 @@ class ServiceControlApi(Protocol):
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
-def credentials_for(settings: Settings) -> Credentials:
-    """Anonymous for the sandbox and emulators; Application Default Credentials otherwise."""
-    if settings.sandbox or settings.service_control_api_endpoint:
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]
-    credentials, _project = google.auth.default(scopes=[SCOPE])
-    return credentials
-
-
 def _error_from_http(exc: HttpError) -> ServiceControlError:
     status_code = int(exc.resp.status)
     status, message = None, str(exc.reason or "")
@@ -116,10 +112,19 @@ def _error_from_http(exc: HttpError) -> ServiceControlError:
         message = error.get("message") or message
     except ValueError:
         pass
+    message = message or f"HTTP {status_code}"
+    if status_code == 401:
+        message += " (the credentials were refused: check GOOGLE_APPLICATION_CREDENTIALS)"
+    elif status_code == 403:
+        message += (
+            f" (the caller needs the OAuth scope {SERVICECONTROL} and the permissions "
+            "servicemanagement.services.check and .report on the service; check "
+            "MARKETPLACE_SERVICE_NAME)"
+        )
     kind = (
         TransientServiceControlError if status_code in RETRYABLE_STATUSES else ServiceControlError
     )
-    return kind(message or f"HTTP {status_code}", status_code=status_code, status=status)
+    return kind(message, status_code=status_code, status=status)
 
 
 def _error_from_transport(exc: BaseException) -> TransientServiceControlError:
@@ -143,7 +148,7 @@ class ServiceControlGateway:
     ) -> None:
         self._transport = GoogleApiTransport(
             credentials,
-            default_credentials=lambda: credentials_for(settings),
+            default_credentials=lambda: GoogleCredentials(settings).scoped(SERVICECONTROL_SCOPES),
             http_factory=http_factory,
             timeout=timeout,
             max_attempts=max_attempts,
@@ -169,10 +174,14 @@ class ServiceControlGateway:
         )
         return result
 
-    def check(self, service_name: str, operation: dict[str, Any]) -> dict[str, Any]:
-        request = self._service.services().check(
-            serviceName=service_name, body={"operation": operation}
-        )
+    def check(
+        self, service_name: str, operation: dict[str, Any], *, skip_activation_check: bool = False
+    ) -> dict[str, Any]:
+        """`skip_activation_check`: no consumer activation check (`doctor`'s dry consumer)."""
+        body: dict[str, Any] = {"operation": operation}
+        if skip_activation_check:
+            body["skipActivationCheck"] = True
+        request = self._service.services().check(serviceName=service_name, body=body)
         return self._execute(request)
 
     def report(self, service_name: str, operations: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,12 @@ that production commands never load it).
                                            Pub/Sub emulator when PUBSUB_EMULATOR_HOST is set
     client_settings(settings)              for the other commands: the sandbox emulator's URL
                                            ($MARKETPLACE_EMULATOR_URL, default port 8780)
+    sandbox_state_dir(settings)            where the sandbox keeps what outlives a restart:
+                                           `X.sandbox/` beside a SQLite file `X.db`; the
+                                           emulator's state file is `emulator-state.jsonl` there
+
+The emulator's products get the backend's sign-up and login URLs (`/signup`, `/login`) and the
+sandbox's sign-up audience, so its buyer's page (`{emulator}/marketplace`) sends buyers here.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from marketplace_saas.config import Settings
@@ -43,6 +50,23 @@ def client_settings(settings: Settings) -> Settings:
     return _aimed_at(settings, url)
 
 
+def sandbox_state_dir(settings: Settings) -> Path | None:
+    """`X.sandbox/` beside the SQLite file `X.db` (`marketplace.db` -> `marketplace.sandbox/`);
+    None when the database is not a SQLite file (in memory, PostgreSQL): nothing is kept then."""
+    from marketplace_saas.adapters.db.engine import sqlite_file
+
+    database = sqlite_file(settings.database_url)
+    return None if database is None else database.with_name(database.stem + ".sandbox")
+
+
+def emulator_state_file(settings: Settings) -> Path | None:
+    """The sandbox emulator's `--state` file, or None when the sandbox keeps nothing."""
+    from marketplace_emulator.persistence import STATE_FILE_NAME
+
+    folder = sandbox_state_dir(settings)
+    return folder / STATE_FILE_NAME if folder is not None else None
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,6 +82,7 @@ class Sandbox:
     settings: Settings
     emulator_url: str
     delivery: str  # "push" | "pubsub"
+    state_file: Path | None
     push_endpoint: str | None
     _running: Any
     _emulator: Any
@@ -83,8 +108,12 @@ def start_sandbox(
     push_endpoint = None if through_pubsub else backend_url.rstrip("/") + "/pubsub/push"
     if emulator_port is None:
         emulator_port = EMULATOR_PORT if _port_free(EMULATOR_HOST, EMULATOR_PORT) else 0
-    emulator = Emulator(push_endpoint=push_endpoint, providers=[settings.provider_id])
+    state_file = emulator_state_file(settings)
+    emulator = Emulator(
+        push_endpoint=push_endpoint, providers=[settings.provider_id], state=state_file
+    )
     try:
+        _send_buyers_to(emulator, settings, backend_url.rstrip("/"))
         running = run_in_thread(emulator, host=EMULATOR_HOST, port=emulator_port)
     except Exception:
         emulator.close()
@@ -97,7 +126,24 @@ def start_sandbox(
         settings=sandbox_settings,
         emulator_url=running.url,
         delivery="pubsub" if through_pubsub else "push",
+        state_file=state_file,
         push_endpoint=push_endpoint,
         _running=running,
         _emulator=emulator,
     )
+
+
+def _send_buyers_to(emulator: Any, settings: Settings, backend_url: str) -> None:
+    """Every product of the provider signs buyers up here (its URLs follow the backend's port)."""
+    from marketplace_saas.service.signup import audience
+
+    products = emulator.catalog.products(settings.provider_id)
+    for product_id, product in products.items():
+        urls = {
+            "signup_url": f"{backend_url}/signup",
+            "login_url": f"{backend_url}/login",
+            "signup_audience": audience(settings),
+        }
+        emulator.catalog.put(settings.provider_id, product_id, product.model_copy(update=urls))
+    if emulator.state is not None:
+        emulator.state.sync_settings()

@@ -371,7 +371,7 @@ def test_fuzzed_console_action_forms_never_crash(
 ) -> None:
     """Operator decisions on a real pending entitlement (waiting for sign-up), with junk reasons,
     versions and return paths: a page or a redirect with a message, never a 5xx."""
-    from marketplace_saas.service.reconcile import sync_all
+    from marketplace_saas.service.procurement.reconcile import sync_all
 
     _, entitlement = emulator.procurement.purchase(PROVIDER, "example-product", "pro")
     sync_all(fuzz_container)

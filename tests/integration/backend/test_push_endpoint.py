@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -190,21 +191,23 @@ def oidc_client(emulator: Emulator, make_container: ContainerFactory) -> TestCli
     return TestClient(app)
 
 
-@pytest.mark.parametrize(
-    ("headers", "status"),
-    [
-        ({}, 401),
-        ({"authorization": "Basic abc"}, 401),
-        ({"authorization": "Bearer not-a-jwt"}, 401),
-        ({"authorization": f"Bearer {oidc_token(aud='https://other.example/push')}"}, 401),
-        ({"authorization": f"Bearer {oidc_token(exp=int(time.time()) - 3600)}"}, 401),
-        ({"authorization": f"Bearer {oidc_token(email='intruder@example.com')}"}, 403),
-        ({"authorization": f"Bearer {oidc_token(email_verified=False)}"}, 403),
-    ],
-)
+# Tokens are minted when the test runs (not at collection: a long suite would expire them).
+WRONG_TOKENS: list[tuple[Callable[[], dict[str, str]], int]] = [
+    (dict, 401),
+    (lambda: {"authorization": "Basic abc"}, 401),
+    (lambda: {"authorization": "Bearer not-a-jwt"}, 401),
+    (lambda: {"authorization": f"Bearer {oidc_token(aud='https://other.example/push')}"}, 401),
+    (lambda: {"authorization": f"Bearer {oidc_token(exp=int(time.time()) - 3600)}"}, 401),
+    (lambda: {"authorization": f"Bearer {oidc_token(email='intruder@example.com')}"}, 403),
+    (lambda: {"authorization": f"Bearer {oidc_token(email_verified=False)}"}, 403),
+]
+
+
+@pytest.mark.parametrize(("make_headers", "status"), WRONG_TOKENS)
 def test_with_push_audience_set_a_missing_or_wrong_oidc_token_is_refused(
-    oidc_client: TestClient, headers: dict[str, str], status: int
+    oidc_client: TestClient, make_headers: Callable[[], dict[str, str]], status: int
 ) -> None:
+    headers = make_headers()
     container: Container = oidc_client.app.state.container  # type: ignore[attr-defined]
     response = oidc_client.post("/pubsub/push", json=envelope(b"{}"), headers=headers)
     assert response.status_code == status, response.text

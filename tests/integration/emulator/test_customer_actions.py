@@ -109,10 +109,14 @@ def test_products_can_be_listed_and_replaced(control: httpx.Client) -> None:
         "planChange": "termEnd",
         "cancellation": "termEnd",
         "termDays": 365,
-        "plans": {"team": {"usageBilled": False, "metrics": []}},
+        "plans": {"team": {"usageBilled": False, "metrics": [], "price": "$99 per year"}},
         "offers": {},
         "accountNotifications": "off",
         "offerDurationField": "newPendingOfferDuration",
+        "displayName": "Auto",
+        "signupUrl": "https://auto.example.com/signup",
+        "loginUrl": "https://auto.example.com/login",
+        "signupAudience": "auto.example.com",
     }
     assert control.put(f"{BASE}/products/auto", json=product).json() == product
     bought = control.post(f"{BASE}/purchases", json={"product": "auto", "plan": "team"}).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,3 +52,11 @@ def ping(engine: sa.Engine) -> None:
 def safe_url(url: str) -> str:
     """The database URL as it may be printed: the password hidden."""
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for an in-memory one or another database."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")

@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from marketplace_saas.adapters.db.engine import normalise_url
+from marketplace_saas.adapters.db.engine import normalise_url, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -37,3 +37,18 @@ def head_revision() -> str | None:
 
 def is_up_to_date(engine: sa.Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def revision_of(url: str) -> str | None:
+    """The migration a database is at, read without writing (no pragmas, no file created).
+
+    Raises FileNotFoundError for a SQLite file that does not exist, and the driver's error when
+    the database cannot be reached."""
+    file = sqlite_file(normalise_url(url))
+    if file is not None and not file.exists():
+        raise FileNotFoundError(str(file))
+    engine = sa.create_engine(normalise_url(url))
+    try:
+        return current_revision(engine)
+    finally:
+        engine.dispose()

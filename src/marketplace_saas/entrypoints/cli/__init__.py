@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from marketplace_saas.adapters.credentials import CredentialsError
 from marketplace_saas.adapters.procurement_errors import (
     ProcurementError,
     TransientProcurementError,
@@ -44,6 +45,7 @@ COMMAND_MODULES = [
     "hooks",
     "usage",
     "admin",
+    "doctor",
 ]
 
 
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MarketplaceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except CredentialsError as exc:
+        print(f"error: credentials: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except (ConfigurationError, ValidationError) as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

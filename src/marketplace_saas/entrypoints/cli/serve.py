@@ -1,9 +1,10 @@
 """`serve`: the whole backend in one process, until SIGINT or SIGTERM.
 
-Start: (sandbox: the emulator) -> `db upgrade` -> web app (uvicorn, in a thread) -> listener
-(streaming pull, unless notifications are pushed) -> scheduler (the jobs of
-`entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
-its in-flight messages, uvicorn its open requests; then the emulator stops. Exit code 0.
+Start: (sandbox: the emulator; otherwise the go-live preflight: credentials, provider id and, when
+pulling, the subscription's topic, refusing to start on a failure) -> `db upgrade` -> web app
+(uvicorn, in a thread) -> listener (streaming pull, unless notifications are pushed) -> scheduler
+(the jobs of `entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job,
+the listener its in-flight messages, uvicorn its open requests; then the emulator stops. Exit 0.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from marketplace_saas.adapters.db import migrate
 from marketplace_saas.adapters.operators import OperatorDirectory, sandbox_password
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
+    EXIT_CONFIG,
     CliError,
     open_container,
     stop_on_signals,
@@ -102,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             sandbox = start_sandbox(settings, backend_url, emulator_port=args.emulator_port)
             stack.callback(sandbox.stop)
             settings = sandbox.settings
+        else:
+            refuse_unless_ready(settings, pull=not args.no_listener)
         settings, provider_app = attach_example_provider(settings, backend_url)
         if provider_app is not None:
             stack.callback(provider_app.stop)
@@ -134,6 +138,20 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError("the web server stopped unexpectedly")
         print("stopping: finishing in-flight work", file=sys.stderr, flush=True)
     return 0
+
+
+def refuse_unless_ready(settings: Settings, *, pull: bool) -> None:
+    """Outside the sandbox, start only when Google accepts the credentials and the provider id
+    (and, when pulling, the subscription is on the provider's topic); nothing is written before."""
+    from marketplace_saas.entrypoints.golive import preflight
+
+    failed = preflight(settings, pull=pull)
+    if failed:
+        reasons = "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in failed)
+        raise CliError(
+            f"not starting: {reasons}. `marketplace-saas doctor` checks everything",
+            EXIT_CONFIG,
+        )
 
 
 def _describe(error: BaseException, subscription: str) -> str:
@@ -174,6 +192,9 @@ def banner(
         lines.append("                 sign-up tokens, customer actions under /emulator/v1)")
         how = "pushed to /pubsub/push" if sandbox.delivery == "push" else "the Pub/Sub emulator"
         lines.append(f"  notifications  {how}")
+        lines.append(f"  marketplace    {sandbox.emulator_url}/marketplace  (the buyer's page)")
+        if sandbox.state_file is not None:
+            lines.append(f"  emulator state {sandbox.state_file}  (kept across restarts)")
         lines += ["", "Try it, in another terminal:"]
         if not sandbox.default_port:
             lines.append(f"  export MARKETPLACE_EMULATOR_URL={sandbox.emulator_url}")

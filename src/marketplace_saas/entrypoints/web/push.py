@@ -9,6 +9,9 @@ when the OIDC token check is configured (`PUSH_AUDIENCE`) and the token is missi
 over Pub/Sub's 10 MiB (`guards`). Outside the sandbox the endpoint answers 404 (disabled) unless
 both PUSH_AUDIENCE and PUSH_SERVICE_ACCOUNT are set (`push_auth_missing`; `serve` refuses to run
 push-only without them): an audience alone accepts a token any Google service account can mint.
+The token must be signed by a certificate at `PUSH_CERTS_URL` (Google's by default), issued by
+`accounts.google.com`, for that audience, unexpired, and (with `PUSH_SERVICE_ACCOUNT`) for that
+service account with a verified email.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from marketplace_saas.config import Settings
 
 router = APIRouter()
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 log = structlog.get_logger(__name__)
 
 
@@ -137,11 +141,13 @@ def check_token(
     if scheme.lower() != "bearer" or not token:
         return 401, "a bearer OIDC token is required"
     try:
-        claims = id_token.verify_oauth2_token(  # type: ignore[no-untyped-call]
-            token, request, audience=settings.push_audience
+        claims = id_token.verify_token(
+            token, request, audience=settings.push_audience, certs_url=settings.push_certs_url
         )
     except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
         return 401, f"invalid OIDC token: {exc}"
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        return 401, f"invalid OIDC token: issuer {claims.get('iss')!r} is not Google's"
     expected = settings.push_service_account
     if expected and (claims.get("email") != expected or not claims.get("email_verified")):
         return 403, "the OIDC token was not issued to the configured push service account"

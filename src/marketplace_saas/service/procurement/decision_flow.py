@@ -20,7 +20,7 @@ from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import NothingToDecide, ResourceNotFound
 from marketplace_saas.service.audit import CallLog, record_change
 from marketplace_saas.service.procurement import records
-from marketplace_saas.service.unit_of_work import App
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ def record_entitlement(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> None:
-    ctx = records.Context(actor=actor, now=container.now())
-    with container.unit_of_work() as uow:
+    def apply(uow: UnitOfWork, ctx: records.Context) -> None:
         records.apply_entitlement(
             uow,
             provider_id=container.settings.provider_id,
@@ -74,18 +73,9 @@ def record_entitlement(
             view=view,
             ctx=ctx,
         )
-        if action is not None:
-            record_change(
-                uow,
-                action,
-                actor=actor,
-                at=ctx.now,
-                account_id=view.account_id if view else None,
-                entitlement_id=entitlement_id,
-                outcome=outcome,
-                details=details,
-            )
-        calls.flush(uow, actor=actor)
+
+    ids = {"account_id": view.account_id if view else None, "entitlement_id": entitlement_id}
+    _record(container, calls, apply, ids, actor, action, outcome, details)
 
 
 def read_entitlement(container: App, calls: CallLog, entitlement_id: str) -> EntitlementView | None:
@@ -174,18 +164,30 @@ def record_account(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
 ) -> None:
+    def apply(uow: UnitOfWork, ctx: records.Context) -> None:
+        records.apply_account(uow, provider_id=container.settings.provider_id, view=view, ctx=ctx)
+
+    _record(container, calls, apply, {"account_id": view.id}, actor, action, outcome, details)
+
+
+def _record(
+    container: App,
+    calls: CallLog,
+    apply: Callable[[UnitOfWork, records.Context], None],
+    ids: dict[str, str | None],
+    actor: str,
+    action: str | None,
+    outcome: str,
+    details: dict[str, Any] | None,
+) -> None:
+    """In one unit of work: what the API says (`apply`), the decision's audit row (when there
+    is an `action`), and the audit rows of the Google calls."""
     ctx = records.Context(actor=actor, now=container.now())
     with container.unit_of_work() as uow:
-        records.apply_account(uow, provider_id=container.settings.provider_id, view=view, ctx=ctx)
+        apply(uow, ctx)
         if action is not None:
             record_change(
-                uow,
-                action,
-                actor=actor,
-                at=ctx.now,
-                account_id=view.id,
-                outcome=outcome,
-                details=details,
+                uow, action, actor=actor, at=ctx.now, outcome=outcome, details=details, **ids
             )
         calls.flush(uow, actor=actor)
 

@@ -16,7 +16,7 @@ One resource that fails (a refused decision, a transient error on its own call) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
@@ -36,10 +36,11 @@ from marketplace_saas.service.procurement.automatic import (
 )
 from marketplace_saas.service.procurement.decision_flow import read_account, read_entitlement
 from marketplace_saas.service.procurement.effects import Effects, write_account, write_entitlement
-from marketplace_saas.service.unit_of_work import App
+from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 BATCH = 200
 T = TypeVar("T")
+V = TypeVar("V", AccountView, EntitlementView)
 
 
 @dataclass
@@ -93,62 +94,78 @@ def _flush(container: App, calls: CallLog, actor: str) -> None:
         calls.calls.clear()
 
 
-def _sync_accounts(container: App, result: SyncResult, *, actor: str) -> set[str]:
+def _apply_listing(
+    container: App,
+    action: str,
+    listing: Iterator[dict[str, Any]],
+    parse: Callable[[dict[str, Any]], V],
+    waits: Callable[[V], bool],
+    apply: Callable[[UnitOfWork, V, records.Context], records.Applied],
+    *,
+    actor: str,
+) -> tuple[set[str], list[V], int]:
+    """Apply a listing batch by batch, one unit of work each: the ids listed, the views a
+    policy would decide on now (`waits`: left to the caller, to decide then record), and how
+    many of the others changed our records."""
     listed: set[str] = set()
-    signed_up = _signed_up(container)
+    waiting: list[V] = []
+    changed = 0
     calls = CallLog(container.now)
-    resources = _streamed(calls, "list_accounts", container.procurement.list_accounts())
-    undecided: list[AccountView] = []
-    for batch in _batches(resources):
+    for batch in _batches(_streamed(calls, action, listing)):
         ctx = records.Context(actor=actor, now=container.now())
         with container.unit_of_work() as uow:
             for resource in batch:
-                view = AccountView.from_api(resource)
+                view = parse(resource)
                 listed.add(view.id)
-                if needs_account_decision(container, view, signed_up=signed_up.get(view.id, False)):
-                    undecided.append(view)
+                if waits(view):
+                    waiting.append(view)
                     continue
-                applied = records.apply_account(
-                    uow, provider_id=container.settings.provider_id, view=view, ctx=ctx
-                )
-                result.accounts_changed += int(applied.changed)
+                changed += int(apply(uow, view, ctx).changed)
             calls.flush(uow, actor=actor)
             calls.calls.clear()
     _flush(container, calls, actor)
-    for view in undecided:
+    return listed, waiting, changed
+
+
+def _sync_accounts(container: App, result: SyncResult, *, actor: str) -> set[str]:
+    signed_up = _signed_up(container)
+    provider_id = container.settings.provider_id
+    listed, waiting, changed = _apply_listing(
+        container,
+        "list_accounts",
+        container.procurement.list_accounts(),
+        AccountView.from_api,
+        lambda v: needs_account_decision(container, v, signed_up=signed_up.get(v.id, False)),
+        lambda uow, v, ctx: records.apply_account(uow, provider_id=provider_id, view=v, ctx=ctx),
+        actor=actor,
+    )
+    result.accounts_changed += changed
+    for view in waiting:
         _decide_account(container, view, signed_up.get(view.id, False), result, actor=actor)
     result.accounts_seen = len(listed)
     return listed
 
 
 def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set[str]:
-    listed: set[str] = set()
     signed_up = _signed_up(container)
-    calls = CallLog(container.now)
-    resources = _streamed(calls, "list_entitlements", container.procurement.list_entitlements())
-    undecided: list[EntitlementView] = []
-    for batch in _batches(resources):
-        ctx = records.Context(actor=actor, now=container.now())
-        with container.unit_of_work() as uow:
-            for resource in batch:
-                view = EntitlementView.from_api(resource)
-                listed.add(view.id)
-                account_signed_up = signed_up.get(view.account_id, False)
-                if needs_decision(container, view, signed_up=account_signed_up):
-                    undecided.append(view)
-                    continue
-                applied = records.apply_entitlement(
-                    uow,
-                    provider_id=container.settings.provider_id,
-                    entitlement_id=view.id,
-                    view=view,
-                    ctx=ctx,
-                )
-                result.entitlements_changed += int(applied.changed)
-            calls.flush(uow, actor=actor)
-            calls.calls.clear()
-    _flush(container, calls, actor)
-    for view in undecided:
+    provider_id = container.settings.provider_id
+
+    def apply(uow: UnitOfWork, view: EntitlementView, ctx: records.Context) -> records.Applied:
+        return records.apply_entitlement(
+            uow, provider_id=provider_id, entitlement_id=view.id, view=view, ctx=ctx
+        )
+
+    listed, waiting, changed = _apply_listing(
+        container,
+        "list_entitlements",
+        container.procurement.list_entitlements(),
+        EntitlementView.from_api,
+        lambda v: needs_decision(container, v, signed_up=signed_up.get(v.account_id, False)),
+        apply,
+        actor=actor,
+    )
+    result.entitlements_changed += changed
+    for view in waiting:
         _decide(container, view, signed_up.get(view.account_id, False), result, actor=actor)
     result.entitlements_seen = len(listed)
     return listed

@@ -1,0 +1,205 @@
+"""Generic JSON for the emulator's records: a dataclass is the JSON object of its fields.
+
+`encode(value)` turns dataclasses (by their fields), pydantic models, datetimes, enums, lists,
+tuples, sets and string-keyed dicts into JSON values; `decode(tp, data)` reads them back as the
+type `tp` says, building the decoder from the dataclass's type hints once per type. So a field
+added to a model is persisted with no code here, provided its type is one of those; a type this
+module cannot read back raises `TypeError` (the round-trip tests in
+`tests/unit/emulator/test_persistence.py` fail then). A field missing from the data takes its
+default (`encode` leaves out a field equal to its default), and a key no field has is ignored,
+so a state file written before a field was added still loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+Decoder = Callable[[Any], Any]
+
+
+def encode(value: Any) -> Any:
+    """A JSON-ready value (dicts, lists, strings, numbers, booleans, None)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return encode(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_encoder(type(value))(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"only string keys can be persisted, not {key!r}")
+            out[key] = encode(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [encode(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted(encode(item) for item in value)
+    raise TypeError(f"cannot persist a {type(value).__name__}: {value!r}")
+
+
+_PLAIN = (str, int, bool, float, typing.Literal)
+
+
+def _is_plain(tp: Any) -> bool:
+    """Whether values of `tp` are JSON as they are (no conversion: copied without a call)."""
+    if tp in _PLAIN or typing.get_origin(tp) is typing.Literal:
+        return True
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return all(a is type(None) or _is_plain(a) for a in args)
+    return False
+
+
+@functools.cache
+def _default(field: dataclasses.Field[Any]) -> Any:
+    """The value a field takes when it is not given (`_MISSING` when it has no default)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return _MISSING
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    """Per class: plain fields are copied, the others go through `encode` (built once); a field
+    equal to its default is left out (the decoder puts the default back), to keep files small."""
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    plain = [(f.name, _default(f)) for f in fields if _is_plain(hints[f.name])]
+    converted = [(f.name, _default(f)) for f in fields if not _is_plain(hints[f.name])]
+
+    def encode_dataclass(value: Any) -> dict[str, Any]:
+        out = {}
+        for name, default in plain:
+            item = getattr(value, name)
+            if item != default or item.__class__ is not default.__class__:
+                out[name] = item
+        for name, default in converted:
+            item = getattr(value, name)
+            if item != default or item.__class__ is not default.__class__:
+                out[name] = encode(item)
+        return out
+
+    return encode_dataclass
+
+
+def decode(tp: Any, data: Any) -> Any:
+    """Read `data` (from `encode`) back as type `tp`."""
+    return decoder(tp)(data)
+
+
+def _identity(data: Any) -> Any:
+    return data
+
+
+def _optional(inner: Decoder) -> Decoder:
+    return lambda data: None if data is None else inner(data)
+
+
+@functools.cache
+def decoder(tp: Any) -> Decoder:
+    """The function that reads a JSON value as `tp` (built once per type)."""
+    if tp is Any or tp in (str, int, bool):
+        return _identity
+    if tp is float:
+        return float
+    if tp is datetime:
+        return datetime.fromisoformat
+    if tp is timedelta:
+        return lambda data: timedelta(seconds=data)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Literal:
+        return _identity
+    if origin in (typing.Union, types.UnionType):
+        others = [a for a in args if a is not type(None)]
+        if len(others) != 1:
+            raise TypeError(f"cannot persist a field of type {tp}: only `X | None` unions")
+        inner = decoder(others[0])
+        return _identity if inner is _identity else _optional(inner)
+    if origin in (list, tuple, set, frozenset):
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            items = [decoder(a) for a in args]
+            return lambda data: tuple(d(v) for d, v in zip(items, data, strict=True))
+        item = decoder(args[0]) if args else _identity
+        return lambda data: origin(item(v) for v in data)
+    if origin is dict:
+        if args and args[0] is not str:
+            raise TypeError(f"cannot persist a field of type {tp}: dict keys must be str")
+        value = decoder(args[1]) if args else _identity
+        return lambda data: {k: value(v) for k, v in data.items()}
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return tp
+        if issubclass(tp, BaseModel):
+            return tp.model_validate
+        if dataclasses.is_dataclass(tp):
+            return _dataclass_decoder(tp)
+    raise TypeError(f"cannot persist a field of type {tp!r}")
+
+
+def _dataclass_decoder(cls: type[Any]) -> Decoder:
+    """Reads a dataclass: the decoded dict, completed with the defaults `encode` left out, becomes
+    the instance's `__dict__`, without `__init__` (a restart reads hundreds of thousands of
+    records; the dict passed in is consumed). A key no field has is ignored; a field the data
+    lacks (written before the field was added) takes its default.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, f.init, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
+    names = frozenset(name for name, _, _ in fields)
+    converted = [(name, field) for name, _, field in fields if field is not _identity]
+    direct = not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    immutable: dict[str, Any] = {}  # defaults that may be shared by instances
+    factories: list[tuple[str, Callable[[], Any]]] = []  # the others: made for each instance
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            immutable[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            factories.append((f.name, f.default_factory))
+    new = object.__new__
+
+    def read_dataclass(data: dict[str, Any]) -> Any:
+        if not data.keys() <= names:  # a field since removed: its value is ignored
+            data = {key: value for key, value in data.items() if key in names}
+        for name, field in converted:
+            if name in data:
+                data[name] = field(data[name])
+        data = {**immutable, **data}
+        for name, factory in factories:
+            if name not in data:
+                data[name] = factory()
+        if len(data) != len(names):
+            missing = ", ".join(sorted(names - data.keys()))
+            raise TypeError(f"cannot read a {cls.__name__}: no value for {missing}")
+        if direct:  # `data` becomes the instance's attributes, as __init__ would set them
+            instance = new(cls)
+            object.__setattr__(instance, "__dict__", data)
+            return instance
+        instance = cls(**{name: data[name] for name, init, _ in fields if init})
+        for name, init, _ in fields:
+            if not init:
+                object.__setattr__(instance, name, data[name])
+        return instance
+
+    return read_dataclass
