@@ -192,18 +192,27 @@ def _record(
         calls.flush(uow, actor=actor)
 
 
+@dataclass(frozen=True)
+class AccountDecision:
+    """One kind of decision on an account's `signup` approval: taken once it reads `target`."""
+
+    action: str  # the Procurement API method, and the audit row's action
+    target: str  # the approval's state once decided
+    outcome: str
+    already: str
+
+
 def run_account_decision(
     container: App,
     account_id: str,
+    decision: AccountDecision,
+    call: Callable[[], None],
     *,
     actor: str,
-    action: str,
-    target: str,
-    call: Callable[[], None],
-    outcome: str,
-    already: str,
     details: dict[str, Any] | None = None,
 ) -> ApprovalResult:
+    """Take `decision` through `call()` unless the approval reads its target already."""
+    action, target, already = decision.action, decision.target, decision.already
     calls = CallLog(container.now)
     view = read_account(container, calls, account_id)
     if view is None:
@@ -227,7 +236,7 @@ def run_account_decision(
     if refused is not None and after.signup_state != target:
         record_account(container, calls, after, actor=actor)
         raise refused
-    result = already if refused is not None else outcome
+    result = already if refused is not None else decision.outcome
     record_account(
         container, calls, after, actor=actor, action=action, outcome=result, details=details
     )

@@ -35,6 +35,7 @@ from marketplace_saas.domain.policies import (
 )
 from marketplace_saas.service.audit import CallLog
 from marketplace_saas.service.procurement.decision_flow import (
+    AccountDecision,
     ApprovalResult,
     EntitlementDecision,
     read_account,
@@ -189,34 +190,38 @@ def suspend_entitlement(
 # -- the decisions on an account --------------------------------------------------------------
 
 
+APPROVE_ACCOUNT = AccountDecision(
+    "approve_account", target=APPROVAL_APPROVED, outcome="approved", already="already_approved"
+)
+REJECT_ACCOUNT = AccountDecision(
+    "reject_account", target=APPROVAL_REJECTED, outcome="rejected", already="already_rejected"
+)
+
+
 def approve_account(
     container: App, account_id: str, *, actor: str, reason: str | None = None
 ) -> ApprovalResult:
     """Grant the account's `signup` approval (after the customer signed up, or an operator's)."""
+    call = container.procurement.approve_account
     return run_account_decision(
         container,
         account_id,
+        APPROVE_ACCOUNT,
+        lambda: call(account_id, "signup", reason),
         actor=actor,
-        action="approve_account",
-        target=APPROVAL_APPROVED,
-        call=lambda: container.procurement.approve_account(account_id, "signup", reason),
-        outcome="approved",
-        already="already_approved",
         details={"reason": reason} if reason else None,
     )
 
 
 def reject_account(container: App, account_id: str, *, actor: str, reason: str) -> ApprovalResult:
     """Reject the account's `signup` approval."""
+    call = container.procurement.reject_account
     return run_account_decision(
         container,
         account_id,
+        REJECT_ACCOUNT,
+        lambda: call(account_id, reason),
         actor=actor,
-        action="reject_account",
-        target=APPROVAL_REJECTED,
-        call=lambda: container.procurement.reject_account(account_id, reason),
-        outcome="rejected",
-        already="already_rejected",
         details={"reason": reason},
     )
 

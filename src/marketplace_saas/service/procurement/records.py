@@ -23,7 +23,7 @@ from marketplace_saas.domain.entitlements import (
 from marketplace_saas.domain.events import EventType, Hook
 from marketplace_saas.service.audit import record_change
 from marketplace_saas.service.hooks.outbox import enqueue_hook
-from marketplace_saas.service.hooks.payloads import build_payload
+from marketplace_saas.service.procurement.change_hooks import enqueue_change_hooks
 from marketplace_saas.service.unit_of_work import UnitOfWork
 
 # Entitlement columns copied from the API's resource.
@@ -76,74 +76,6 @@ def _iso(value: datetime | None) -> str | None:
 
 def _jsonable(value: object) -> object:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-@dataclass(frozen=True)
-class Written:
-    """An entitlement as the transaction writes it: what its hooks' payloads are built from."""
-
-    id: str
-    account_id: str
-    state: str
-    product: str | None
-    plan: str | None
-    new_pending_plan: str | None
-    usage_reporting_id: str | None
-    offer: str | None
-    offer_end_time: datetime | None
-    subscription_end_time: datetime | None
-    cancellation_reason: str | None
-    service_plan: str | None
-    service_suspended_reason: str | None
-    deleted_at: datetime | None
-
-    @classmethod
-    def of(cls, row: dict[str, Any]) -> Written:
-        return cls(**{name: row[name] for name in _WRITTEN_FIELDS})
-
-
-_WRITTEN_FIELDS = tuple(Written.__dataclass_fields__)
-
-
-def _hook_payload(row: Written, ctx: Context) -> dict[str, Any]:
-    return {
-        "entitlementId": row.id,
-        "accountId": row.account_id,
-        "product": row.product,
-        "plan": row.service_plan or row.plan,
-        "state": row.state,
-        "usageReportingId": row.usage_reporting_id,
-        "offerEndTime": _iso(row.offer_end_time),
-        "eventId": ctx.event_id,
-        "deleted": row.deleted_at is not None,
-    }
-
-
-def _enqueue(
-    uow: UnitOfWork,
-    hooks: tuple[Hook, ...],
-    values: dict[str, Any],
-    ctx: Context,
-    version: str,
-    previous_plan: str | None = None,
-) -> None:
-    if not hooks:
-        return
-    row = Written.of(values)
-    for hook in hooks:
-        enqueue_hook(
-            uow,
-            hook.value,
-            ordering_key=row.id,
-            idempotency_key=f"{hook.value}:{row.id}:{version}",
-            payload=build_payload(
-                uow,
-                hook.value,
-                entitlement=row,
-                previous_plan=previous_plan if hook is Hook.ENTITLEMENT_PLAN_CHANGED else None,
-                extra=_hook_payload(row, ctx),
-            ),
-        )
 
 
 def _before(row: dict[str, Any] | None) -> Before:
@@ -255,7 +187,14 @@ def apply_entitlement(
             details={"changes": changes, "hooks": [h.value for h in hooks]},
         )
     version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
-    _enqueue(uow, hooks, row, ctx, version, previous_plan=before.service_plan)
+    enqueue_change_hooks(
+        uow,
+        hooks,
+        row,
+        event_id=ctx.event_id,
+        version=version,
+        previous_plan=before.service_plan,
+    )
     return Applied(
         changed=bool(changes), hooks=tuple(h.value for h in hooks), changes=tuple(changes)
     )
@@ -281,7 +220,7 @@ def _apply_deleted(uow: UnitOfWork, row: dict[str, Any] | None, ctx: Context) ->
         event_id=ctx.event_id,
         details={"hooks": [h.value for h in transition.hooks]},
     )
-    _enqueue(uow, transition.hooks, row, ctx, "deleted")
+    enqueue_change_hooks(uow, transition.hooks, row, event_id=ctx.event_id, version="deleted")
     return Applied(
         changed=True, hooks=tuple(h.value for h in transition.hooks), changes=("deleted_at",)
     )
