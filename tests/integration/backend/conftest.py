@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
 
 from marketplace_emulator.events import RecordingSink
 from marketplace_emulator.server import Emulator, RunningEmulator, run_in_thread
@@ -68,7 +69,14 @@ def make_container(migrated_database_url: str, emulator_url: str) -> Iterator[Co
 
     def make(**overrides: Any) -> Container:
         settings = backend_settings(migrated_database_url, emulator_url, **overrides)
-        gateway = ProcurementGateway(settings, timeout=10.0, backoff_base=0.01, backoff_max=0.05)
+        # The emulator takes anonymous calls; tests of production settings need no key file.
+        gateway = ProcurementGateway(
+            settings,
+            credentials=AnonymousCredentials(),
+            timeout=10.0,
+            backoff_base=0.01,
+            backoff_max=0.05,
+        )
         container = bootstrap(settings, procurement=gateway)
         made.append((container, gateway))
         return container
