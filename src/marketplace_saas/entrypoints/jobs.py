@@ -44,13 +44,18 @@ HOOK_POLL_SECONDS = 2.0
 USAGE_REPORT_SECONDS = 300.0  # a window goes out within 5 minutes of its grace period ending
 
 
+def sync_job(settings: Settings) -> Job:
+    """The periodic sync, at start and every SYNC_INTERVAL_SECONDS (`serve` and `listen`)."""
+    return Job("sync", settings.sync_interval_seconds, sync)
+
+
 def jobs(settings: Settings) -> list[Job]:
     from marketplace_saas.adapters.hooks import validate_receivers
 
     # A misconfigured receiver stops `serve` here, before anything is delivered.
     hooks = [Job("hooks", HOOK_POLL_SECONDS, deliver_hooks)] if validate_receivers(settings) else []
     return [
-        Job("sync", settings.sync_interval_seconds, sync),
+        sync_job(settings),
         Job("usage", USAGE_REPORT_SECONDS, report_usage),
         *hooks,
     ]

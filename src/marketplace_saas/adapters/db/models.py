@@ -11,6 +11,7 @@ Tables, and who writes them:
     hook_outbox      provisioning hooks to deliver (transactional outbox)
     usage_records    usage ingested from the provider's app (unique caller id)
     usage_reports    the report ledger: one row per Service Control operation
+    sync_blocks      syncs the mass-deletion guard stopped (the console's banner), until resolved
 
 Times are timezone-aware UTC (`UtcDateTime` stores naive UTC on SQLite and reads it back aware).
 Every change to this module needs an Alembic migration: `tests/integration/test_migrations.py`
@@ -262,3 +263,22 @@ class UsageReport(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+
+
+class SyncBlock(Base):
+    """A sync the mass-deletion guard stopped; open (the console's banner) until resolved."""
+
+    __tablename__ = "sync_blocks"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(200))  # sync | operator:NAME
+    accounts_live: Mapped[int] = mapped_column(default=0)
+    accounts_deleting: Mapped[int] = mapped_column(default=0)
+    entitlements_live: Mapped[int] = mapped_column(default=0)
+    entitlements_deleting: Mapped[int] = mapped_column(default=0)
+    sample: Mapped[dict[str, Any]] = mapped_column(default=dict)  # kind -> a few ids
+    # Set when a sync ran its deletions: `confirmed` by an operator, or `cleared` (within limits).
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(200))
+    resolution: Mapped[str | None] = mapped_column(sa.String(20))
