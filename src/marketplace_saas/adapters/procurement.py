@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import google.auth
 from google.auth.credentials import AnonymousCredentials, Credentials
 
+from marketplace_saas.adapters import crash_points
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.adapters.procurement_errors import (
     NotFoundError,
@@ -218,6 +219,7 @@ class ProcurementGateway:
             name=self.entitlement_name(entitlement_id), body=body
         )
         self._execute(action, request)
+        crash_points.reached("procurement.after_call")  # the crash tests' hook; a no-op otherwise
 
     def approve_entitlement(self, entitlement_id: str) -> None:
         self._entitlement_call("approve_entitlement", "approve", entitlement_id, {})

@@ -1,7 +1,7 @@
 """`listen [--print]`: the listener alone, until SIGINT or SIGTERM.
 
 Like `serve`, the listener reconciles at start and every SYNC_INTERVAL_SECONDS (the `sync` job
-of `entrypoints/jobs.py`, in its own thread, started once the streaming pull is): whatever
+of `entrypoints/jobs.py`, in its own thread, started once the pull is): whatever
 happened while no listener ran (a crash, messages lost) is repaired, and what still waits for a
 decision our policies take gets it. `--print` only prints.
 """
@@ -29,7 +29,7 @@ from marketplace_saas.entrypoints.scheduler import Scheduler
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("listen", help="receive notifications by streaming pull")
+    parser = subparsers.add_parser("listen", help="receive notifications by pull")
     parser.add_argument(
         "--print",
         dest="print_only",

@@ -1,7 +1,7 @@
 """`serve`: the whole backend in one process, until SIGINT or SIGTERM.
 
 Start: (sandbox: the emulator) -> `db upgrade` -> web app (uvicorn, in a thread) -> listener
-(streaming pull, unless notifications are pushed) -> scheduler (the jobs of
+(pull, unless notifications are pushed) -> scheduler (the jobs of
 `entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
 its in-flight messages, uvicorn its open requests; then the emulator stops. Exit code 0.
 """
