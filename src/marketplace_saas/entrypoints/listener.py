@@ -13,7 +13,9 @@ minutes (docs/operations.md). A pull is a request that lives 2 s at most: a dead
 only what its last pull took, until the subscription's ack deadline.
 
 At most LISTENER_MAX_MESSAGES messages are in flight; `WORKERS` threads process them. The
-leases of messages in flight are extended every `LEASE_RENEW_SECONDS`. A callback that neither
+leases of messages in flight are extended every `LEASE_RENEW_SECONDS`; acks and nacks go out in
+batches every `SETTLE_EVERY_SECONDS` (a crash before that only means a redelivery, which the
+inbox recognises as settled). A callback that neither
 acks nor nacks (`--print`) leaves the message to come back once its lease expires.
 
 `stop()` is the clean shutdown: stop pulling, nack what was pulled but not started, let
@@ -48,6 +50,7 @@ MAX_PULL = 100
 WORKERS = 10
 LEASE_SECONDS = 20  # as the subscription's ack deadline (`pubsub create-subscription`)
 LEASE_RENEW_SECONDS = 5.0
+SETTLE_EVERY_SECONDS = 0.02  # acks and nacks go out in batches, at most this much later
 FATAL = (
     google_exceptions.NotFound,
     google_exceptions.PermissionDenied,
@@ -134,6 +137,7 @@ class Listener:
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._workers: ThreadPoolExecutor | None = None
+        self._settling: dict[bool, list[Message]] = {True: [], False: []}  # ack? -> messages
 
     def start(self) -> None:
         if self._threads:
@@ -142,7 +146,12 @@ class Listener:
             self._client = pubsub.subscriber_client(self.settings)
         self._stopping.clear()
         self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="listener")
-        for name, target in (("listener-pull", self._pull_loop), ("listener-lease", self._leases)):
+        loops = (
+            ("listener-pull", self._pull_loop),
+            ("listener-lease", self._leases),
+            ("listener-settle", self._settle_loop),
+        )
+        for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -209,20 +218,38 @@ class Listener:
     # -- acks and leases --------------------------------------------------------------------------
 
     def settle(self, message: Message, *, ack: bool) -> None:
-        """Ack, or nack (a zero ack deadline: delivered again at once); only the first counts."""
-        if message.settled:
-            return
-        message.settled = True
-        request: dict[str, Any] = {"subscription": self.subscription, "ack_ids": [message.ack_id]}
-        try:
-            if ack:
-                self._client.acknowledge(request=request)
-            else:
-                self._client.modify_ack_deadline(request={**request, "ack_deadline_seconds": 0})
-        except Exception as exc:  # the message comes back when its lease ends: we are idempotent
-            log.warning(
-                "listener.settle_failed", message_id=message.message_id, ack=ack, error=repr(exc)
-            )
+        """Queue an ack, or a nack (a zero ack deadline: delivered again at once); the first
+        one counts. They go out with the next batch."""
+        with self._changed:
+            if message.settled:
+                return
+            message.settled = True
+            self._settling[ack].append(message)
+
+    def _settle_loop(self) -> None:
+        while not self._stopping.wait(SETTLE_EVERY_SECONDS):
+            self._send_settled()
+        self._send_settled()
+
+    def _send_settled(self) -> None:
+        with self._changed:
+            batches, self._settling = self._settling, {True: [], False: []}
+        for ack, messages in batches.items():
+            if not messages:
+                continue
+            request: dict[str, Any] = {
+                "subscription": self.subscription,
+                "ack_ids": [m.ack_id for m in messages],
+            }
+            try:
+                if ack:
+                    self._client.acknowledge(request=request)
+                else:
+                    self._client.modify_ack_deadline(request={**request, "ack_deadline_seconds": 0})
+            except Exception as exc:  # they come back when their leases end: we are idempotent
+                log.warning(
+                    "listener.settle_failed", ack=ack, messages=len(messages), error=repr(exc)
+                )
 
     def _leases(self) -> None:
         while not self._stopping.wait(LEASE_RENEW_SECONDS):
@@ -265,6 +292,7 @@ class Listener:
             if self._workers is not None:
                 self._workers.shutdown(wait=True)
                 self._workers = None
+            self._send_settled()  # what the last callbacks acked or nacked
             log.info("listener.stopped", subscription=self.subscription)
         if self._client is not None and self._own_client:
             self._client.close()
