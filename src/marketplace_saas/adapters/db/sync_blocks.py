@@ -1,6 +1,8 @@
 """The `sync_blocks` table: syncs the mass-deletion guard stopped, open until a sync resolves them.
 
 At most one row is open (`resolved_at` NULL) at a time: a guard that stops again updates it.
+`SqlSyncBlocks` is the repository a unit of work carries (`uow.sync_blocks`); the protocol it
+satisfies is `service.ports.SyncBlockRepository`.
 """
 
 from __future__ import annotations
@@ -13,37 +15,52 @@ from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import SyncBlock
 
-
-def open_block(session: Session) -> SyncBlock | None:
-    """The open block (the console's banner), if any."""
-    statement = (
-        sa.select(SyncBlock)
-        .where(SyncBlock.resolved_at.is_(None))
-        .order_by(SyncBlock.id.desc())
-        .limit(1)
-    )
-    return session.scalars(statement).first()
+_OPEN = (
+    sa.select(SyncBlock)
+    .where(SyncBlock.resolved_at.is_(None))
+    .order_by(SyncBlock.id.desc())
+    .limit(1)
+)
 
 
-def record_block(session: Session, *, at: datetime, actor: str, **fields: Any) -> SyncBlock:
-    """Open a block, or bring the open one up to date (the guard stopped another sync)."""
-    block = open_block(session)
-    if block is None:
-        block = SyncBlock(actor=actor, blocked_at=at, **fields)
-        session.add(block)
-    else:
-        block.actor, block.blocked_at = actor, at
-        for name, value in fields.items():
-            setattr(block, name, value)
-    session.flush()
-    return block
+class SqlSyncBlocks:
+    __slots__ = ("session",)
 
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
-def resolve_blocks(session: Session, *, at: datetime, by: str, resolution: str) -> int:
-    """Close every open block (`confirmed` by an operator, or `cleared`); how many were open."""
-    statement = (
-        sa.update(SyncBlock)
-        .where(SyncBlock.resolved_at.is_(None))
-        .values(resolved_at=at, resolved_by=by, resolution=resolution)
-    )
-    return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    def open_block(self) -> SyncBlock | None:
+        """The open block (the console's banner), if any."""
+        return self.session.scalars(_OPEN).first()
+
+    def record_block(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        accounts_live: int,
+        accounts_deleting: int,
+        entitlements_live: int,
+        entitlements_deleting: int,
+        sample: dict[str, Any],
+    ) -> None:
+        """Open a block, or bring the open one up to date (the guard stopped another sync)."""
+        block = self.open_block()
+        if block is None:
+            block = SyncBlock()
+            self.session.add(block)
+        block.blocked_at, block.actor = at, actor
+        block.accounts_live, block.accounts_deleting = accounts_live, accounts_deleting
+        block.entitlements_live = entitlements_live
+        block.entitlements_deleting = entitlements_deleting
+        block.sample = sample
+        self.session.flush()
+
+    def resolve_blocks(self, *, at: datetime, by: str, resolution: str) -> int:
+        """Close every open block (`confirmed` by an operator, or `cleared`); how many were open."""
+        statement = (
+            sa.update(SyncBlock)
+            .where(SyncBlock.resolved_at.is_(None))
+            .values(resolved_at=at, resolved_by=by, resolution=resolution)
+        )
+        return int(getattr(self.session.execute(statement), "rowcount", 0) or 0)

@@ -7,6 +7,7 @@ and counted (`marketplace_syncs_blocked_total`; `marketplace_sync_blocked` is 1)
 is written. An operator's `sync --confirm-deletions` does not check; a sync that ran its
 deletions resolves the open block (`confirmed` by an operator, or `cleared`: within the limits
 again). Deletion notifications never pass here: a customer who leaves is deleted at once.
+The table is reached through `uow.sync_blocks` (SQL: `adapters/db/sync_blocks.py`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from marketplace_saas.adapters import metrics
-from marketplace_saas.adapters.db import repositories as repo
-from marketplace_saas.adapters.db import sync_blocks
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.deletion_guard import DeletionLimits, Tally, blocked_tallies
-from marketplace_saas.service import lifecycle
 from marketplace_saas.service.audit import CallLog
+from marketplace_saas.service.procurement.decision_flow import read_account, read_entitlement
+from marketplace_saas.service.unit_of_work import App
 
 if TYPE_CHECKING:
-    from marketplace_saas.bootstrap import Container
     from marketplace_saas.config import Settings
 
 SAMPLE = 10
@@ -81,14 +80,11 @@ def _gone(ids: set[str], read: Callable[[str], object], enough: int) -> tuple[li
 
 
 def check(
-    container: Container, *, listed_accounts: set[str], listed_entitlements: set[str], actor: str
+    container: App, *, listed_accounts: set[str], listed_entitlements: set[str], actor: str
 ) -> Verdict:
     """Whether the sync may go on, given what the API listed; a stop is recorded here."""
-    with container.sessions() as session:
-        live = {
-            "accounts": repo.live_account_ids(session),
-            "entitlements": repo.live_entitlement_ids(session),
-        }
+    with container.reading() as uow:
+        live = {"accounts": uow.accounts.live_ids(), "entitlements": uow.entitlements.live_ids()}
     missing = {
         "accounts": live["accounts"] - listed_accounts,
         "entitlements": live["entitlements"] - listed_entitlements,
@@ -99,8 +95,8 @@ def check(
         return Verdict(blocked=False)
     calls = CallLog(container.now)
     readers: dict[str, Callable[[str], object]] = {
-        "accounts": lambda i: lifecycle.read_account(container, calls, i),
-        "entitlements": lambda i: lifecycle.read_entitlement(container, calls, i),
+        "accounts": lambda i: read_account(container, calls, i),
+        "entitlements": lambda i: read_entitlement(container, calls, i),
     }
     gone: dict[str, list[str]] = {}
     partial = False
@@ -111,11 +107,10 @@ def check(
         partial = partial or stopped
     tallies = [Tally(kind, len(live[kind]), len(gone[kind])) for kind in live]
     over = blocked_tallies(tallies, bounds)
-    with container.sessions.begin() as session:
-        calls.flush(session, actor=actor)
+    with container.unit_of_work() as uow:
+        calls.flush(uow, actor=actor)
         if over:
-            sync_blocks.record_block(
-                session,
+            uow.sync_blocks.record_block(
                 at=container.now(),
                 actor=actor,
                 accounts_live=len(live["accounts"]),
@@ -141,13 +136,11 @@ def check(
     return Verdict(blocked=True, message=message)
 
 
-def resolve(container: Container, *, actor: str, confirmed: bool) -> None:
+def resolve(container: App, *, actor: str, confirmed: bool) -> None:
     """A sync ran its deletions: the open block, if any, is over (the banner goes)."""
     resolution = "confirmed" if confirmed else "cleared"
-    with container.sessions.begin() as session:
-        closed = sync_blocks.resolve_blocks(
-            session, at=container.now(), by=actor, resolution=resolution
-        )
+    with container.unit_of_work() as uow:
+        closed = uow.sync_blocks.resolve_blocks(at=container.now(), by=actor, resolution=resolution)
     metrics.SYNC_BLOCKED.set(0)
     for kind in ("accounts", "entitlements"):
         metrics.SYNC_DELETIONS_HELD.labels(kind).set(0)
@@ -155,10 +148,10 @@ def resolve(container: Container, *, actor: str, confirmed: bool) -> None:
         get_logger(__name__, actor=actor).info("sync.unblocked", resolution=resolution)
 
 
-def banner(container: Container) -> Banner | None:
+def banner(container: App) -> Banner | None:
     """The open block for the console's banner, or None."""
-    with container.sessions() as session:
-        block = sync_blocks.open_block(session)
+    with container.reading() as uow:
+        block = uow.sync_blocks.open_block()
         if block is None:
             return None
         tallies = [
