@@ -3,7 +3,7 @@
     python -m benchmarks lifecycle [--changes 1000] [--scales 1000,100000] [--listeners 1]
 
 End to end means: the Marketplace emulator (its own process) publishes to a real Pub/Sub
-emulator; the backend's listener (streaming pull, `LISTENER_MAX_MESSAGES`, in this process)
+emulator; the backend's listener (pull, `LISTENER_MAX_MESSAGES`, in this process)
 hands each message to `handle_message`, which reads the entitlement from the emulator's
 Procurement API, calls `approvePlanChange` when asked, and commits to SQLite.
 
@@ -131,7 +131,7 @@ def _start_children(n: int, *args: str) -> list[subprocess.Popen[str]]:
     children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(n)]
     for child in children:
         assert child.stdout is not None
-        child.stdout.readline()  # "ready": its streaming pull is open
+        child.stdout.readline()  # "ready": its pull loop runs
     return children
 
 

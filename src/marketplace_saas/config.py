@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
     listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
     sync_interval_seconds: int = Field(3600, alias="SYNC_INTERVAL_SECONDS", ge=0)
+    # The mass-deletion guard (docs/operations.md): a sync that would delete more than this share
+    # of the live accounts or entitlements AND more than this many stops for an operator.
+    sync_max_delete_share: float = Field(0.10, alias="SYNC_MAX_DELETE_SHARE", ge=0, le=1)
+    sync_max_delete_count: int = Field(3, alias="SYNC_MAX_DELETE_COUNT", ge=0)
     # Provisioning hooks (docs/hooks.md): receivers, webhook secret, retries, approval policy.
     hook_receivers: str = Field("", alias="HOOK_RECEIVERS")
     hook_webhook_secret: SecretStr | None = Field(None, alias="HOOK_WEBHOOK_SECRET")

@@ -6,6 +6,10 @@
     marketplace_api_calls_total{api, method, outcome}
     marketplace_api_call_seconds{api, method}
     marketplace_sign_ins_total{method, outcome}   console sign-ins: form|basic, ok|refused|throttled
+    marketplace_sync_blocked                   1 while the mass-deletion guard holds this
+                                               process's last sync, else 0
+    marketplace_syncs_blocked_total            syncs the guard stopped before changing anything
+    marketplace_sync_deletions_held{kind}      what the last stopped sync would have deleted
 
 `instrumented(gateway, api=...)` wraps any gateway object so that every public method call is
 counted and timed, without the gateway knowing about Prometheus.
@@ -17,7 +21,7 @@ import re
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 NOTIFICATIONS_RECEIVED = Counter(
     "marketplace_notifications_received",
@@ -44,6 +48,19 @@ API_CALL_SECONDS = Histogram(
     "Latency of calls to Google's APIs, retries included.",
     ["api", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SYNC_BLOCKED = Gauge(
+    "marketplace_sync_blocked",
+    "1 while this process's last sync was stopped by the mass-deletion guard, else 0.",
+)
+SYNCS_BLOCKED = Counter(
+    "marketplace_syncs_blocked",
+    "Syncs the mass-deletion guard stopped before changing anything.",
+)
+SYNC_DELETIONS_HELD = Gauge(
+    "marketplace_sync_deletions_held",
+    "Deletions the last stopped sync would have made, by kind (accounts, entitlements).",
+    ["kind"],
 )
 
 _LABEL = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")

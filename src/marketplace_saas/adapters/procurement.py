@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from google.auth.credentials import Credentials
 
+from marketplace_saas.adapters import crash_points
 from marketplace_saas.adapters.credentials import PROCUREMENT_SCOPES, GoogleCredentials
 from marketplace_saas.adapters.google_api import GoogleApiTransport
 from marketplace_saas.adapters.procurement_errors import (
@@ -210,6 +211,7 @@ class ProcurementGateway:
             name=self.entitlement_name(entitlement_id), body=body
         )
         self._execute(action, request)
+        crash_points.reached("procurement.after_call")  # the crash tests' hook; a no-op otherwise
 
     def approve_entitlement(self, entitlement_id: str) -> None:
         self._entitlement_call("approve_entitlement", "approve", entitlement_id, {})

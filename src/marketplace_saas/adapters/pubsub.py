@@ -21,10 +21,11 @@ from google.cloud import pubsub_v1  # type: ignore[import-untyped]
 from marketplace_saas.config import Settings
 
 # A nacked message comes back after 10 s, then up to 10 min (real Pub/Sub; the emulator
-# redelivers at once). Pull subscribers get 60 s to ack before the lease must be extended.
+# redelivers at once). A pulled message is leased for 20 s; the listener extends the leases of
+# what it is working on, so a crashed process's messages come back within 20 s.
 MIN_RETRY_BACKOFF_SECONDS = 10
 MAX_RETRY_BACKOFF_SECONDS = 600
-ACK_DEADLINE_SECONDS = 60
+ACK_DEADLINE_SECONDS = 20
 
 
 class PubSubError(Exception):

@@ -1,6 +1,6 @@
 """The one call both transports make: hand a notification's bytes to the lifecycle service.
 
-The listener (streaming pull) and the push endpoint differ only in how they answer Pub/Sub; what
+The listener (pull) and the push endpoint differ only in how they answer Pub/Sub; what
 happens to a message, and whether it is acknowledged, is decided by
 `service.notifications.handle_message`. This module adds the metrics and one safety net: if the
 service raises (the database is down, so not even the inbox row could be written), the answer is

@@ -17,6 +17,7 @@ class Job:
     interval_seconds: float
     run: Callable[[Container], object]
     run_at_start: bool = True
+    retry_seconds: float | None = None  # after a failed run, instead of interval_seconds
 
 
 def sync(container: Container) -> object:
@@ -40,8 +41,14 @@ def report_usage(container: Container) -> object:
     return send_due_reports(container, actor="scheduler")
 
 
+SYNC_RETRY_SECONDS = 10.0  # a sync that failed (a race with the listener, an outage) runs again
 HOOK_POLL_SECONDS = 2.0
 USAGE_REPORT_SECONDS = 300.0  # a window goes out within 5 minutes of its grace period ending
+
+
+def sync_job(settings: Settings) -> Job:
+    """The periodic sync, at start and every SYNC_INTERVAL_SECONDS (`serve` and `listen`)."""
+    return Job("sync", settings.sync_interval_seconds, sync, retry_seconds=SYNC_RETRY_SECONDS)
 
 
 def jobs(settings: Settings) -> list[Job]:
@@ -50,7 +57,7 @@ def jobs(settings: Settings) -> list[Job]:
     # A misconfigured receiver stops `serve` here, before anything is delivered.
     hooks = [Job("hooks", HOOK_POLL_SECONDS, deliver_hooks)] if validate_receivers(settings) else []
     return [
-        Job("sync", settings.sync_interval_seconds, sync),
+        sync_job(settings),
         Job("usage", USAGE_REPORT_SECONDS, report_usage),
         *hooks,
     ]

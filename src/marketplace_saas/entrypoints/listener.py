@@ -1,12 +1,25 @@
-"""The listener: streaming pull from the provider's subscription into the lifecycle service.
+"""The listener: synchronous pull from the provider's subscription into the lifecycle service.
 
-    Pub/Sub --streaming pull--> callback --> delivery.deliver --> handle_message
+    Pub/Sub --pull (2 s long-poll)--> worker threads --> delivery.deliver --> handle_message
                                    ack() when it answers ACK (effects committed, or parked)
                                    nack() when it answers NACK (transient: Pub/Sub redelivers)
 
-`stop()` is the clean shutdown: stop pulling, let in-flight callbacks finish (and their acks go
-out), nack what was pulled but not started, close the client. `--print` mode (step 1 of Google's
-codelab) prints each notification and acknowledges nothing.
+Why pull and not streaming pull: a streaming pull stream is a standing order for messages. The
+Pub/Sub emulator keeps dealing new messages to the stream of a client that died (SIGKILL) or
+even stopped cleanly, as if it were alive, for as long as it runs; each such message waits out
+its lease (10 s or more) and is dealt again, to the dead stream as likely as not. After a crash
+and a restart, most messages published afterwards reached the new listener late or not within
+minutes (docs/operations.md). A pull is a request that lives 2 s at most: a dead process holds
+only what its last pull took, until the subscription's ack deadline.
+
+At most LISTENER_MAX_MESSAGES messages are in flight; `WORKERS` threads process them. The
+leases of messages in flight are extended every `LEASE_RENEW_SECONDS`; acks and nacks go out in
+batches every `SETTLE_EVERY_SECONDS` (a crash before that only means a redelivery, which the
+inbox recognises as settled). A callback that neither
+acks nor nacks (`--print`) leaves the message to come back once its lease expires.
+
+`stop()` is the clean shutdown: stop pulling, nack what was pulled but not started, let
+in-flight callbacks finish (and their acks go out), close the client.
 """
 
 from __future__ import annotations
@@ -15,12 +28,13 @@ import json
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
-from google.cloud import pubsub_v1  # type: ignore[import-untyped]
+from google.api_core import exceptions as google_exceptions
 
-from marketplace_saas.adapters import pubsub
+from marketplace_saas.adapters import crash_points, pubsub
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.delivery import NotificationHandler, deliver
 from marketplace_saas.service.procurement.inbox import Disposition
@@ -30,13 +44,40 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-Message = Any  # google.cloud.pubsub_v1.subscriber.message.Message (untyped)
-Callback = Callable[[Message], None]
-LEASE_EXTENSION_SECONDS = 10
+Callback = Callable[["Message"], None]
+PULL_TIMEOUT_SECONDS = 2.0
+MAX_PULL = 100
+WORKERS = 10
+LEASE_SECONDS = 20  # as the subscription's ack deadline (`pubsub create-subscription`)
+LEASE_RENEW_SECONDS = 5.0
+SETTLE_EVERY_SECONDS = 0.02  # acks and nacks go out in batches, at most this much later
+FATAL = (
+    google_exceptions.NotFound,
+    google_exceptions.PermissionDenied,
+    google_exceptions.InvalidArgument,
+    google_exceptions.Unauthenticated,
+)
 
 
 class ListenerError(Exception):
-    """The streaming pull stopped for good (missing subscription, permission denied, ...)."""
+    """The pull stopped for good (missing subscription, permission denied, ...)."""
+
+
+class Message:
+    """One pulled message: `data`, `message_id`, and `ack()` / `nack()` (the first one counts)."""
+
+    def __init__(self, listener: Listener, received: Any) -> None:
+        self.data: bytes = received.message.data
+        self.message_id: str = received.message.message_id
+        self.ack_id: str = received.ack_id
+        self._listener = listener
+        self.settled = False
+
+    def ack(self) -> None:
+        self._listener.settle(self, ack=True)
+
+    def nack(self) -> None:
+        self._listener.settle(self, ack=False)
 
 
 def processing_callback(
@@ -49,6 +90,7 @@ def processing_callback(
             container, message.data, message_id=message.message_id, source="pull", handler=handler
         )
         if disposition is Disposition.ACK:
+            crash_points.reached("listener.before_ack")
             message.ack()
         else:
             message.nack()
@@ -74,7 +116,7 @@ def printing_callback(out: TextIO | None = None) -> Callback:
 
 
 class Listener:
-    """One streaming pull on `subscription`, running in the client's background threads."""
+    """Pulls from `subscription` in a background thread; callbacks run on `WORKERS` threads."""
 
     def __init__(
         self,
@@ -89,35 +131,152 @@ class Listener:
         self.subscription = subscription or settings.subscription_path
         self._client = client
         self._own_client = client is None
-        self._future: Any = None  # StreamingPullFuture
+        self._stopping = threading.Event()
+        self._changed = threading.Condition()
+        self._in_flight: dict[str, Message] = {}
+        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        self._workers: ThreadPoolExecutor | None = None
+        self._settling: dict[bool, list[Message]] = {True: [], False: []}  # ack? -> messages
 
     def start(self) -> None:
-        if self._future is not None:
+        if self._threads:
             return
         if self._client is None:
             self._client = pubsub.subscriber_client(self.settings)
-        flow = pubsub_v1.types.FlowControl(
-            max_messages=self.settings.listener_max_messages,
-            # Leases are extended 10 s at a time (the minimum): after a crash, the messages the
-            # dead process held come back within 10 s instead of the default 60.
-            max_duration_per_lease_extension=LEASE_EXTENSION_SECONDS,
+        self._stopping.clear()
+        self._workers = ThreadPoolExecutor(WORKERS, thread_name_prefix="listener")
+        loops = (
+            ("listener-pull", self._pull_loop),
+            ("listener-lease", self._leases),
+            ("listener-settle", self._settle_loop),
         )
-        self._future = self._client.subscribe(
-            self.subscription, self.callback, flow_control=flow, await_callbacks_on_shutdown=True
-        )
+        for name, target in loops:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         log.info("listener.started", subscription=self.subscription)
+
+    # -- pulling ----------------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """Wait until fewer than LISTENER_MAX_MESSAGES are in flight; how many more may come."""
+        limit = self.settings.listener_max_messages
+        with self._changed:
+            while len(self._in_flight) >= limit and not self._stopping.is_set():
+                self._changed.wait(0.5)
+            return min(limit - len(self._in_flight), MAX_PULL)
+
+    def _pull_loop(self) -> None:
+        pause = 0.1
+        while not self._stopping.is_set():
+            room = self._room()
+            if self._stopping.is_set():
+                return
+            try:
+                response = self._client.pull(
+                    request={"subscription": self.subscription, "max_messages": room},
+                    timeout=PULL_TIMEOUT_SECONDS,
+                    retry=None,
+                )
+            except google_exceptions.DeadlineExceeded:
+                continue  # nothing to pull within the long-poll
+            except FATAL as exc:
+                self._error = exc
+                return
+            except Exception as exc:  # Unavailable and the like: Pub/Sub or the network
+                log.warning("listener.pull_failed", error=repr(exc), retry_in=pause)
+                self._stopping.wait(pause)
+                pause = min(pause * 2, 10.0)
+                continue
+            pause = 0.1
+            for received in response.received_messages:
+                self._dispatch(Message(self, received))
+
+    def _dispatch(self, message: Message) -> None:
+        if self._stopping.is_set() or self._workers is None:
+            message.nack()
+            return
+        with self._changed:
+            self._in_flight[message.ack_id] = message
+        self._workers.submit(self._run, message)
+
+    def _run(self, message: Message) -> None:
+        try:
+            if self._stopping.is_set():
+                message.nack()  # pulled but not started before stop(): someone else takes it
+            else:
+                self.callback(message)
+        except Exception:
+            log.exception("listener.callback_failed", message_id=message.message_id)
+            message.nack()
+        finally:
+            with self._changed:
+                self._in_flight.pop(message.ack_id, None)
+                self._changed.notify_all()
+
+    # -- acks and leases --------------------------------------------------------------------------
+
+    def settle(self, message: Message, *, ack: bool) -> None:
+        """Queue an ack, or a nack (a zero ack deadline: delivered again at once); the first
+        one counts. They go out with the next batch."""
+        with self._changed:
+            if message.settled:
+                return
+            message.settled = True
+            self._settling[ack].append(message)
+
+    def _settle_loop(self) -> None:
+        while not self._stopping.wait(SETTLE_EVERY_SECONDS):
+            self._send_settled()
+        self._send_settled()
+
+    def _send_settled(self) -> None:
+        with self._changed:
+            batches, self._settling = self._settling, {True: [], False: []}
+        for ack, messages in batches.items():
+            if not messages:
+                continue
+            request: dict[str, Any] = {
+                "subscription": self.subscription,
+                "ack_ids": [m.ack_id for m in messages],
+            }
+            try:
+                if ack:
+                    self._client.acknowledge(request=request)
+                else:
+                    self._client.modify_ack_deadline(request={**request, "ack_deadline_seconds": 0})
+            except Exception as exc:  # they come back when their leases end: we are idempotent
+                log.warning(
+                    "listener.settle_failed", ack=ack, messages=len(messages), error=repr(exc)
+                )
+
+    def _leases(self) -> None:
+        while not self._stopping.wait(LEASE_RENEW_SECONDS):
+            with self._changed:
+                ack_ids = [a for a, m in self._in_flight.items() if not m.settled]
+            if not ack_ids:
+                continue
+            try:
+                self._client.modify_ack_deadline(
+                    request={
+                        "subscription": self.subscription,
+                        "ack_ids": ack_ids,
+                        "ack_deadline_seconds": LEASE_SECONDS,
+                    }
+                )
+            except Exception as exc:
+                log.warning("listener.lease_failed", error=repr(exc), messages=len(ack_ids))
+
+    # -- state and shutdown -----------------------------------------------------------------------
 
     @property
     def failed(self) -> BaseException | None:
-        """The error that ended the stream, if it ended on its own."""
-        future = self._future
-        if future is None or not future.done() or future.cancelled():
-            return None
-        error: BaseException | None = future.exception()
-        return error
+        """The error that ended the pull, if it ended on its own."""
+        return self._error
 
     def wait(self, stop: threading.Event, poll: float = 0.5) -> None:
-        """Block until `stop` is set; raise ListenerError if the stream dies first."""
+        """Block until `stop` is set; raise ListenerError if the pull dies first."""
         while not stop.wait(poll):
             error = self.failed
             if error is not None:
@@ -125,13 +284,15 @@ class Listener:
 
     def stop(self, timeout: float | None = 60.0) -> None:
         """Stop pulling and wait for in-flight messages to finish (acked or nacked)."""
-        future, self._future = self._future, None
-        if future is not None:
-            future.cancel()
-            try:
-                future.result(timeout=timeout)
-            except Exception as exc:  # the stream's own error, already reported by `failed`
-                log.info("listener.stream_ended", error=repr(exc))
+        if self._threads:
+            self._stopping.set()
+            for thread in self._threads:
+                thread.join(timeout)
+            self._threads.clear()
+            if self._workers is not None:
+                self._workers.shutdown(wait=True)
+                self._workers = None
+            self._send_settled()  # what the last callbacks acked or nacked
             log.info("listener.stopped", subscription=self.subscription)
         if self._client is not None and self._own_client:
             self._client.close()
@@ -139,8 +300,6 @@ class Listener:
 
 
 def describe(error: BaseException, subscription: str) -> str:
-    from google.api_core import exceptions as google_exceptions
-
     if isinstance(error, google_exceptions.NotFound):
         return (
             f"subscription {subscription} not found: create it with "
@@ -148,4 +307,4 @@ def describe(error: BaseException, subscription: str) -> str:
         )
     if isinstance(error, google_exceptions.PermissionDenied):
         return f"permission denied on {subscription}: {error}"
-    return f"the streaming pull on {subscription} stopped: {error!r}"
+    return f"the pull on {subscription} stopped: {error!r}"

@@ -1,8 +1,10 @@
 """Runs the periodic jobs of `entrypoints/jobs.py`, each in its own background thread.
 
 A job runs once at start (unless `run_at_start` is False), then every `interval_seconds`
-(0: at start only). A failing run is logged and the job goes on at its next interval. `stop()`
-lets a run in progress finish, then returns.
+(0: at start only). A failing run is logged and the job goes on at its next interval, or after
+`retry_seconds` when the job has them (the sync at start may meet the listener inserting the same
+new row: it runs again soon instead of an hour later). `stop()` lets a run in progress finish,
+then returns.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ class Scheduler:
         if not job.run_at_start and not self._wait(job.interval_seconds):
             return
         while not self._stop.is_set():
-            self.run_once(job)
-            if not self._wait(job.interval_seconds):
+            ok = self.run_once(job)
+            wait = job.interval_seconds
+            if not ok and job.retry_seconds is not None:
+                wait = job.retry_seconds
+            if not self._wait(wait):
                 return
 
     def _wait(self, interval: float) -> bool:
@@ -50,12 +55,14 @@ class Scheduler:
             return False
         return not self._stop.wait(interval)
 
-    def run_once(self, job: Job) -> None:
+    def run_once(self, job: Job) -> bool:
+        """Run `job` once; False when it raised (logged)."""
         started = time.perf_counter()
         try:
             result = job.run(self.container)
         except Exception:
-            log.exception("job.failed", job=job.name)
+            log.exception("job.failed", job=job.name, retry_in=job.retry_seconds)
+            return False
         else:
             # A job that had nothing to report (the hook dispatcher's idle ticks, every few
             # seconds) logs at debug, so the info log shows work done, not heartbeats.
@@ -68,6 +75,7 @@ class Scheduler:
             )
         finally:
             self.runs[job.name] += 1
+        return True
 
     def stop(self, timeout: float = 60.0) -> None:
         self._stop.set()

@@ -87,6 +87,25 @@ class EntitlementRecord(EntitlementLike, Protocol):
     def deleted_at(self) -> datetime | None: ...
 
 
+class SyncBlockRecord(Protocol):
+    """A sync the mass-deletion guard stopped (`service.procurement.sync_guard`)."""
+
+    @property
+    def blocked_at(self) -> datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def accounts_live(self) -> int: ...
+    @property
+    def accounts_deleting(self) -> int: ...
+    @property
+    def entitlements_live(self) -> int: ...
+    @property
+    def entitlements_deleting(self) -> int: ...
+    @property
+    def sample(self) -> dict[str, Any]: ...
+
+
 class InboxRecord(Protocol):
     event_id: str
     payload: str
@@ -191,3 +210,26 @@ class AuditRepository(Protocol):
 class OutboxRepository(Protocol):
     def add(self, values: dict[str, Any]) -> None:
         """Queue a hook unless its idempotency key is there already."""
+
+
+class SyncBlockRepository(Protocol):
+    """Syncs the mass-deletion guard stopped; at most one is open (not resolved) at a time."""
+
+    def open_block(self) -> SyncBlockRecord | None:
+        """The open block (the console's banner), if any."""
+
+    def record_block(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        accounts_live: int,
+        accounts_deleting: int,
+        entitlements_live: int,
+        entitlements_deleting: int,
+        sample: dict[str, Any],
+    ) -> None:
+        """Open a block, or bring the open one up to date (the guard stopped another sync)."""
+
+    def resolve_blocks(self, *, at: datetime, by: str, resolution: str) -> int:
+        """Close every open block (`confirmed` or `cleared`); how many were open."""

@@ -35,6 +35,7 @@ from marketplace_saas.service.ports import (
     InboxRepository,
     OutboxRepository,
     PlanHistoryRepository,
+    SyncBlockRepository,
 )
 
 if TYPE_CHECKING:  # the capabilities' packages import this module: names for typing only
@@ -63,6 +64,9 @@ class UnitOfWork(Protocol):
     def audit(self) -> AuditRepository: ...
     @property
     def outbox(self) -> OutboxRepository: ...
+    @property
+    def sync_blocks(self) -> SyncBlockRepository:
+        """Syncs the mass-deletion guard stopped (`service/procurement/sync_guard.py`)."""
 
     # -- metering and provisioning hooks ---------------------------------------------------------
     @property

@@ -42,12 +42,24 @@ def backend_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Process:
     """A child process whose stdout and stderr go to files the test can read while it runs."""
 
-    def __init__(self, args: list[str], env: dict[str, str], folder: Path, name: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        folder: Path,
+        name: str,
+        *,
+        command: list[str] = CLI,
+        group: bool = False,
+    ) -> None:
+        """`group`: in a process group of its own, so `kill_group()` kills all of it."""
         folder.mkdir(parents=True, exist_ok=True)
         self.stdout_path = folder / f"{name}.out"
         self.stderr_path = folder / f"{name}.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.popen = subprocess.Popen([*CLI, *args], env=env, stdout=out, stderr=err)
+            self.popen = subprocess.Popen(
+                [*command, *args], env=env, stdout=out, stderr=err, start_new_session=group
+            )
 
     @property
     def stdout(self) -> str:
@@ -66,6 +78,12 @@ class Process:
 
     def wait(self, timeout: float = 60.0) -> int:
         return self.popen.wait(timeout=timeout)
+
+    def kill_group(self) -> None:
+        """SIGKILL the process group (`group=True`), as `kill -9 -PGID` does."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=30)
 
     def kill(self) -> None:
         if self.popen.poll() is None:

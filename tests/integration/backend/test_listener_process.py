@@ -52,6 +52,8 @@ def test_sigterm_lets_the_in_flight_notification_finish_then_exits_0(
         MARKETPLACE_SUBSCRIPTION=channel.subscription.rsplit("/", 1)[1],
     )
     with Process(["listen"], env, tmp_path, "listen") as listener:
+        # `listen` syncs at start; let it finish, so the message does not race it for new rows.
+        wait_for(listener.said("job.finished"), timeout=60, what="the start-up sync")
         channel.publish(payload)
         wait_for(lambda: inbox(container), timeout=30, what="the inbox row (message in flight)")
         listener.signal(signal.SIGTERM)

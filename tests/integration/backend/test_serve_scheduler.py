@@ -78,3 +78,22 @@ def test_stop_lets_the_running_job_finish() -> None:
     stopper.join(10)
     assert finished.is_set()
     assert not stopper.is_alive()
+
+
+def test_a_failed_run_is_tried_again_after_retry_seconds_not_the_interval() -> None:
+    """The start-up sync that met a race runs again within seconds, not an interval later."""
+    attempts: list[object] = []
+
+    def flaky(container: Any) -> str:
+        attempts.append(container)
+        if len(attempts) == 1:
+            raise RuntimeError("duplicate key: the listener inserted the same row")
+        return "synced"
+
+    scheduler = Scheduler(CONTAINER, [Job("sync", 3600, flaky, retry_seconds=0.05)])
+    scheduler.start()
+    try:
+        wait_for(lambda: len(attempts) >= 2, timeout=10, what="the retry")
+    finally:
+        scheduler.stop()
+    assert len(attempts) == 2  # after the success, the next run waits the hour

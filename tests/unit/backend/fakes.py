@@ -107,6 +107,7 @@ class FakeStore:
     plan_history: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sync_blocks: list[FakeSyncBlock] = field(default_factory=list)
     # -- other capabilities' tables below ------------------------------------------------------
     usage: FakeUsage = field(default_factory=FakeUsage)  # usage records and the report ledger
 
@@ -289,6 +290,40 @@ class FakeOutbox(_Repository):
         self.store.outbox.setdefault(values["idempotency_key"], dict(values))
 
 
+@dataclass
+class FakeSyncBlock:
+    blocked_at: datetime
+    actor: str
+    accounts_live: int
+    accounts_deleting: int
+    entitlements_live: int
+    entitlements_deleting: int
+    sample: dict[str, Any]
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution: str | None = None
+
+
+class FakeSyncBlocks(_Repository):
+    def open_block(self) -> FakeSyncBlock | None:
+        return next((b for b in reversed(self.store.sync_blocks) if b.resolved_at is None), None)
+
+    def record_block(self, *, at: datetime, actor: str, **counts: Any) -> None:
+        block = self.open_block()
+        if block is None:
+            self.store.sync_blocks.append(FakeSyncBlock(blocked_at=at, actor=actor, **counts))
+            return
+        block.blocked_at, block.actor = at, actor
+        for name, value in counts.items():
+            setattr(block, name, value)
+
+    def resolve_blocks(self, *, at: datetime, by: str, resolution: str) -> int:
+        open_blocks = [b for b in self.store.sync_blocks if b.resolved_at is None]
+        for block in open_blocks:
+            block.resolved_at, block.resolved_by, block.resolution = at, by, resolution
+        return len(open_blocks)
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
         self.inbox = FakeInbox(store)
@@ -298,6 +333,7 @@ class FakeUnitOfWork:
         self.plans = FakePlanHistory(store)
         self.audit = FakeAudit(store)
         self.outbox = FakeOutbox(store)
+        self.sync_blocks = FakeSyncBlocks(store)
         # -- other capabilities' repositories below ---------------------------------------------
         self.usage = store.usage
         self.store = store

@@ -211,3 +211,29 @@ def test_every_entitlement_write_takes_the_entitlement_lock() -> None:
 
     locks = [lock for uow in app.units for lock in uow.locks]
     assert locks.count("entitlement:e-1") == 1
+
+
+def test_a_sync_that_would_delete_most_entitlements_stops_until_an_operator_confirms() -> None:
+    """The mass-deletion guard on the unit of work: 4 of 5 entitlements gone from the API (over
+    10% and over 3) stop the sync with nothing written but the open block; `confirm_deletions`
+    deletes them and resolves the block."""
+    app = FakeApp()
+    app.procurement.add_account("a-1", signup="APPROVED")
+    for n in range(5):
+        app.procurement.add_entitlement(f"e-{n}", account="a-1", state=ACTIVE)
+    assert reconcile.sync_all(app).ok
+    for n in range(1, 5):
+        del app.procurement.entitlements[f"e-{n}"]
+
+    blocked = reconcile.sync_all(app)
+
+    assert "4 of 5 entitlements" in blocked.blocked
+    assert all(row["deleted_at"] is None for row in app.store.entitlements.values())
+    [block] = app.store.sync_blocks
+    assert (block.entitlements_live, block.entitlements_deleting, block.resolved_at) == (5, 4, None)
+
+    confirmed = reconcile.sync_all(app, actor="operator:ada", confirm_deletions=True)
+
+    assert (confirmed.ok, confirmed.entitlements_deleted) == (True, 4)
+    [block] = app.store.sync_blocks
+    assert (block.resolution, block.resolved_by) == ("confirmed", "operator:ada")

@@ -26,6 +26,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from marketplace_saas.adapters import crash_points
+
 S = TypeVar("S")
 T = TypeVar("T")
 
@@ -60,7 +62,9 @@ class GroupCommit(Generic[S]):
         """Run `fn(session)` in a write transaction; its result once committed, or its error."""
         if self._max_batch == 1:
             with self._begin() as session:
-                return fn(session)
+                result_alone = fn(session)
+                crash_points.reached("group_commit.before_commit")  # crash tests only
+                return result_alone
         work: _Work[S] = _Work(fn)
         with self._mutex:
             self._queue.append(work)
@@ -96,6 +100,7 @@ class GroupCommit(Generic[S]):
         try:
             with self._begin() as session:
                 results = [work.fn(session) for work in batch]
+                crash_points.reached("group_commit.before_commit")  # crash tests only
         except Exception as exc:
             if len(batch) == 1:
                 self._finish(batch[0], None, exc)

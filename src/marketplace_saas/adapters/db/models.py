@@ -13,6 +13,7 @@ Tables, and who writes them:
     usage_reports    the report ledger: one row per Service Control operation
     sign_in_failures failed console sign-ins per operator and per client address, per window
     operator_sessions console sessions, so that logout and removal end them on every replica
+    sync_blocks      syncs the mass-deletion guard stopped (the console's banner), until resolved
 
 Times are timezone-aware UTC (`UtcDateTime` stores naive UTC on SQLite and reads it back aware).
 Every change to this module needs an Alembic migration: `tests/integration/test_migrations.py`
@@ -289,3 +290,22 @@ class OperatorSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
+
+
+class SyncBlock(Base):
+    """A sync the mass-deletion guard stopped; open (the console's banner) until resolved."""
+
+    __tablename__ = "sync_blocks"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(200))  # sync | operator:NAME
+    accounts_live: Mapped[int] = mapped_column(default=0)
+    accounts_deleting: Mapped[int] = mapped_column(default=0)
+    entitlements_live: Mapped[int] = mapped_column(default=0)
+    entitlements_deleting: Mapped[int] = mapped_column(default=0)
+    sample: Mapped[dict[str, Any]] = mapped_column(default=dict)  # kind -> a few ids
+    # Set when a sync ran its deletions: `confirmed` by an operator, or `cleared` (within limits).
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(sa.String(200))
+    resolution: Mapped[str | None] = mapped_column(sa.String(20))

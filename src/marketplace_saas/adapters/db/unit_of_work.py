@@ -33,6 +33,7 @@ from marketplace_saas.adapters.db.models import (
     PlanHistory,
 )
 from marketplace_saas.adapters.db.sign_in_store import SqlSignIn
+from marketplace_saas.adapters.db.sync_blocks import SqlSyncBlocks
 from marketplace_saas.adapters.db.usage_ledger import SqlUsage
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
 from marketplace_saas.domain.records import KnownEntitlement
@@ -255,6 +256,7 @@ class SqlUnitOfWork:
         self.plans = SqlPlanHistory(session)
         self.audit = SqlAudit(session)
         self.outbox = SqlOutbox(session)
+        self.sync_blocks = SqlSyncBlocks(session)
         # -- metering and provisioning hooks -----------------------------------------------------
         self.usage = SqlUsage(session)
         self.hooks = SqlHooks(session)

@@ -1,4 +1,10 @@
-"""`listen [--print]`: the listener alone, until SIGINT or SIGTERM."""
+"""`listen [--print]`: the listener alone, until SIGINT or SIGTERM.
+
+Like `serve`, the listener reconciles at start and every SYNC_INTERVAL_SECONDS (the `sync` job
+of `entrypoints/jobs.py`, in its own thread, started once the pull is): whatever
+happened while no listener ran (a crash, messages lost) is repaired, and what still waits for a
+decision our policies take gets it. `--print` only prints.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,18 @@ from marketplace_saas.entrypoints.cli._common import (
     open_container,
     stop_on_signals,
 )
+from marketplace_saas.entrypoints.jobs import sync_job
 from marketplace_saas.entrypoints.listener import (
     Listener,
     ListenerError,
     printing_callback,
     processing_callback,
 )
+from marketplace_saas.entrypoints.scheduler import Scheduler
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("listen", help="receive notifications by streaming pull")
+    parser = subparsers.add_parser("listen", help="receive notifications by pull")
     parser.add_argument(
         "--print",
         dest="print_only",
@@ -38,16 +46,21 @@ def run(args: argparse.Namespace) -> int:
         listener = Listener(settings, printing_callback())
         return _listen(listener, stop)
     with open_container(settings) as container:
-        return _listen(Listener(settings, processing_callback(container)), stop)
+        scheduler = Scheduler(container, [sync_job(settings)])
+        return _listen(Listener(settings, processing_callback(container)), stop, scheduler)
 
 
-def _listen(listener: Listener, stop: Any) -> int:
+def _listen(listener: Listener, stop: Any, scheduler: Scheduler | None = None) -> int:
     print(f"listening on {listener.subscription} (Ctrl-C to stop)", file=sys.stderr)
     listener.start()
+    if scheduler is not None:
+        scheduler.start()
     try:
         listener.wait(stop)
     except ListenerError as exc:
         raise CliError(str(exc)) from exc
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         listener.stop()
     return 0

@@ -2,9 +2,9 @@
 
 Start: (sandbox: the emulator; otherwise the go-live preflight: credentials, provider id and, when
 pulling, the subscription's topic, refusing to start on a failure) -> `db upgrade` -> web app
-(uvicorn, in a thread) -> listener (streaming pull, unless notifications are pushed) -> scheduler
-(the jobs of `entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job,
-the listener its in-flight messages, uvicorn its open requests; then the emulator stops. Exit 0.
+(uvicorn, in a thread) -> listener (pull, unless notifications are pushed) -> scheduler (the jobs
+of `entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
+its in-flight messages, uvicorn its open requests; then the emulator stops. Exit 0.
 """
 
 from __future__ import annotations

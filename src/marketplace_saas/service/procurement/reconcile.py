@@ -10,6 +10,10 @@ missed notifications:
 - what we hold but the API no longer lists is read once more: a 404 marks the entitlement deleted,
   or erases the account's personal data, exactly as the deletion notifications do.
 
+Before any of that, the mass-deletion guard (`service.procurement.sync_guard`) lists every id
+once and counts what the sync would delete; over its limits the sync stops with nothing changed
+(`SyncResult.blocked`), unless an operator confirmed (`confirm_deletions=True`).
+
 One resource that fails (a refused decision, a transient error on its own call) is reported in
 `SyncResult.errors` and the sync goes on; a failure to list stops the sync (nothing is guessed).
 """
@@ -26,7 +30,7 @@ from marketplace_saas.adapters.procurement_errors import ProcurementError
 from marketplace_saas.domain.entitlements import AccountView, EntitlementView
 from marketplace_saas.domain.errors import MarketplaceError
 from marketplace_saas.service.audit import CallLog
-from marketplace_saas.service.procurement import records
+from marketplace_saas.service.procurement import records, sync_guard
 from marketplace_saas.service.procurement.automatic import (
     DecisionNotTaken,
     apply_account_policy,
@@ -53,10 +57,11 @@ class SyncResult:
     entitlements_deleted: int = 0
     decisions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    blocked: str = ""  # why the mass-deletion guard stopped this sync (nothing changed)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.errors and not self.blocked
 
 
 def _batches(items: Iterable[T], size: int = BATCH) -> Iterator[list[T]]:
@@ -256,13 +261,34 @@ def _sync_vanished(
             calls.flush(uow, actor=actor)
 
 
-def sync_all(container: App, *, actor: str = "sync") -> SyncResult:
+def _guard(container: App, *, actor: str) -> sync_guard.Verdict:
+    """The guard's first pass: the ids the API lists now (a listing of ids, nothing applied)."""
+    calls = CallLog(container.now)
+    accounts = _streamed(calls, "list_accounts", container.procurement.list_accounts())
+    entitlements = _streamed(calls, "list_entitlements", container.procurement.list_entitlements())
+    listed_accounts = {AccountView.from_api(resource).id for resource in accounts}
+    listed_entitlements = {EntitlementView.from_api(resource).id for resource in entitlements}
+    _flush(container, calls, actor)
+    return sync_guard.check(
+        container,
+        listed_accounts=listed_accounts,
+        listed_entitlements=listed_entitlements,
+        actor=actor,
+    )
+
+
+def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = False) -> SyncResult:
     """Repair every account and entitlement from the Procurement API; see the module docstring."""
     log = get_logger(__name__, actor=actor)
     result = SyncResult()
+    if not confirm_deletions:
+        result.blocked = _guard(container, actor=actor).message
+        if result.blocked:
+            return result
     listed_accounts = _sync_accounts(container, result, actor=actor)
     listed_entitlements = _sync_entitlements(container, result, actor=actor)
     _sync_vanished(container, result, listed_accounts, listed_entitlements, actor=actor)
+    sync_guard.resolve(container, actor=actor, confirmed=confirm_deletions)
     log.info(
         "sync.done",
         accounts=result.accounts_seen,

@@ -39,6 +39,7 @@ from marketplace_saas.entrypoints.web.security import (
     set_session_cookie,
 )
 from marketplace_saas.service import sign_in
+from marketplace_saas.service.procurement import sync_guard
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
@@ -270,6 +271,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     session = read_session(request)
     flash = session.get("flash")
     context.setdefault("operator", getattr(request.state, "operator", None))
+    if context["operator"] is not None:
+        context.setdefault("sync_block", sync_guard.banner(get_container(request)))
     response = templates.TemplateResponse(
         request,
         template,

@@ -1,0 +1,234 @@
+"""The mass-deletion guard: a sync that would erase many customers waits for an operator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
+from marketplace_emulator.server import Emulator
+from marketplace_saas.adapters.db.models import (
+    Account,
+    Customer,
+    Entitlement,
+    HookOutbox,
+    PlanHistory,
+    SyncBlock,
+)
+from marketplace_saas.bootstrap import Container
+from marketplace_saas.entrypoints import jobs
+from marketplace_saas.service.procurement import sync_guard
+from marketplace_saas.service.procurement.reconcile import sync_all
+from tests.integration.backend.cli_support import Cli, cli_fixture
+from tests.integration.backend.conftest import PROVIDER, ContainerFactory
+from tests.integration.backend.lifecycle_support import Feed
+
+pytestmark = pytest.mark.integration
+__all__ = ["cli_fixture"]
+
+PRODUCT = "example-product"
+
+
+def _customers(emulator: Emulator, container: Container, count: int) -> list[tuple[str, str]]:
+    """`count` customers, each with an account and an active entitlement in our records."""
+    bought = [emulator.procurement.purchase(PROVIDER, PRODUCT, "basic") for _ in range(count)]
+    Feed(emulator, container).deliver()
+    return [(account.id, entitlement.id) for account, entitlement in bought]
+
+
+def _snapshot(container: Container) -> dict[str, list[tuple[Any, ...]]]:
+    """Every record a sync could change, as plain tuples."""
+    with container.sessions() as session:
+        return {
+            "entitlements": [
+                (r.id, r.state, r.plan, r.service_enabled, r.deleted_at)
+                for r in session.scalars(sa.select(Entitlement).order_by(Entitlement.id))
+            ],
+            "accounts": [
+                (r.id, r.state, r.signup_approval, r.deleted_at)
+                for r in session.scalars(sa.select(Account).order_by(Account.id))
+            ],
+            "customers": [
+                (r.id, r.name, r.email, r.erased_at)
+                for r in session.scalars(sa.select(Customer).order_by(Customer.id))
+            ],
+            "hooks": [
+                (r.hook, r.idempotency_key)
+                for r in session.scalars(sa.select(HookOutbox).order_by(HookOutbox.id))
+            ],
+            "plans": list(session.execute(sa.select(PlanHistory.entitlement_id, PlanHistory.plan))),
+        }
+
+
+def _forget(emulator: Emulator) -> None:
+    """Google's side forgets every customer (an incident, or the sandbox's emulator restarted)."""
+    emulator.procurement.reset()
+
+
+def _blocks(container: Container) -> list[SyncBlock]:
+    with container.sessions() as session:
+        return list(session.scalars(sa.select(SyncBlock).order_by(SyncBlock.id)))
+
+
+def _metric(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_a_sync_that_would_erase_every_customer_stops_and_changes_nothing(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """Every GET answers 404: the sync records the block, logs, counts, and writes nothing else."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 6)
+    before = _snapshot(container)
+    _forget(emulator)
+    emulator.procurement.purchase(PROVIDER, PRODUCT, "pro")  # new, but the sync stops first
+    blocked_before = _metric("marketplace_syncs_blocked_total") or 0.0
+
+    with capture_logs() as logs:
+        result = sync_all(container, actor="sync")
+
+    assert "would mark deleted 6 of 6 accounts (100%) and 6 of 6 entitlements" in result.blocked
+    assert "--confirm-deletions" in result.blocked
+    assert not result.ok
+    assert (result.entitlements_deleted, result.accounts_deleted) == (0, 0)
+    assert _snapshot(container) == before
+    [block] = _blocks(container)
+    assert (block.entitlements_live, block.accounts_live, block.resolved_at) == (6, 6, None)
+    assert (block.entitlements_deleting, block.accounts_deleting) == (6, 6)
+    warning = [e for e in logs if e["event"] == "sync.blocked"]
+    assert warning
+    assert warning[0]["log_level"] == "warning"
+    assert warning[0]["entitlements_live"] == 6
+    assert _metric("marketplace_syncs_blocked_total") == blocked_before + 1
+    assert _metric("marketplace_sync_blocked") == 1.0
+    banner = sync_guard.banner(container)
+    assert banner is not None
+    assert banner.actor == "sync"
+
+
+def test_the_periodic_sync_obeys_the_guard_and_a_second_stop_keeps_one_banner(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """The job `serve` and `listen` run stops too; repeated stops update the one open block."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 5)
+    before = _snapshot(container)
+    _forget(emulator)
+
+    first = jobs.sync(container)
+    second = jobs.sync(container)
+
+    assert getattr(first, "blocked", "")
+    assert getattr(second, "blocked", "")
+    assert _snapshot(container) == before
+    assert len(_blocks(container)) == 1
+
+
+def test_an_operator_confirms_and_the_deletions_happen_and_the_banner_goes(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """`--confirm-deletions`: every vanished record is marked deleted; the block is `confirmed`."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 5)
+    _forget(emulator)
+    assert sync_all(container).blocked
+
+    result = sync_all(container, actor="operator:olga", confirm_deletions=True)
+
+    assert result.ok, result
+    assert (result.entitlements_deleted, result.accounts_deleted) == (5, 5)
+    [block] = _blocks(container)
+    assert (block.resolution, block.resolved_by) == ("confirmed", "operator:olga")
+    assert sync_guard.banner(container) is None
+    assert _metric("marketplace_sync_blocked") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("customers", "deleted", "blocked"),
+    [(12, 3, False), (40, 4, False), (40, 5, True), (4, 4, True)],
+    ids=["3-of-12", "10%-of-40", "12%-of-40", "4-of-4"],
+)
+def test_deletions_within_the_limits_go_through(
+    emulator: Emulator,
+    make_container: ContainerFactory,
+    customers: int,
+    deleted: int,
+    blocked: bool,
+) -> None:
+    """Default limits: blocked only above 10% AND above 3 records of one kind."""
+    container = make_container(approval_policy="auto")
+    bought = _customers(emulator, container, customers)
+    for account_id, _ in bought[:deleted]:
+        emulator.procurement.delete_account(PROVIDER, account_id)  # notifications lost
+
+    result = sync_all(container)
+
+    assert bool(result.blocked) is blocked
+    expected = 0 if blocked else deleted
+    assert (result.entitlements_deleted, result.accounts_deleted) == (expected, expected)
+
+
+def test_the_limits_are_settings_and_a_sync_within_them_clears_the_banner(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """SYNC_MAX_DELETE_SHARE / SYNC_MAX_DELETE_COUNT move the limit; the block ends `cleared`."""
+    strict = make_container(approval_policy="auto", sync_max_delete_count=0)
+    bought = _customers(emulator, strict, 3)
+    emulator.procurement.delete_account(PROVIDER, bought[0][0])
+    assert sync_all(strict).blocked  # 1 of 3 is more than 0 records and more than 10%
+
+    lenient = make_container(approval_policy="auto", sync_max_delete_share=1.0)
+    result = sync_all(lenient)
+
+    assert result.ok
+    assert result.accounts_deleted == 1
+    [block] = _blocks(lenient)
+    assert block.resolution == "cleared"
+
+
+def test_deletion_notifications_are_never_held_by_the_guard(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """ACCOUNT_DELETED and ENTITLEMENT_DELETED for every customer: all applied at once."""
+    container = make_container(approval_policy="auto")
+    feed = Feed(emulator, container)
+    bought = _customers(emulator, container, 5)
+    feed.seen = len(emulator.notifications(PROVIDER))
+    for account_id, _ in bought:
+        emulator.procurement.delete_account(PROVIDER, account_id)
+
+    feed.deliver()
+
+    with container.sessions() as session:
+        live = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Entitlement)
+            .where(Entitlement.deleted_at.is_(None))
+        )
+        accounts = session.scalar(
+            sa.select(sa.func.count()).select_from(Account).where(Account.deleted_at.is_(None))
+        )
+    assert (live, accounts) == (0, 0)
+    assert _blocks(container) == []
+
+
+def test_cli_sync_exits_2_when_stopped_and_0_once_confirmed(
+    emulator: Emulator, container: Container, cli: Cli
+) -> None:
+    """`marketplace-saas sync`: non-zero with the reason on stderr; `--confirm-deletions` runs."""
+    bought = [emulator.procurement.purchase(PROVIDER, PRODUCT, "basic") for _ in range(4)]
+    assert cli("sync").code == 0
+    _forget(emulator)
+
+    stopped = cli("sync", "--json")
+    confirmed = cli("sync", "--confirm-deletions", "--json")
+
+    assert stopped.code == 2, stopped.err
+    assert "--confirm-deletions" in stopped.err
+    assert stopped.json()["blocked"]
+    assert confirmed.code == 0, confirmed.err
+    assert confirmed.json()["entitlements_deleted"] == len(bought)
