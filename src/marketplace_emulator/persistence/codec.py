@@ -180,6 +180,12 @@ def field_decoders(cls: type[Any]) -> list[tuple[str, Decoder | None, bool]]:
     return out
 
 
+def takes_its_dict(cls: Any) -> bool:
+    """Whether an instance of `cls` can be made by giving it its `__dict__` (no slots, nothing
+    `__post_init__` would compute)."""
+    return not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+
+
 @functools.cache
 def instance_maker(cls: Any) -> Callable[[dict[str, Any]], Any]:
     """Makes an instance of dataclass `cls` from its decoded fields: the dict, completed with the
@@ -189,7 +195,7 @@ def instance_maker(cls: Any) -> Callable[[dict[str, Any]], Any]:
     """
     fields = [(f.name, f.init) for f in dataclasses.fields(cls)]
     names = frozenset(name for name, _ in fields)
-    direct = not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    direct = takes_its_dict(cls)
     immutable: dict[str, Any] = {}  # defaults that may be shared by instances
     factories: list[tuple[str, Callable[[], Any]]] = []  # the others: made for each instance
     for f in dataclasses.fields(cls):
@@ -223,7 +229,7 @@ def instance_maker(cls: Any) -> Callable[[dict[str, Any]], Any]:
     return make
 
 
-def _dataclass_decoder(cls: type[Any]) -> Decoder:
+def _dataclass_decoder(cls: Any) -> Decoder:
     """Reads a dataclass from the JSON object of its fields (see `instance_maker`)."""
     converted = [(name, read) for name, read, _ in _object_fields(cls) if read is not None]
     make = instance_maker(cls)
