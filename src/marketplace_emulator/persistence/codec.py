@@ -143,15 +143,17 @@ def decoder(tp: Any) -> Decoder:
             items = [decoder(a) for a in args]
             return lambda data: tuple(d(v) for d, v in zip(items, data, strict=True))
         item = decoder(args[0]) if args else _identity
-        if item is _identity:
-            return origin  # type: ignore[no-any-return]
+        if item is _identity:  # JSON gives a fresh list: as it is, or converted as a whole
+            return _identity if origin is list else origin
+        if origin is list:
+            return lambda data: [item(v) for v in data]
         return lambda data: origin(item(v) for v in data)
     if origin is dict:
         if args and args[0] is not str:
             raise TypeError(f"cannot persist a field of type {tp}: dict keys must be str")
         value = decoder(args[1]) if args else _identity
         if value is _identity:
-            return dict
+            return _identity  # a fresh dict from JSON
         return lambda data: {k: value(v) for k, v in data.items()}
     if isinstance(tp, type):
         if issubclass(tp, enum.Enum):
@@ -206,6 +208,10 @@ def instance_maker(cls: Any) -> Callable[[dict[str, Any]], Any]:
     new = object.__new__
 
     def make(data: dict[str, Any]) -> Any:
+        if direct and data.keys() == names:  # every field given, none other (the usual case)
+            instance = new(cls)
+            object.__setattr__(instance, "__dict__", data)
+            return instance
         if not data.keys() <= names:  # a field since removed: its value is ignored
             data = {key: value for key, value in data.items() if key in names}
         if len(data) != len(names):
