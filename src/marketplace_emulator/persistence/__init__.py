@@ -2,19 +2,23 @@
 
     marketplace-emulator serve --state emulator-state.jsonl
 
-The file is JSON Lines. The first line names the format; each later line is one committed change:
+The file is JSON Lines. The first line names the format and the columns of the records' rows;
+each later line is one committed change:
 
-    {"format": "marketplace-emulator-state", "version": 1}
-    {"store": {"accounts": [...], "entitlements": [...], "nextProjectNumber": N}}
+    {"format": "marketplace-emulator-state", "version": 2,
+     "fields": {"account": ["id", "provider", ...], "entitlement": ["id", ...]}}
+    {"store": {"accounts": [[...]], "entitlements": [[seq, deleted, ...]],
+               "gone": [["account" | "entitlement", provider, id]], "nextProjectNumber": N}}
     {"settings": {"catalog": {...}, "faults": {...}, "clockOffsetSeconds": S}}
     {"report": {...one accepted Service Control operation...}}
     {"reportV2": {...one Service Control v2 report received...}}
 
 - **Store lines**: after every Procurement transaction (a provider's call, a customer's action, a
-  transition the clock made due) the records it changed, whole, with each entitlement's insertion
-  sequence and whether it is deleted; an account or entitlement that is gone is listed by key.
-  Records are written by `codec.encode` (dataclass fields to JSON), so a field added to a model
-  is persisted without code here.
+  transition the clock made due) the records it changed, whole, each as a row (`rows`: the values
+  of the fields the first line names, in that order; an entitlement's row starts with its
+  insertion sequence and whether it is deleted); a record that is gone is listed by key in
+  `gone`. Values are written by `codec.encode` (dataclass fields to JSON), so a field added to a
+  model is persisted without code here. The snapshot is one store line holding every record.
 - **Settings lines**: the catalog, the fault settings and the clock's offset, written when they
   differ from the last ones written (after each control-API write and each clock advance).
 - **Report lines**: each operation Service Control v1 accepts, and each report v2 receives.
@@ -26,17 +30,20 @@ loses at most the write in progress. Lines are not fsync'ed: a power cut may los
 not yet written to disk (the emulator is a development tool).
 
 On start, the file is read line by line (later records replace earlier ones) and the state is
-rebuilt (`Restoring.restore`). When most of it is superseded records, it is rewritten as a snapshot
-(one line each) through a temporary file renamed over it, so a crash during compaction leaves the
-old file. It is also compacted while running when it holds more than `compact_after_lines` lines
-(checked after each control-API write and clock advance, when no lock is held). `reset` empties
-it. Loading turns the garbage collector off (no object it allocates can be garbage yet).
+rebuilt (`Restoring.restore`). When most of it is superseded records, or its rows name other
+fields than the models have now, or it is a version 1 file (an object per record, still read), it
+is rewritten as a snapshot through a temporary file renamed over it, so a crash during compaction
+leaves the old file. It is also compacted while running when it holds more than
+`compact_after_lines` lines (checked after each control-API write and clock advance, when no lock
+is held). `reset` empties it. Loading turns the garbage collector off (no object it allocates can
+be garbage yet) and then freezes what it loaded (`gc.freeze`: later collections skip it).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import operator
 import os
 import threading
 from datetime import timedelta
@@ -45,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from marketplace_emulator.faults import FaultSettings
 from marketplace_emulator.persistence.codec import decoder, encode
+from marketplace_emulator.persistence.rows import field_names, row_decoder, row_encoder
 from marketplace_emulator.procurement import resources as r
 from marketplace_emulator.procurement.store import FIRST_PROJECT_NUMBER, Changed, Key
 from marketplace_emulator.servicecontrol.models import AcceptedOperation
@@ -53,7 +61,8 @@ if TYPE_CHECKING:
     from marketplace_emulator.server import Emulator
 
 FORMAT = "marketplace-emulator-state"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: each record a JSON object (read, then rewritten as version 2)
 STATE_FILE_NAME = "emulator-state.jsonl"
 
 __all__ = ["STATE_FILE_NAME", "StateError", "StateFile"]
@@ -67,33 +76,48 @@ def _dumps(data: Any) -> bytes:
     return (json.dumps(data, separators=(",", ":")) + "\n").encode()
 
 
-class _Loaded:
-    """The records a state file holds, the later replacing the earlier."""
+def _fields() -> dict[str, list[str]]:
+    """The columns of the rows this version of the models writes."""
+    return {
+        "account": list(field_names(r.Account)),
+        "entitlement": list(field_names(r.Entitlement)),
+    }
 
-    def __init__(self) -> None:
-        self.accounts: dict[Key, dict[str, Any] | None] = {}
-        self.entitlements: dict[Key, dict[str, Any]] = {}
+
+class _Loaded:
+    """The records a state file holds, the later replacing the earlier (not decoded yet)."""
+
+    def __init__(self, fields: dict[str, list[str]] | None) -> None:
+        self.fields = fields  # the rows' columns; None: a version 1 file (a JSON object each)
+        self.accounts: dict[Key, Any] = {}
+        self.entitlements: dict[Key, Any] = {}
         self.next_project_number = FIRST_PROJECT_NUMBER
         self.settings: dict[str, Any] | None = None
         self.reports: list[dict[str, Any]] = []
         self.reports_v2: list[dict[str, Any]] = []
         self.lines = 0
         self.records = 0  # records read, superseded ones included
+        self.wasted = False
+        if fields is not None:
+            account, entitlement = fields["account"], fields["entitlement"]
+            self._account_key = (account.index("provider"), account.index("id"))
+            self._entitlement_key = (entitlement.index("provider") + 2, entitlement.index("id") + 2)
 
-    def wasted(self) -> bool:
-        """Whether most of the file is superseded records (worth compacting)."""
+    def release(self) -> None:
+        """Drop the records read (once decoded), noting whether most of the file was superseded
+        records (`wasted`: worth compacting)."""
         live = len(self.accounts) + len(self.entitlements) + len(self.reports)
-        return self.records > 2 * live + 1000
+        self.wasted = self.records > 2 * live + 1000
+        self.accounts, self.entitlements, self.reports = {}, {}, []
 
     def apply(self, line: dict[str, Any]) -> None:
         self.lines += 1
         if "store" in line:
             store = line["store"]
-            self.records += len(store.get("accounts", [])) + len(store.get("entitlements", []))
-            for item in store.get("accounts", []):
-                self.accounts[(item["key"][0], item["key"][1])] = item.get("record")
-            for item in store.get("entitlements", []):
-                self.entitlements[(item["key"][0], item["key"][1])] = item
+            if self.fields is None:
+                self._apply_objects(store)
+            else:
+                self._apply_rows(store)
             self.next_project_number = store.get("nextProjectNumber", self.next_project_number)
         elif "settings" in line:
             self.settings = line["settings"]
@@ -101,6 +125,51 @@ class _Loaded:
             self.reports.append(line["report"])
         elif "reportV2" in line:
             self.reports_v2.append(line["reportV2"])
+
+    def _apply_rows(self, store: dict[str, Any]) -> None:
+        accounts, entitlements = store.get("accounts", ()), store.get("entitlements", ())
+        self.records += len(accounts) + len(entitlements)
+        provider, record_id = self._account_key
+        for row in accounts:
+            self.accounts[(row[provider], row[record_id])] = row
+        provider, record_id = self._entitlement_key
+        for row in entitlements:
+            self.entitlements[(row[provider], row[record_id])] = row
+        for kind, provider_id, gone_id in store.get("gone", ()):
+            found = self.accounts if kind == "account" else self.entitlements
+            found.pop((provider_id, gone_id), None)
+
+    def _apply_objects(self, store: dict[str, Any]) -> None:
+        """A version 1 store line: `{"key", "record"}` objects (entitlements: `seq`, `deleted`)."""
+        self.records += len(store.get("accounts", [])) + len(store.get("entitlements", []))
+        for item in store.get("accounts", []):
+            key = (item["key"][0], item["key"][1])
+            if item.get("record") is None:
+                self.accounts.pop(key, None)
+            else:
+                self.accounts[key] = item["record"]
+        for item in store.get("entitlements", []):
+            key = (item["key"][0], item["key"][1])
+            if item.get("record") is None:
+                self.entitlements.pop(key, None)
+            else:
+                self.entitlements[key] = [int(item["seq"]), bool(item["deleted"]), item["record"]]
+
+    def decoded(self) -> tuple[list[r.Account], list[tuple[r.Entitlement, bool]]]:
+        """The live accounts, and the entitlements with their deleted flag in insertion order."""
+        live = sorted(self.entitlements.values(), key=operator.itemgetter(0))
+        if self.fields is None:
+            read_account, read_entitlement = decoder(r.Account), decoder(r.Entitlement)
+            return (
+                [read_account(a) for a in self.accounts.values()],
+                [(read_entitlement(e[2]), e[1]) for e in live],
+            )
+        read_account = row_decoder(r.Account, tuple(self.fields["account"]))
+        read_row = row_decoder(r.Entitlement, tuple(self.fields["entitlement"]))
+        return (
+            [read_account(row) for row in self.accounts.values()],
+            [(read_row(row[2:]), bool(row[1])) for row in live],
+        )
 
 
 class StateFile:
@@ -127,10 +196,17 @@ class StateFile:
             try:
                 loaded = self._read()
                 self._restore(emulator, loaded)
+                loaded.release()  # the parsed records: freed now, by reference counting
+                gc.freeze()  # the state lives on: later collections need not walk through it
             finally:
                 if collecting:
                     gc.enable()
-        if loaded is None or loaded.wasted() or loaded.lines > self.compact_after_lines:
+        if (
+            loaded is None
+            or loaded.wasted
+            or loaded.lines > self.compact_after_lines
+            or loaded.fields != _fields()  # version 1, or rows of other fields: rewritten
+        ):
             self.compact()
         else:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
@@ -142,7 +218,7 @@ class StateFile:
         return self
 
     def _read(self) -> _Loaded:
-        loaded = _Loaded()
+        loaded = _Loaded(None)
         with self.path.open("rb") as handle:
             lines = handle.read().split(b"\n")
         if lines and lines[-1] == b"":
@@ -157,11 +233,27 @@ class StateFile:
             if number == 1:
                 if not isinstance(line, dict) or line.get("format") != FORMAT:
                     raise StateError(f"{self.path} is not an emulator state file")
-                if line.get("version") != VERSION:
-                    raise StateError(f"{self.path}: unsupported version {line.get('version')}")
+                loaded = _Loaded(self._header_fields(line))
                 continue
             loaded.apply(line)
         return loaded
+
+    def _header_fields(self, header: dict[str, Any]) -> dict[str, list[str]] | None:
+        version = header.get("version")
+        if version not in READABLE_VERSIONS:
+            raise StateError(
+                f"{self.path}: state file version {version!r} is not one this emulator reads "
+                f"(versions {', '.join(map(str, READABLE_VERSIONS))}); a newer emulator wrote "
+                "it: upgrade, or start from an empty file"
+            )
+        if version == 1:
+            return None
+        fields = header.get("fields")
+        if not isinstance(fields, dict) or not all(
+            isinstance(fields.get(kind), list) for kind in ("account", "entitlement")
+        ):
+            raise StateError(f"{self.path}: the first line does not name the records' fields")
+        return fields
 
     def _restore(self, emulator: Emulator, loaded: _Loaded) -> None:
         if loaded.settings is not None:
@@ -169,16 +261,9 @@ class StateFile:
             emulator.catalog.load(settings.get("catalog", {}))
             emulator.faults.configure(FaultSettings.model_validate(settings.get("faults", {})))
             emulator.clock.restore(timedelta(seconds=settings.get("clockOffsetSeconds", 0)))
-        read_account, read_entitlement = decoder(r.Account), decoder(r.Entitlement)
         read_report = decoder(AcceptedOperation)
-        accounts = [read_account(a) for a in loaded.accounts.values() if a is not None]
-        live = [e for e in loaded.entitlements.values() if e.get("record") is not None]
-        live.sort(key=lambda item: int(item["seq"]))
-        emulator.procurement.restore(
-            accounts,
-            [(read_entitlement(e["record"]), bool(e["deleted"])) for e in live],
-            loaded.next_project_number,
-        )
+        accounts, entitlements = loaded.decoded()
+        emulator.procurement.restore(accounts, entitlements, loaded.next_project_number)
         emulator.servicecontrol.restore([read_report(op) for op in loaded.reports])
         emulator.servicecontrol_v2.restore(loaded.reports_v2)
 
@@ -191,22 +276,20 @@ class StateFile:
         next_project_number: int,
     ) -> None:
         """A Procurement transaction committed (called under the store's lock)."""
-        store = {
-            "accounts": [
-                {"key": list(key), "record": None if a is None else encode(a)}
-                for key, a in accounts
-            ],
+        account_row, entitlement_row = row_encoder(r.Account), row_encoder(r.Entitlement)
+        store: dict[str, Any] = {
+            "accounts": [account_row(a) for _, a in accounts if a is not None],
             "entitlements": [
-                {
-                    "key": list(c.key),
-                    "seq": c.seq,
-                    "deleted": c.deleted,
-                    "record": None if c.record is None else encode(c.record),
-                }
+                [c.seq, c.deleted, *entitlement_row(c.record)]
                 for c in entitlements
+                if c.record is not None
             ],
             "nextProjectNumber": next_project_number,
         }
+        gone = [["account", *key] for key, a in accounts if a is None]
+        gone += [["entitlement", *c.key] for c in entitlements if c.record is None]
+        if gone:
+            store["gone"] = gone
         self._append({"store": store})
 
     def report_accepted(self, operation: AcceptedOperation) -> None:
@@ -274,16 +357,17 @@ class StateFile:
             self._lock,
         ):
             accounts, entitlements = emulator.procurement.records()
+            account_row, entitlement_row = row_encoder(r.Account), row_encoder(r.Entitlement)
             store = {
-                "accounts": [{"key": [a.provider, a.id], "record": encode(a)} for a in accounts],
+                "accounts": [account_row(a) for a in accounts],
                 "entitlements": [
-                    {"key": [e.provider, e.id], "seq": i, "deleted": d, "record": encode(e)}
-                    for i, (e, d) in enumerate(entitlements)
+                    [i, d, *entitlement_row(e)] for i, (e, d) in enumerate(entitlements)
                 ],
                 "nextProjectNumber": emulator.procurement.next_project_number,
             }
             settings = self._settings()
-            lines = [{"format": FORMAT, "version": VERSION}, {"settings": settings}]
+            header = {"format": FORMAT, "version": VERSION, "fields": _fields()}
+            lines = [header, {"settings": settings}]
             lines.append({"store": store})
             lines += [{"report": encode(op)} for op in reports]
             lines += [{"reportV2": report} for report in reports_v2]

@@ -57,13 +57,13 @@ def encode(value: Any) -> Any:
 _PLAIN = (str, int, bool, float, typing.Literal)
 
 
-def _is_plain(tp: Any) -> bool:
+def is_plain(tp: Any) -> bool:
     """Whether values of `tp` are JSON as they are (no conversion: copied without a call)."""
     if tp in _PLAIN or typing.get_origin(tp) is typing.Literal:
         return True
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return all(a is type(None) or _is_plain(a) for a in args)
+        return all(a is type(None) or is_plain(a) for a in args)
     return False
 
 
@@ -86,8 +86,8 @@ def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
     equal to its default is left out (the decoder puts the default back), to keep files small."""
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    plain = [(f.name, _default(f)) for f in fields if _is_plain(hints[f.name])]
-    converted = [(f.name, _default(f)) for f in fields if not _is_plain(hints[f.name])]
+    plain = [(f.name, _default(f)) for f in fields if is_plain(hints[f.name])]
+    converted = [(f.name, _default(f)) for f in fields if not is_plain(hints[f.name])]
 
     def encode_dataclass(value: Any) -> dict[str, Any]:
         out = {}
@@ -143,11 +143,17 @@ def decoder(tp: Any) -> Decoder:
             items = [decoder(a) for a in args]
             return lambda data: tuple(d(v) for d, v in zip(items, data, strict=True))
         item = decoder(args[0]) if args else _identity
+        if item is _identity:  # JSON gives a fresh list: as it is, or converted as a whole
+            return _identity if origin is list else origin
+        if origin is list:
+            return lambda data: [item(v) for v in data]
         return lambda data: origin(item(v) for v in data)
     if origin is dict:
         if args and args[0] is not str:
             raise TypeError(f"cannot persist a field of type {tp}: dict keys must be str")
         value = decoder(args[1]) if args else _identity
+        if value is _identity:
+            return _identity  # a fresh dict from JSON
         return lambda data: {k: value(v) for k, v in data.items()}
     if isinstance(tp, type):
         if issubclass(tp, enum.Enum):
@@ -159,17 +165,39 @@ def decoder(tp: Any) -> Decoder:
     raise TypeError(f"cannot persist a field of type {tp!r}")
 
 
-def _dataclass_decoder(cls: type[Any]) -> Decoder:
-    """Reads a dataclass: the decoded dict, completed with the defaults `encode` left out, becomes
-    the instance's `__dict__`, without `__init__` (a restart reads hundreds of thousands of
-    records; the dict passed in is consumed). A key no field has is ignored; a field the data
-    lacks (written before the field was added) takes its default.
-    """
+def field_decoders(cls: type[Any]) -> list[tuple[str, Decoder | None, bool]]:
+    """Per field of dataclass `cls`: its name, the decoder of its JSON value (None: used as it
+    is) and whether None stands for itself (`X | None`: the decoder is then `X`'s)."""
     hints = typing.get_type_hints(cls)
-    fields = [(f.name, f.init, decoder(hints[f.name])) for f in dataclasses.fields(cls)]
-    names = frozenset(name for name, _, _ in fields)
-    converted = [(name, field) for name, _, field in fields if field is not _identity]
-    direct = not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+    out: list[tuple[str, Decoder | None, bool]] = []
+    for f in dataclasses.fields(cls):
+        tp, optional = hints[f.name], False
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+            others = [a for a in args if a is not type(None)]
+            if len(others) == 1:
+                tp, optional = others[0], True
+        read = decoder(tp)
+        out.append((f.name, None if read is _identity else read, optional))
+    return out
+
+
+def takes_its_dict(cls: Any) -> bool:
+    """Whether an instance of `cls` can be made by giving it its `__dict__` (no slots, nothing
+    `__post_init__` would compute)."""
+    return not hasattr(cls, "__slots__") and not hasattr(cls, "__post_init__")
+
+
+@functools.cache
+def instance_maker(cls: Any) -> Callable[[dict[str, Any]], Any]:
+    """Makes an instance of dataclass `cls` from its decoded fields: the dict, completed with the
+    defaults the data left out, becomes the instance's `__dict__`, without `__init__` (a restart
+    reads hundreds of thousands of records; the dict passed in is consumed). A key no field has is
+    ignored; a field the data lacks (written before the field was added) takes its default.
+    """
+    fields = [(f.name, f.init) for f in dataclasses.fields(cls)]
+    names = frozenset(name for name, _ in fields)
+    direct = takes_its_dict(cls)
     immutable: dict[str, Any] = {}  # defaults that may be shared by instances
     factories: list[tuple[str, Callable[[], Any]]] = []  # the others: made for each instance
     for f in dataclasses.fields(cls):
@@ -179,27 +207,51 @@ def _dataclass_decoder(cls: type[Any]) -> Decoder:
             factories.append((f.name, f.default_factory))
     new = object.__new__
 
-    def read_dataclass(data: dict[str, Any]) -> Any:
+    def make(data: dict[str, Any]) -> Any:
+        if direct and data.keys() == names:  # every field given, none other (the usual case)
+            instance = new(cls)
+            object.__setattr__(instance, "__dict__", data)
+            return instance
         if not data.keys() <= names:  # a field since removed: its value is ignored
             data = {key: value for key, value in data.items() if key in names}
-        for name, field in converted:
-            if name in data:
-                data[name] = field(data[name])
-        data = {**immutable, **data}
-        for name, factory in factories:
-            if name not in data:
-                data[name] = factory()
         if len(data) != len(names):
-            missing = ", ".join(sorted(names - data.keys()))
-            raise TypeError(f"cannot read a {cls.__name__}: no value for {missing}")
+            data = {**immutable, **data}
+            for name, factory in factories:
+                if name not in data:
+                    data[name] = factory()
+            if len(data) != len(names):
+                missing = ", ".join(sorted(names - data.keys()))
+                raise TypeError(f"cannot read a {cls.__name__}: no value for {missing}")
         if direct:  # `data` becomes the instance's attributes, as __init__ would set them
             instance = new(cls)
             object.__setattr__(instance, "__dict__", data)
             return instance
-        instance = cls(**{name: data[name] for name, init, _ in fields if init})
-        for name, init, _ in fields:
+        instance = cls(**{name: data[name] for name, init in fields if init})
+        for name, init in fields:
             if not init:
                 object.__setattr__(instance, name, data[name])
         return instance
 
+    return make
+
+
+def _dataclass_decoder(cls: Any) -> Decoder:
+    """Reads a dataclass from the JSON object of its fields (see `instance_maker`)."""
+    converted = [(name, read) for name, read, _ in _object_fields(cls) if read is not None]
+    make = instance_maker(cls)
+
+    def read_dataclass(data: dict[str, Any]) -> Any:
+        for name, read in converted:
+            if name in data:
+                data[name] = read(data[name])
+        return make(data)
+
     return read_dataclass
+
+
+def _object_fields(cls: type[Any]) -> list[tuple[str, Decoder | None, bool]]:
+    """`field_decoders`, with optional fields' decoders accepting None (as in a JSON object)."""
+    return [
+        (name, read if read is None or not optional else _optional(read), optional)
+        for name, read, optional in field_decoders(cls)
+    ]

@@ -30,37 +30,52 @@ class Restoring(BackendCore):
         with self._lock:
             self._project_numbers.next_value = next_project_number
             account_items: dict[str, list[tuple[datetime, str]]] = {}
+            account_keys = []
             for account in accounts:
                 key = (account.provider, account.id)
                 self._accounts[key] = account
-                self._accounts_by_id.add(account.id, key)
-                account_items.setdefault(account.provider, []).append(
-                    (account.create_time, account.id)
-                )
-            entitlement_items: dict[str, list[tuple[datetime, str]]] = {}
-            due: list[tuple[Key, int, datetime | None]] = []
-            for entitlement, deleted in entitlements:
-                key = (entitlement.provider, entitlement.id)
-                self._seq[key] = next(self._sequence)
-                if entitlement.usage_reporting_id:
-                    self._by_usage_id.add(entitlement.usage_reporting_id, key)
-                if deleted:
-                    self._deleted[key] = entitlement
-                    continue
-                self._entitlements[key] = entitlement
-                self._by_account.add((entitlement.provider, entitlement.account_id), key)
-                entitlement_items.setdefault(entitlement.provider, []).append(
-                    (entitlement.create_time, entitlement.id)
-                )
-                due.append((key, self._seq[key], self._due_time(entitlement)))
-            self._due.load(due)
+                account_keys.append((account.id, key))
+                items = account_items.get(account.provider)
+                if items is None:
+                    items = account_items[account.provider] = []
+                items.append((account.create_time, account.id))
+            self._accounts_by_id.add_all(account_keys)
+            self._restore_entitlements(entitlements)
             for provider_id, items in account_items.items():
                 self._account_order[provider_id] = SortedKeys.of(items)
-            for provider_id, items in entitlement_items.items():
-                self._entitlement_order[provider_id] = SortedKeys.of(items)
             self._touched.clear()
             self._touched_accounts.clear()
             self._changed.clear()
+
+    def _restore_entitlements(self, entitlements: Iterable[tuple[r.Entitlement, bool]]) -> None:
+        """The entitlements and every index over them, each built in bulk (a restart)."""
+        entitlement_items: dict[str, list[tuple[datetime, str]]] = {}
+        due: list[tuple[Key, int, datetime | None]] = []
+        by_usage_id: list[tuple[str, Key]] = []
+        by_account: list[tuple[Key, Key]] = []
+        seqs, sequence, due_time = self._seq, self._sequence, self._due_time
+        live, deleted_ones = self._entitlements, self._deleted
+        for entitlement, deleted in entitlements:
+            provider_id = entitlement.provider
+            key = (provider_id, entitlement.id)
+            seq = seqs[key] = next(sequence)
+            if entitlement.usage_reporting_id:
+                by_usage_id.append((entitlement.usage_reporting_id, key))
+            if deleted:
+                deleted_ones[key] = entitlement
+                continue
+            live[key] = entitlement
+            by_account.append(((provider_id, entitlement.account_id), key))
+            items = entitlement_items.get(provider_id)
+            if items is None:
+                items = entitlement_items[provider_id] = []
+            items.append((entitlement.create_time, entitlement.id))
+            due.append((key, seq, due_time(entitlement)))
+        self._by_usage_id.add_all(by_usage_id)
+        self._by_account.add_all(by_account)
+        self._due.load(due)
+        for provider_id, items in entitlement_items.items():
+            self._entitlement_order[provider_id] = SortedKeys.of(items)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
