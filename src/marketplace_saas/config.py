@@ -7,6 +7,8 @@ client pointed at Google).
 
 from __future__ import annotations
 
+import functools
+import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,11 +24,15 @@ from marketplace_saas.domain.signup import (
 )
 
 SANDBOX_PROJECT = "sandbox"
-SANDBOX_SESSION_SECRET = "sandbox-only-session-secret-not-for-production"  # noqa: S105
 CLOUD_COMMERCE_PARTNER_ISS = (
     "https://www.googleapis.com/robot/v1/metadata/x509/"
     "cloud-commerce-partner@system.gserviceaccount.com"
 )
+
+
+@functools.cache
+def _process_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 class ConfigurationError(ValueError):
@@ -140,8 +146,6 @@ class Settings(BaseSettings):
         problems = []
         if self.session_secret is None or len(self.session_secret.get_secret_value()) < 32:
             problems.append("SESSION_SECRET must be set to at least 32 random characters")
-        if self.session_secret and self.session_secret.get_secret_value() == SANDBOX_SESSION_SECRET:
-            problems.append("SESSION_SECRET must not be the sandbox secret")
         if self.google_cloud_project is None:
             problems.append("GOOGLE_CLOUD_PROJECT must be set outside the sandbox")
         if problems:
@@ -171,9 +175,11 @@ class Settings(BaseSettings):
 
     @property
     def session_secret_value(self) -> str:
+        """SESSION_SECRET; in the sandbox without one, a random secret for this process (`serve`
+        sets the sandbox's own, kept across restarts: entrypoints/sandbox.py)."""
         if self.session_secret is not None:
             return self.session_secret.get_secret_value()
-        return SANDBOX_SESSION_SECRET
+        return _process_secret()
 
     def usage_tokens(self) -> set[str]:
         return {token.get_secret_value() for token in self.usage_api_tokens}

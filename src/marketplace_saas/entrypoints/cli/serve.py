@@ -1,8 +1,9 @@
 """`serve`: the whole backend in one process, until SIGINT or SIGTERM.
 
-Start: (sandbox: the emulator) -> `db upgrade` -> web app (uvicorn, in a thread) -> listener
-(streaming pull, unless notifications are pushed) -> scheduler (the jobs of
-`entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
+Start: (sandbox: loopback only unless --allow-remote; its secrets, kept beside the database; the
+emulator) -> `db upgrade` -> web app (uvicorn, in a thread) -> listener (streaming pull, unless
+notifications are pushed) -> scheduler (the jobs of `entrypoints/jobs.py`).
+Stop, in reverse: the scheduler finishes its running job, the listener
 its in-flight messages, uvicorn its open requests; then the emulator stops. Exit code 0.
 """
 
@@ -18,9 +19,14 @@ from typing import Any
 import uvicorn
 
 from marketplace_saas.adapters.db import migrate
-from marketplace_saas.adapters.operators import OperatorDirectory, sandbox_password
+from marketplace_saas.adapters.operators import (
+    OperatorDirectory,
+    sandbox_password,
+    use_sandbox_password,
+)
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
+    EXIT_CONFIG,
     CliError,
     open_container,
     stop_on_signals,
@@ -34,8 +40,13 @@ from marketplace_saas.entrypoints.web.app import create_app
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="web app, listener and scheduler in one process")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="sandbox: listen on a non-loopback --host anyway (anyone who reaches it can act)",
+    )
     parser.add_argument(
         "--no-listener",
         action="store_true",
@@ -85,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     settings = Settings()
     backend_url = _local_url(args.host, args.port)
+    state_line = None
+    if settings.sandbox:
+        settings, state_line = _sandbox_secrets(settings, args)
     with ExitStack() as stack:
         sandbox = None
         if settings.sandbox:
@@ -114,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         scheduler.start()
         stack.callback(scheduler.stop)
 
-        print(banner(settings, backend_url, sandbox, listener, provider_app), flush=True)
+        text = banner(settings, backend_url, sandbox, listener, provider_app, state_line)
+        print(text, flush=True)
         while not stop.wait(0.5):
             if listener is not None and listener.failed is not None:
                 error = listener.failed
@@ -125,6 +140,26 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError("the web server stopped unexpectedly")
         print("stopping: finishing in-flight work", file=sys.stderr, flush=True)
     return 0
+
+
+def _sandbox_secrets(settings: Settings, args: argparse.Namespace) -> tuple[Settings, str]:
+    """Refuse a non-loopback bind without --allow-remote; take the sandbox's kept admin password
+    and session secret (SESSION_SECRET, when set, wins). Returns the banner's `state` line."""
+    from pydantic import SecretStr
+
+    from marketplace_saas.config import ConfigurationError
+    from marketplace_saas.entrypoints.sandbox import require_loopback, sandbox_secrets
+
+    try:
+        require_loopback(args.host, allow_remote=args.allow_remote)
+        kept = sandbox_secrets(settings)
+    except ConfigurationError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from None
+    use_sandbox_password(kept.admin_password)
+    if settings.session_secret is None:
+        settings = settings.model_copy(update={"session_secret": SecretStr(kept.session_secret)})
+    where = str(kept.path.parent) if kept.path else "nowhere (the database is not a SQLite file)"
+    return settings, where
 
 
 def _describe(error: BaseException, subscription: str) -> str:
@@ -139,6 +174,7 @@ def banner(
     sandbox: Any,
     listener: Listener | None,
     provider_app: ExampleProvider | None = None,
+    state: str | None = None,
 ) -> str:
     lines = [
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
@@ -151,6 +187,11 @@ def banner(
     ]
     if OperatorDirectory.from_settings(settings).sandbox_default:
         lines.append(f"  admin sign-in  admin / {sandbox_password()}  (sandbox only)")
+    if sandbox is not None and settings.usage_tokens():
+        token = sorted(settings.usage_tokens())[0]
+        lines.append(f"  usage API      POST {url}/v1/usage  (Authorization: Bearer {token})")
+    if state is not None:
+        lines.append(f"  sandbox state  {state}  (kept across restarts)")
     if listener is not None:
         lines.append(f"  listening on   {listener.subscription}")
     if provider_app is not None:
