@@ -284,7 +284,7 @@ def usage_history(container: MeteringContainer, entitlement_id: str) -> list[dic
         )
         for start, metric, total in session.execute(ingested):
             window = windows.setdefault(start, _empty_window(start))
-            window["ingested"][metric] = str(total.normalize() if total else total)
+            window["ingested"][metric] = f"{total.normalize():f}" if total else str(total)
         reports = sa.select(UsageReport).where(UsageReport.entitlement_id == entitlement_id)
         for report in session.scalars(reports):
             window = windows.setdefault(report.window_start, _empty_window(report.window_start))

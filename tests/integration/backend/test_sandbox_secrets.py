@@ -93,6 +93,9 @@ def test_serve_keeps_the_admin_password_and_says_where_across_restarts(tmp_path:
                     cookies = http.cookies
                 assert http.get("/api/v1/overview").status_code == 200
     assert _sign_in_line(banners[0]) == _sign_in_line(banners[1])
+    # The usage API's sandbox token is printed with a ready request (issue 12, item 5).
+    assert "usage API      POST http://127.0.0.1:" in banners[0]
+    assert "(Authorization: Bearer sandbox-usage-token)" in banners[0]
     state = tmp_path / "marketplace.sandbox"
     assert f"sandbox state  {state}" in banners[1]
     kept = sandbox_secrets(Settings(DATABASE_URL=env["DATABASE_URL"]))

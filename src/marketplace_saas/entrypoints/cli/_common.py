@@ -26,6 +26,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_TEMPFAIL = 75
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 
 OPERATOR = "operator:cli"
 LONG_RUNNING = {"serve", "listen"}
@@ -80,10 +81,12 @@ def load_settings() -> Settings:
 @contextmanager
 def open_container(settings: Settings | None = None) -> Iterator[Container]:
     """The container for a command: bootstrap(), with the Procurement API calls measured."""
+    from marketplace_saas.adapters.db.engine import check_database
     from marketplace_saas.adapters.procurement import ProcurementGateway
     from marketplace_saas.bootstrap import bootstrap
 
     settings = settings or load_settings()
+    check_database(settings.database_url)
     gateway = ProcurementGateway(settings)
     container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
     try:
@@ -91,6 +94,16 @@ def open_container(settings: Settings | None = None) -> Iterator[Container]:
     finally:
         container.close()
         gateway.close()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`... | head`): stop quietly, as a Unix tool does.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def stop_on_signals() -> threading.Event:

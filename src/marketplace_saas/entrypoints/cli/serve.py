@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 
 from marketplace_saas.adapters.db import migrate
+from marketplace_saas.adapters.db.engine import check_database
 from marketplace_saas.adapters.operators import (
     OperatorDirectory,
     sandbox_password,
@@ -26,7 +27,6 @@ from marketplace_saas.adapters.operators import (
 )
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
-    EXIT_CONFIG,
     CliError,
     open_container,
     stop_on_signals,
@@ -34,6 +34,7 @@ from marketplace_saas.entrypoints.cli._common import (
 from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
 from marketplace_saas.entrypoints.jobs import jobs
 from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
+from marketplace_saas.entrypoints.sandbox import require_loopback
 from marketplace_saas.entrypoints.scheduler import Scheduler
 from marketplace_saas.entrypoints.web.app import create_app
 
@@ -98,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     backend_url = _local_url(args.host, args.port)
     state_line = None
     if settings.sandbox:
-        settings, state_line = _sandbox_secrets(settings, args)
+        require_loopback(args.host, allow_remote=args.allow_remote)
+    check_database(settings.database_url)
+    if settings.sandbox:
+        settings, state_line = _sandbox_secrets(settings)
+    settings.require_session_secret()
     with ExitStack() as stack:
         sandbox = None
         if settings.sandbox:
@@ -142,19 +147,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sandbox_secrets(settings: Settings, args: argparse.Namespace) -> tuple[Settings, str]:
-    """Refuse a non-loopback bind without --allow-remote; take the sandbox's kept admin password
-    and session secret (SESSION_SECRET, when set, wins). Returns the banner's `state` line."""
+def _sandbox_secrets(settings: Settings) -> tuple[Settings, str]:
+    """Take the sandbox's kept admin password and session secret (SESSION_SECRET, when set,
+    wins). Returns the settings and the banner's `sandbox state` line."""
     from pydantic import SecretStr
 
-    from marketplace_saas.config import ConfigurationError
-    from marketplace_saas.entrypoints.sandbox import require_loopback, sandbox_secrets
+    from marketplace_saas.entrypoints.sandbox import sandbox_secrets
 
-    try:
-        require_loopback(args.host, allow_remote=args.allow_remote)
-        kept = sandbox_secrets(settings)
-    except ConfigurationError as exc:
-        raise CliError(str(exc), EXIT_CONFIG) from None
+    kept = sandbox_secrets(settings)
     use_sandbox_password(kept.admin_password)
     if settings.session_secret is None:
         settings = settings.model_copy(update={"session_secret": SecretStr(kept.session_secret)})
