@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from marketplace_saas.adapters.operators import Operator
-from marketplace_saas.entrypoints.web.admin import charts, health
+from marketplace_saas.entrypoints.web.admin import charts, health, timeline
 from marketplace_saas.entrypoints.web.admin.common import (
     ADMIN_DIR,
     AdminRoute,
@@ -134,7 +134,7 @@ def entitlement(
     return render(
         request,
         "admin/entitlement.html",
-        e=data,
+        e={**data, "timeline": timeline.readable(data["timeline"])},
         charts=charts.build_charts(series, start, end),
         hours=hours,
         section="entitlements",
