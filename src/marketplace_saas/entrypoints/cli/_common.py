@@ -79,8 +79,11 @@ def load_settings() -> Settings:
 
 
 @contextmanager
-def open_container(settings: Settings | None = None) -> Iterator[Container]:
-    """The container for a command: bootstrap(), with the Procurement API calls measured."""
+def open_container(
+    settings: Settings | None = None, *, wrap_procurement: Callable[[Any], Any] | None = None
+) -> Iterator[Container]:
+    """The container for a command: bootstrap(), with the Procurement API calls measured (and
+    the gateway wrapped by `wrap_procurement`, e.g. to show a listing's progress)."""
     from marketplace_saas.adapters.db.engine import check_database
     from marketplace_saas.adapters.procurement import ProcurementGateway
     from marketplace_saas.bootstrap import bootstrap
@@ -88,7 +91,10 @@ def open_container(settings: Settings | None = None) -> Iterator[Container]:
     settings = settings or load_settings()
     check_database(settings.database_url)
     gateway = ProcurementGateway(settings)
-    container = bootstrap(settings, procurement=metrics.instrumented(gateway, api="procurement"))
+    procurement = metrics.instrumented(gateway, api="procurement")
+    if wrap_procurement is not None:
+        procurement = wrap_procurement(procurement)
+    container = bootstrap(settings, procurement=procurement)
     try:
         yield container
     finally:
