@@ -158,16 +158,11 @@ def main(argv: list[str]) -> int:
             result = one_round(args.repo, cold=cache == "cold")
             print(json.dumps(result), flush=True)
             rounds.append(result)
-    uv = (
-        subprocess.run(
-            ["uv", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if shutil.which("uv")
-        else None
-    )
+    makefile = (args.repo / "Makefile").read_text(encoding="utf-8")
+    uv = re.search(r"^UV_VERSION := (\S+)", makefile, flags=re.MULTILINE)
     figures = {
         "machine": machine(),
-        "uv": uv,
+        "uv": uv.group(1) if uv else None,
         "dependencies": locked_versions(args.repo),
         "warm": _summary(rounds, "warm"),
         "cold": _summary(rounds, "cold"),
