@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         settings, state_line = _sandbox_secrets(settings)
     settings.require_session_secret()
     with ExitStack() as stack:
+        # The example app (its own process) starts while the emulator and the migrations do.
+        settings, provider_app = attach_example_provider(settings, backend_url, wait=False)
+        if provider_app is not None:
+            stack.callback(provider_app.stop)
         sandbox = None
         if settings.sandbox:
             from marketplace_saas.entrypoints.sandbox import start_sandbox
@@ -112,9 +116,6 @@ def run(args: argparse.Namespace) -> int:
             sandbox = start_sandbox(settings, backend_url, emulator_port=args.emulator_port)
             stack.callback(sandbox.stop)
             settings = sandbox.settings
-        settings, provider_app = attach_example_provider(settings, backend_url)
-        if provider_app is not None:
-            stack.callback(provider_app.stop)
         migrate.upgrade(settings.database_url)
         container = stack.enter_context(open_container(settings))
 
@@ -129,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             listener.start()
             stack.callback(listener.stop)
 
+        if provider_app is not None:  # before the hook dispatcher calls it
+            provider_app.wait_ready()
         scheduler = Scheduler(container, jobs(settings))
         scheduler.start()
         stack.callback(scheduler.stop)
