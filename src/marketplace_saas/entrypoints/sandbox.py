@@ -153,10 +153,12 @@ def start_sandbox(
 ) -> Sandbox:
     """Start the emulator in this process and aim `settings` at it."""
     from marketplace_emulator.server import Emulator, run_in_thread
-    from marketplace_saas.adapters import pubsub
 
-    pubsub.use_emulator_from(settings)
-    through_pubsub = bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    through_pubsub = bool(settings.pubsub_emulator_host or os.environ.get("PUBSUB_EMULATOR_HOST"))
+    if through_pubsub:  # Google's Pub/Sub client (grpc) is loaded only when it is used
+        from marketplace_saas.adapters import pubsub
+
+        pubsub.use_emulator_from(settings)
     push_endpoint = None if through_pubsub else backend_url.rstrip("/") + "/pubsub/push"
     if emulator_port is None:
         emulator_port = EMULATOR_PORT if _port_free(EMULATOR_HOST, EMULATOR_PORT) else 0

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -33,10 +33,12 @@ from marketplace_saas.entrypoints.cli._common import (
 )
 from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
 from marketplace_saas.entrypoints.jobs import jobs
-from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
 from marketplace_saas.entrypoints.sandbox import require_loopback
 from marketplace_saas.entrypoints.scheduler import Scheduler
 from marketplace_saas.entrypoints.web.app import create_app
+
+if TYPE_CHECKING:
+    from marketplace_saas.entrypoints.listener import Listener
 
 
 def register(subparsers: Any) -> None:
@@ -125,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
         listener = None
         pull = not args.no_listener and (sandbox is None or sandbox.delivery == "pubsub")
-        if pull:
+        if pull:  # Google's Pub/Sub client (grpc) is loaded only when it is used
+            from marketplace_saas.entrypoints.listener import Listener, processing_callback
+
             listener = Listener(settings, processing_callback(container))
             listener.start()
             stack.callback(listener.stop)
@@ -140,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print(text, flush=True)
         while not stop.wait(0.5):
             if listener is not None and listener.failed is not None:
+                from marketplace_saas.entrypoints.listener import ListenerError
+
                 error = listener.failed
                 raise CliError(
                     str(ListenerError(_describe(error, listener.subscription)))
