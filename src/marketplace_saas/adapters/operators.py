@@ -8,7 +8,8 @@ Hashes are scrypt (standard library) with a random 16-byte salt, written by
 holds no `:` or `,` so that it fits in the variable.
 
 In the sandbox, with no operators configured, there is one operator `admin` whose random password
-is made once per process (`sandbox_password()`; `serve` prints it at start).
+is made once per process (`sandbox_password()`), or kept with the sandbox's state: `serve` sets it
+with `use_sandbox_password()` and prints it at start.
 """
 
 from __future__ import annotations
@@ -114,10 +115,21 @@ def verify_password(password: str, password_hash: str) -> bool:
     return hmac.compare_digest(_derive(password, salt, n, r, p), key)
 
 
-@functools.cache
+_sandbox_password: list[str] = []
+
+
+def use_sandbox_password(password: str) -> None:
+    """The sandbox operator's password from now on (the one kept with the sandbox's state)."""
+    _sandbox_password[:] = [password]
+    _sandbox_hash.cache_clear()
+
+
 def sandbox_password() -> str:
-    """The sandbox operator's password: random, made once per process."""
-    return secrets.token_urlsafe(12)
+    """The sandbox operator's password: the one set by `use_sandbox_password`, else random,
+    made once per process."""
+    if not _sandbox_password:
+        _sandbox_password.append(secrets.token_urlsafe(12))
+    return _sandbox_password[0]
 
 
 @functools.cache
