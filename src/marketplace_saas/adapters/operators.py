@@ -77,13 +77,14 @@ def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     )
 
 
-def hash_password(password: str) -> str:
-    """A salted scrypt hash of `password`, in the text form ADMIN_OPERATORS takes."""
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """A salted scrypt hash of `password` (a random salt unless given), in the text form
+    ADMIN_OPERATORS takes."""
     if not password:
         raise ValueError("the password is empty")
     if len(password) > MAX_PASSWORD:
         raise ValueError(f"the password is longer than {MAX_PASSWORD} characters")
-    salt = secrets.token_bytes(SALT_BYTES)
+    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
     key = _derive(password, salt, N, R, P)
     return f"{SCHEME}.{N}.{R}.{P}.{_b64(salt)}.{_b64(key)}"
 
@@ -134,7 +135,11 @@ def sandbox_password() -> str:
 
 @functools.cache
 def _sandbox_hash() -> str:
-    return hash_password(sandbox_password())
+    # The salt follows from the (random, kept) password, so that a restart of the sandbox makes
+    # the same hash: sessions carry its fingerprint and stay valid across the restart.
+    password = sandbox_password()
+    salt = hashlib.sha256(b"marketplace-saas sandbox salt:" + password.encode()).digest()
+    return hash_password(password, salt=salt[:SALT_BYTES])
 
 
 @functools.cache
