@@ -1,20 +1,48 @@
 # Quickstart targets: `make run` (sandbox) and `make test` (lint, types, the whole suite).
-# Both create and reuse .venv and install what they need.
+# Both create and reuse .venv and install the exact versions of the lock files with uv:
+# requirements.lock (what the service runs on) for `make run`, requirements-dev.lock (plus the
+# tools and test libraries) for `make test`. `make lock` upgrades both (docs/performance.md).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python
+LOCK := $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+SERVE_ARGS ?=
+PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck pytest browser bench clean
+.PHONY: run test lint typecheck pytest browser bench lock clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# uv from PyPI, into the venv: by the base interpreter's pip (no pip in .venv: faster), or by
+# the venv's own pip where the base interpreter has none.
+$(UV):
+	test -x $(BIN)/python || $(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install $(PIP_QUIET) uv==$(UV_VERSION) 2>/dev/null || { \
+	  $(BIN)/python -m ensurepip --default-pip >/dev/null && \
+	  $(BIN)/python -m pip install $(PIP_QUIET) uv==$(UV_VERSION); }
 
-run: $(STAMP)
-	$(BIN)/marketplace-saas serve
+# The service's own dependencies, at the locked versions; then the project itself (editable).
+$(RUN_STAMP): requirements.lock pyproject.toml | $(UV)
+	$(UV_INSTALL) -r requirements.lock
+	$(UV_INSTALL) --no-deps -e .
+	touch $@
+
+# Everything `make test` needs (a superset of the above).
+$(STAMP): requirements-dev.lock pyproject.toml | $(UV)
+	$(UV_INSTALL) -r requirements-dev.lock
+	$(UV_INSTALL) --no-deps -e .
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(BIN)/marketplace-saas serve $(SERVE_ARGS)
+
+# Upgrade the locked versions to the newest that pyproject.toml allows; run `make test` after.
+lock: | $(UV)
+	$(LOCK) --upgrade -o requirements.lock
+	$(LOCK) --upgrade --extra dev -o requirements-dev.lock
 
 # Debian's Chromium drives the browser tests; Playwright's own browser download does not work here.
 browser:

@@ -8,8 +8,9 @@
 
 Customer commands call the control API of the emulator at `--url` (default
 `$MARKETPLACE_EMULATOR_URL` or http://127.0.0.1:8780) for `--provider` (default
-`$MARKETPLACE_PROVIDER_ID` or DEMO-sandbox), print the JSON answer, and exit non-zero with a
-message on stderr when the emulator is unreachable or answers an error.
+`$MARKETPLACE_PROVIDER_ID` or DEMO-sandbox), print the answer (JSON; `signup-token` prints the
+bare token, and its JSON with `--json`, which every command takes), and exit non-zero with one
+line `error: ...` on stderr when the emulator is unreachable (2) or answers an error (1).
 """
 
 from __future__ import annotations
@@ -241,13 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("MARKETPLACE_PROVIDER_ID", DEFAULT_PROVIDER),
         help="provider id (env MARKETPLACE_PROVIDER_ID, default DEMO-sandbox)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the emulator")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8780)
-    p.add_argument("--pubsub-project", default="cloudcommerceproc-prod")
-    p.add_argument("--push-endpoint", default=None, metavar="URL")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8780, help="port to listen on (default 8780)")
+    p.add_argument(
+        "--pubsub-project",
+        default="cloudcommerceproc-prod",
+        help="the project of the notification topics (default cloudcommerceproc-prod)",
+    )
+    p.add_argument(
+        "--push-endpoint",
+        default=None,
+        metavar="URL",
+        help="push notifications to this URL as Pub/Sub push envelopes",
+    )
     p.add_argument(
         "--provider",
         action="extend",
@@ -256,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="providers to create topics for at start (default: the global --provider)",
     )
-    p.add_argument("--activation-delay", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument(
+        "--activation-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="an approved entitlement turns active after this delay (default 0)",
+    )
     p.add_argument(
         "--state",
         default=None,
@@ -278,30 +294,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("purchase", help="a customer buys a plan (or an offer of the catalog)")
-    p.add_argument("--product", required=True)
-    p.add_argument("--plan", help="required unless --offer names an offer that sells one")
+    p.add_argument("--product", required=True, help="the product (see `products`)")
+    p.add_argument("--plan", help="the plan bought; required unless --offer names one")
     p.add_argument("--offer", help="an offer id of the product's catalog")
     p.add_argument("--account", help="an existing (or new) account id")
-    p.add_argument("--usage-reporting-id")
+    p.add_argument("--usage-reporting-id", help="the entitlement's usage reporting id")
     p.add_argument("--input-properties", metavar="JSON", help="the entitlement's inputProperties")
-    p.add_argument("--reseller-parent-billing-account", metavar="billingAccounts/ID")
+    p.add_argument(
+        "--reseller-parent-billing-account",
+        metavar="billingAccounts/ID",
+        help="buy through a reseller: the parent billing account",
+    )
     p = sub.add_parser("change-plan", help="the customer asks for another plan or offer")
-    p.add_argument("entitlement")
-    p.add_argument("--plan")
+    p.add_argument("entitlement", help="the entitlement id or name")
+    p.add_argument("--plan", help="the plan asked for")
     p.add_argument("--offer", help="an offer id of the product's catalog")
     p = sub.add_parser("migrate", help="the customer moves an entitlement to another product")
-    p.add_argument("entitlement")
-    p.add_argument("--product", required=True)
-    p.add_argument("--plan")
-    p.add_argument("--offer")
+    p.add_argument("entitlement", help="the entitlement id or name")
+    p.add_argument("--product", required=True, help="the product moved to")
+    p.add_argument("--plan", help="the plan on the new product")
+    p.add_argument("--offer", help="an offer id of the new product's catalog")
     sub.add_parser(
         "disable-billing", help="the customer disables billing: the account's orders end"
-    ).add_argument("account")
+    ).add_argument("account", help="the account id or name")
     p = sub.add_parser("cancel", help="the customer cancels")
-    p.add_argument("entitlement")
-    p.add_argument("--at-term-end", action="store_true", default=None)
+    p.add_argument("entitlement", help="the entitlement id or name")
+    p.add_argument(
+        "--at-term-end",
+        action="store_true",
+        default=None,
+        help="cancel when the term ends (pending cancellation) instead of now",
+    )
     p = sub.add_parser("end-offer", help="the current offer ends")
-    p.add_argument("entitlement")
+    p.add_argument("entitlement", help="the entitlement id or name")
     p.add_argument("--cancel", action="store_true", help="cancel instead of carrying on")
     for name, text in [
         ("revert-cancellation", "the customer takes back a pending cancellation"),
@@ -309,22 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
         ("renew", "the term renews now"),
         ("delete-entitlement", "Google deletes a cancelled entitlement"),
     ]:
-        sub.add_parser(name, help=text).add_argument("entitlement")
+        sub.add_parser(name, help=text).add_argument(
+            "entitlement", help="the entitlement id or name"
+        )
     sub.add_parser("delete-account", help="the customer's account is deleted").add_argument(
-        "account"
+        "account", help="the account id or name"
     )
-    p = sub.add_parser("signup-token", help="mint the sign-up JWT for an account")
-    p.add_argument("account")
-    p.add_argument("--audience", required=True)
-    p.add_argument("--ttl", type=int, default=None, metavar="SECONDS")
+    p = sub.add_parser("signup-token", help="mint the sign-up JWT for an account (prints it bare)")
+    p.add_argument("account", help="the account id")
+    p.add_argument("--audience", required=True, help="the JWT's aud: your product's domain")
+    p.add_argument(
+        "--ttl", type=int, default=None, metavar="SECONDS", help="validity (default 5 minutes)"
+    )
     p = sub.add_parser("reports", help="usage reports Service Control accepted")
-    p.add_argument("--service")
+    p.add_argument("--service", help="only this service's reports")
     p = sub.add_parser("faults", help="fault injection: set FILE|JSON, clear, show")
-    p.add_argument("action", choices=["set", "clear", "show"])
-    p.add_argument("settings", nargs="?")
+    p.add_argument("action", choices=["set", "clear", "show"], help="set, clear or show")
+    p.add_argument("settings", nargs="?", help="set: a JSON object, or a file holding one")
     sub.add_parser("reset", help="forget all state")
     sub.add_parser("advance-clock", help="move the clock forward").add_argument(
-        "seconds", type=float
+        "seconds", type=float, help="how far, in seconds"
     )
     sub.add_parser("notifications", help="notifications published for the provider")
     sub.add_parser("products", help="the provider's product catalog")
@@ -334,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a key file for the emulator's token endpoint, linked to --provider",
     )
     p.add_argument("--name", default="marketplace-backend", help="the account id (before @)")
-    p.add_argument("--project", default="emulator-project")
+    p.add_argument(
+        "--project", default="emulator-project", help="the project in the account's email"
+    )
     p.add_argument(
         "--scope",
         action="append",
@@ -342,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="only these scopes may be granted to the key (repeat; default: any)",
     )
+    for name, command in sub.choices.items():  # as in marketplace-saas, every answer takes --json
+        if name != "serve":
+            command.add_argument(
+                "--json",
+                action="store_true",
+                help="print the answer as JSON (the default, but for signup-token's bare token)",
+            )
     return parser
 
 
@@ -353,11 +391,20 @@ def main(argv: Sequence[str] | None = None, transport: httpx.BaseTransport | Non
     try:
         result = _run_client(args, client)
     except CliError as exc:
-        print(f"marketplace-emulator: error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return exc.code
     finally:
         client.close()
-    print(json.dumps(result, indent=2, sort_keys=True))
+    try:
+        if args.command == "signup-token" and not args.json:
+            print(result["token"])
+        else:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader went away
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return 0
 
 

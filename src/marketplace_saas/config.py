@@ -1,16 +1,19 @@
 """One validated settings object, read from the environment or a `.env` file.
 
 Variable names are the contract of DESIGN.md ("Configuration"). Outside the sandbox the settings
-refuse unsafe defaults (no usage API tokens, a guessable session secret, an anonymous procurement
-client pointed at Google).
+refuse unsafe defaults (no project, a short session secret); the web app (`serve`) also refuses
+to start without SESSION_SECRET (`require_session_secret`), which the other commands do not need.
+`describe_invalid(error)` turns pydantic's validation error into the project's own sentences.
 """
 
 from __future__ import annotations
 
+import functools
+import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from marketplace_saas.domain.signup import (
@@ -22,7 +25,6 @@ from marketplace_saas.domain.signup import (
 )
 
 SANDBOX_PROJECT = "sandbox"
-SANDBOX_SESSION_SECRET = "sandbox-only-session-secret-not-for-production"  # noqa: S105
 CLOUD_COMMERCE_PARTNER_ISS = (
     "https://www.googleapis.com/robot/v1/metadata/x509/"
     "cloud-commerce-partner@system.gserviceaccount.com"
@@ -31,8 +33,16 @@ CLOUD_COMMERCE_PARTNER_ISS = (
 GOOGLE_OIDC_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
+@functools.cache
+def _process_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 class ConfigurationError(ValueError):
     """The configuration is unusable; the message says which variable and why."""
+
+
+SESSION_SECRET_RULE = "SESSION_SECRET must be set to at least 32 random characters"  # noqa: S105
 
 
 def _csv(value: object) -> object:
@@ -149,10 +159,8 @@ class Settings(BaseSettings):
 
     def _refuse_unsafe_defaults(self) -> None:
         problems = []
-        if self.session_secret is None or len(self.session_secret.get_secret_value()) < 32:
-            problems.append("SESSION_SECRET must be set to at least 32 random characters")
-        if self.session_secret and self.session_secret.get_secret_value() == SANDBOX_SESSION_SECRET:
-            problems.append("SESSION_SECRET must not be the sandbox secret")
+        if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
+            problems.append(SESSION_SECRET_RULE)
         if self.google_cloud_project is None:
             problems.append("GOOGLE_CLOUD_PROJECT must be set outside the sandbox")
         if problems:
@@ -182,9 +190,32 @@ class Settings(BaseSettings):
 
     @property
     def session_secret_value(self) -> str:
+        """SESSION_SECRET; in the sandbox without one, a random secret for this process (`serve`
+        sets the sandbox's own, kept across restarts: entrypoints/sandbox.py)."""
         if self.session_secret is not None:
             return self.session_secret.get_secret_value()
-        return SANDBOX_SESSION_SECRET
+        if not self.sandbox:
+            raise ConfigurationError(f"unsafe configuration: {SESSION_SECRET_RULE}")
+        return _process_secret()
+
+    def require_session_secret(self) -> None:
+        """The web app signs sessions: outside the sandbox it needs SESSION_SECRET (the commands
+        that only read or decide do not)."""
+        self.session_secret_value  # noqa: B018 - raises ConfigurationError when unusable
 
     def usage_tokens(self) -> set[str]:
         return {token.get_secret_value() for token in self.usage_api_tokens}
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line per problem, in the project's words: our own ConfigurationError's message, or
+    `VARIABLE: what pydantic found wrong` (without its input dump and link)."""
+    lines = []
+    for problem in error.errors():
+        cause = (problem.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigurationError):
+            lines.append(str(cause))
+            continue
+        where = ".".join(str(part) for part in problem["loc"])
+        lines.append(f"{where}: {problem['msg']}" if where else str(problem["msg"]))
+    return "; ".join(lines)

@@ -8,7 +8,8 @@ Hashes are scrypt (standard library) with a random 16-byte salt, written by
 holds no `:` or `,` so that it fits in the variable.
 
 In the sandbox, with no operators configured, there is one operator `admin` whose random password
-is made once per process (`sandbox_password()`; `serve` prints it at start).
+is made once per process (`sandbox_password()`), or kept with the sandbox's state: `serve` sets it
+with `use_sandbox_password()` and prints it at start.
 """
 
 from __future__ import annotations
@@ -76,13 +77,14 @@ def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     )
 
 
-def hash_password(password: str) -> str:
-    """A salted scrypt hash of `password`, in the text form ADMIN_OPERATORS takes."""
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """A salted scrypt hash of `password` (a random salt unless given), in the text form
+    ADMIN_OPERATORS takes."""
     if not password:
         raise ValueError("the password is empty")
     if len(password) > MAX_PASSWORD:
         raise ValueError(f"the password is longer than {MAX_PASSWORD} characters")
-    salt = secrets.token_bytes(SALT_BYTES)
+    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
     key = _derive(password, salt, N, R, P)
     return f"{SCHEME}.{N}.{R}.{P}.{_b64(salt)}.{_b64(key)}"
 
@@ -114,15 +116,30 @@ def verify_password(password: str, password_hash: str) -> bool:
     return hmac.compare_digest(_derive(password, salt, n, r, p), key)
 
 
-@functools.cache
+_sandbox_password: list[str] = []
+
+
+def use_sandbox_password(password: str) -> None:
+    """The sandbox operator's password from now on (the one kept with the sandbox's state)."""
+    _sandbox_password[:] = [password]
+    _sandbox_hash.cache_clear()
+
+
 def sandbox_password() -> str:
-    """The sandbox operator's password: random, made once per process."""
-    return secrets.token_urlsafe(12)
+    """The sandbox operator's password: the one set by `use_sandbox_password`, else random,
+    made once per process."""
+    if not _sandbox_password:
+        _sandbox_password.append(secrets.token_urlsafe(12))
+    return _sandbox_password[0]
 
 
 @functools.cache
 def _sandbox_hash() -> str:
-    return hash_password(sandbox_password())
+    # The salt follows from the (random, kept) password, so that a restart of the sandbox makes
+    # the same hash: sessions carry its fingerprint and stay valid across the restart.
+    password = sandbox_password()
+    salt = hashlib.sha256(b"marketplace-saas sandbox salt:" + password.encode()).digest()
+    return hash_password(password, salt=salt[:SALT_BYTES])
 
 
 @functools.cache

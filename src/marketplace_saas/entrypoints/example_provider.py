@@ -32,6 +32,16 @@ HOST = "127.0.0.1"
 class ExampleProvider:
     url: str
     process: subprocess.Popen[bytes]
+    port: int
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the app listens; RuntimeError (and the app stopped) when it does not."""
+        deadline = time.monotonic() + timeout
+        while not _listening(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the example provider app did not start on port {self.port}")
+            time.sleep(0.05)
 
     @property
     def hooks_url(self) -> str:
@@ -61,8 +71,10 @@ def start_example_provider(
     usage_token: str | None = None,
     data_dir: Path | None = None,
     timeout: float = 30.0,
+    wait: bool = True,
 ) -> ExampleProvider | None:
-    """Start the app on `port` and wait until it listens; None when the app is not installed."""
+    """Start the app on `port` and (unless `wait` is False: call `wait_ready()` later) wait until
+    it listens; None when the app is not installed."""
     if not APP.exists():
         return None
     data = data_dir or Path("provider-data")
@@ -72,13 +84,9 @@ def start_example_provider(
     if usage_token:
         env["USAGE_API_TOKEN"] = usage_token
     process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and file
-    provider = ExampleProvider(f"http://{HOST}:{port}", process)
-    deadline = time.monotonic() + timeout
-    while not _listening(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            provider.stop()
-            raise RuntimeError(f"the example provider app did not start on port {port}")
-        time.sleep(0.05)
+    provider = ExampleProvider(f"http://{HOST}:{port}", process, port)
+    if wait:
+        provider.wait_ready(timeout)
     return provider
 
 
@@ -93,7 +101,7 @@ def _free_port() -> int:
 
 
 def attach_example_provider(
-    settings: Settings, backend_url: str
+    settings: Settings, backend_url: str, *, wait: bool = True
 ) -> tuple[Settings, ExampleProvider | None]:
     """Sandbox only: run the example app and make it the hook receiver (and a usage client).
 
@@ -112,6 +120,7 @@ def attach_example_provider(
         backend_url=backend_url,
         secret=webhook_secrets(settings)[0],
         usage_token=tokens[0],
+        wait=wait,
     )
     if provider is None:
         return settings, None

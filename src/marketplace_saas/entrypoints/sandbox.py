@@ -12,6 +12,9 @@ that production commands never load it).
     sandbox_state_dir(settings)            where the sandbox keeps what outlives a restart:
                                            `X.sandbox/` beside a SQLite file `X.db`; the
                                            emulator's state file is `emulator-state.jsonl` there
+    sandbox_secrets(settings)              the admin password and the session secret, random
+                                           once per sandbox, kept in `secrets.json` there (0600)
+    require_loopback(host, allow_remote)   loopback only, unless told otherwise
 
 The emulator's products get the backend's sign-up and login URLs (`/signup`, `/login`) and the
 sandbox's sign-up audience, so its buyer's page (`{emulator}/marketplace`) sends buyers here.
@@ -19,13 +22,16 @@ sandbox's sign-up audience, so its buyer's page (`{emulator}/marketplace`) sends
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marketplace_saas.config import Settings
+from marketplace_saas.config import ConfigurationError, Settings
 
 EMULATOR_PORT = 8780
 EMULATOR_HOST = "127.0.0.1"
@@ -50,6 +56,9 @@ def client_settings(settings: Settings) -> Settings:
     return _aimed_at(settings, url)
 
 
+SECRETS_FILE = "secrets.json"
+
+
 def sandbox_state_dir(settings: Settings) -> Path | None:
     """`X.sandbox/` beside the SQLite file `X.db` (`marketplace.db` -> `marketplace.sandbox/`);
     None when the database is not a SQLite file (in memory, PostgreSQL): nothing is kept then."""
@@ -65,6 +74,59 @@ def emulator_state_file(settings: Settings) -> Path | None:
 
     folder = sandbox_state_dir(settings)
     return folder / STATE_FILE_NAME if folder is not None else None
+
+
+@dataclass(frozen=True)
+class SandboxSecrets:
+    admin_password: str
+    session_secret: str
+    path: Path | None  # None: made for this process only
+
+
+def sandbox_secrets(settings: Settings) -> SandboxSecrets:
+    """The sandbox's admin password and session secret: read from `secrets.json` in the state
+    directory, or made there (mode 0600) on the first start; random per process without one."""
+    state = sandbox_state_dir(settings)
+    if state is None:
+        return SandboxSecrets(secrets.token_urlsafe(12), secrets.token_urlsafe(32), None)
+    path = state / SECRETS_FILE
+    if not path.exists():
+        fresh = {
+            "admin_password": secrets.token_urlsafe(12),
+            "session_secret": secrets.token_urlsafe(32),
+        }
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(fresh, out, indent=2)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return SandboxSecrets(str(data["admin_password"]), str(data["session_secret"]), path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(
+            f"the sandbox's secrets file {path} cannot be read ({exc}); "
+            "delete it to make new ones (signed-in sessions end)"
+        ) from None
+
+
+def require_loopback(host: str, *, allow_remote: bool) -> None:
+    """The sandbox's console and emulator take no real credentials: serve them on loopback only,
+    unless the operator says `--allow-remote`."""
+    if allow_remote or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigurationError(
+            f"the sandbox listens on loopback only, not on {host!r}: anyone who reaches it can "
+            "buy, approve and cancel. Use --host 127.0.0.1, or --allow-remote if you mean it"
+        )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -101,10 +163,12 @@ def start_sandbox(
 ) -> Sandbox:
     """Start the emulator in this process and aim `settings` at it."""
     from marketplace_emulator.server import Emulator, run_in_thread
-    from marketplace_saas.adapters import pubsub
 
-    pubsub.use_emulator_from(settings)
-    through_pubsub = bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
+    through_pubsub = bool(settings.pubsub_emulator_host or os.environ.get("PUBSUB_EMULATOR_HOST"))
+    if through_pubsub:  # Google's Pub/Sub client (grpc) is loaded only when it is used
+        from marketplace_saas.adapters import pubsub
+
+        pubsub.use_emulator_from(settings)
     push_endpoint = None if through_pubsub else backend_url.rstrip("/") + "/pubsub/push"
     if emulator_port is None:
         emulator_port = EMULATOR_PORT if _port_free(EMULATOR_HOST, EMULATOR_PORT) else 0

@@ -204,6 +204,29 @@ def test_sign_up_pages_and_console_422_answers_carry_the_strict_headers(
     assert "strict-transport-security" not in invalid_api.headers  # the sandbox is plain HTTP
 
 
+def test_pages_for_people_and_html_error_pages_carry_the_strict_headers(
+    sandbox_client: TestClient,
+) -> None:
+    """The start page, `GET /login`'s explanation and the HTML 404/405 pages (home.py) get the
+    same headers as every other answer; a JSON surface's 404 too."""
+    for path in ("/", "/login"):
+        page = sandbox_client.get(path)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        _strict(page)
+    missing = sandbox_client.get("/no-such-page")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("text/html")
+    _strict(missing)
+    wrong_method = sandbox_client.delete("/signup")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"].startswith("text/html")
+    _strict(wrong_method)
+    json_missing = sandbox_client.get("/api/v1/no-such-thing")
+    assert json_missing.status_code in (401, 404)
+    _strict(json_missing)
+
+
 def test_production_answers_carry_hsts_unless_a_proxy_adds_it(
     make_container: ContainerFactory,
 ) -> None:

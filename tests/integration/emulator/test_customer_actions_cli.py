@@ -77,7 +77,7 @@ def test_faults_set_from_json_or_a_file_show_and_clear(run: Cli, tmp_path: Path)
 
 def test_signup_token_and_reports_reach_their_endpoints(run: Cli) -> None:
     run.ok("purchase", "--product", "example-product", "--plan", "basic", "--account", "a2")
-    token = run.ok("signup-token", "a2", "--audience", "isv.example.com")["token"]
+    token = run.ok("signup-token", "a2", "--audience", "isv.example.com", "--json")["token"]
     assert token.count(".") == 2
     assert isinstance(run.ok("reports"), dict)
     assert isinstance(run.ok("reports", "--service", "example-product"), dict)

@@ -1,4 +1,5 @@
-"""Engines and sessions for SQLite (default) and PostgreSQL."""
+"""Engines and sessions for SQLite (default) and PostgreSQL; `check_database(url)` says in one
+sentence why a DATABASE_URL cannot be used (unparsable, no driver, unreachable)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
+
+from marketplace_saas.config import ConfigurationError
 
 
 def normalise_url(url: str) -> str:
@@ -60,3 +63,37 @@ def sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database or "")
+
+
+def check_database(url: str, *, connect_timeout: int = 10) -> None:
+    """Parse `url`, load its driver and connect once; a ConfigurationError naming DATABASE_URL
+    and the problem when any of these fails."""
+    try:
+        parsed = sa.engine.make_url(normalise_url(url))
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(
+            "DATABASE_URL is not a database URL (expected e.g. sqlite:///marketplace.db or "
+            "postgresql://user@host/db)"
+        ) from None
+    shown = safe_url(url)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise ConfigurationError(
+            f"DATABASE_URL {shown}: no driver for {parsed.drivername!r} is installed ({exc}); "
+            "this service supports sqlite:// and postgresql://"
+        ) from None
+    args = {} if parsed.get_backend_name() == "sqlite" else {"connect_timeout": connect_timeout}
+    engine = create_engine(url, connect_args=args) if args else create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        hint = ""
+        database = sqlite_file(url)
+        if database is not None and not database.parent.is_dir():
+            hint = f" (the directory {database.parent} does not exist)"
+        raise ConfigurationError(f"DATABASE_URL {shown}: cannot connect: {reason}{hint}") from None
+    finally:
+        engine.dispose()

@@ -6,7 +6,7 @@ The parser is built from the modules in `COMMAND_MODULES`; each module under
 `entrypoints/cli/` exposes `register(subparsers)` and sets `run=` on its parsers (a function of
 the parsed arguments returning an exit code). Errors end as one line on stderr and a non-zero
 exit: 1 for a refusal or an unknown id, 2 for bad usage or configuration, 75 when Google is
-unavailable (try again later).
+unavailable (try again later). `--debug` adds the traceback behind the line.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
+from google.auth.exceptions import DefaultCredentialsError
 from pydantic import ValidationError
 
 from marketplace_saas.adapters.credentials import CredentialsError
@@ -23,13 +25,14 @@ from marketplace_saas.adapters.procurement_errors import (
     ProcurementError,
     TransientProcurementError,
 )
-from marketplace_saas.config import ConfigurationError
+from marketplace_saas.config import ConfigurationError, describe_invalid
 from marketplace_saas.domain.errors import MarketplaceError, ResourceNotFound
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_TEMPFAIL,
     CliError,
+    quiet_broken_pipe,
     setup_logging,
 )
 
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=None, help="DEBUG, INFO, WARNING (default: INFO for serve/listen)"
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback behind an error message"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"marketplace_saas.entrypoints.cli.{name}")
@@ -77,26 +83,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args)
     try:
         return int(run(args) or 0)
-    except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ResourceNotFound as exc:
-        print(f"error: not found: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except MarketplaceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except CredentialsError as exc:
-        print(f"error: credentials: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (ConfigurationError, ValidationError) as exc:
-        print(f"error: configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except TransientProcurementError as exc:
-        print(f"error: the Procurement API is unavailable, try again later: {exc}", file=sys.stderr)
-        return EXIT_TEMPFAIL
-    except ProcurementError as exc:
-        print(f"error: Google refused: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except Exception as exc:
+        explained = explain(exc)
+        if explained is None:
+            raise
+        message, code = explained
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def explain(exc: Exception) -> tuple[str, int] | None:
+    """The one line and exit code for an error a user can act on; None for a bug."""
+    if isinstance(exc, CliError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, ResourceNotFound):
+        return f"not found: {exc}", EXIT_FAILURE
+    if isinstance(exc, MarketplaceError):
+        return str(exc), EXIT_FAILURE
+    if isinstance(exc, CredentialsError):
+        return f"credentials: {exc}", EXIT_CONFIG
+    if isinstance(exc, ConfigurationError):
+        return f"configuration: {exc}", EXIT_CONFIG
+    if isinstance(exc, ValidationError):
+        return f"configuration: {describe_invalid(exc)}", EXIT_CONFIG
+    if isinstance(exc, DefaultCredentialsError):
+        return f"configuration: GOOGLE_APPLICATION_CREDENTIALS: {exc}", EXIT_CONFIG
+    if isinstance(exc, TransientProcurementError):
+        return f"the Procurement API is unavailable, try again later: {exc}", EXIT_TEMPFAIL
+    if isinstance(exc, ProcurementError):
+        return f"Google refused: {exc}", EXIT_FAILURE
+    return None

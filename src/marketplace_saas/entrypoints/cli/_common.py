@@ -25,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_TEMPFAIL = 75
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 
 OPERATOR = "operator:cli"
 LONG_RUNNING = {"serve", "listen"}
@@ -77,15 +78,33 @@ def load_settings() -> Settings:
 
 
 @contextmanager
-def open_container(settings: Settings | None = None) -> Iterator[Container]:
-    """The container for a command: bootstrap(), with the Google API calls measured."""
+def open_container(
+    settings: Settings | None = None, *, wrap_procurement: Callable[[Any], Any] | None = None
+) -> Iterator[Container]:
+    """The container for a command: bootstrap(), with the Google API calls measured (and the
+    Procurement gateway wrapped by `wrap_procurement`, e.g. to show a listing's progress)."""
+    from marketplace_saas.adapters.db.engine import check_database
     from marketplace_saas.bootstrap import bootstrap
 
-    container = bootstrap(settings or load_settings(), instrument=True)
+    settings = settings or load_settings()
+    check_database(settings.database_url)
+    container = bootstrap(settings, instrument=True)
+    if wrap_procurement is not None:
+        container.procurement = wrap_procurement(container.procurement)
     try:
         yield container
     finally:
         container.close()
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of stdout went away (`... | head`): stop quietly, as a Unix tool does.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def stop_on_signals() -> threading.Event:

@@ -1,10 +1,12 @@
 """`serve`: the whole backend in one process, until SIGINT or SIGTERM.
 
-Start: (sandbox: the emulator; otherwise the go-live preflight: credentials, provider id and, when
-pulling, the subscription's topic, refusing to start on a failure) -> `db upgrade` -> web app
-(uvicorn, in a thread) -> listener (pull, unless notifications are pushed) -> scheduler (the jobs
-of `entrypoints/jobs.py`). Stop, in reverse: the scheduler finishes its running job, the listener
-its in-flight messages, uvicorn its open requests; then the emulator stops. Exit 0.
+Start: (sandbox: loopback only unless --allow-remote; its secrets, kept beside the database; the
+emulator. Otherwise the go-live preflight: credentials, provider id and, when pulling, the
+subscription's topic, refusing to start on a failure) -> `db upgrade` -> web app (uvicorn, in a
+thread) -> listener (pull, unless notifications are pushed) -> scheduler (the jobs of
+`entrypoints/jobs.py`). The example app, when configured, starts in its own process alongside.
+Stop, in reverse: the scheduler finishes its running job, the listener its in-flight messages,
+uvicorn its open requests; then the emulator stops. Exit code 0.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from marketplace_saas.adapters.db import migrate
-from marketplace_saas.adapters.operators import OperatorDirectory, sandbox_password
+from marketplace_saas.adapters.db.engine import check_database
+from marketplace_saas.adapters.operators import (
+    OperatorDirectory,
+    sandbox_password,
+    use_sandbox_password,
+)
 from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
@@ -29,16 +36,24 @@ from marketplace_saas.entrypoints.cli._common import (
 )
 from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
 from marketplace_saas.entrypoints.jobs import jobs
-from marketplace_saas.entrypoints.listener import Listener, ListenerError, processing_callback
+from marketplace_saas.entrypoints.sandbox import require_loopback
 from marketplace_saas.entrypoints.scheduler import Scheduler
 from marketplace_saas.entrypoints.web.app import create_app
 from marketplace_saas.entrypoints.web.push import push_auth_missing
 
+if TYPE_CHECKING:
+    from marketplace_saas.entrypoints.listener import Listener
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="web app, listener and scheduler in one process")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="sandbox: listen on a non-loopback --host anyway (anyone who reaches it can act)",
+    )
     parser.add_argument(
         "--no-listener",
         action="store_true",
@@ -96,7 +111,20 @@ def run(args: argparse.Namespace) -> int:
             "to receive notifications by pull (the push endpoint then stays disabled)"
         )
     backend_url = _local_url(args.host, args.port)
+    state_line = None
+    if settings.sandbox:
+        require_loopback(args.host, allow_remote=args.allow_remote)
+    check_database(settings.database_url)
+    if settings.sandbox:
+        settings, state_line = _sandbox_secrets(settings)
+    settings.require_session_secret()
+    if not settings.sandbox:
+        refuse_unless_ready(settings, pull=not args.no_listener)
     with ExitStack() as stack:
+        # The example app (its own process) starts while the emulator and the migrations do.
+        settings, provider_app = attach_example_provider(settings, backend_url, wait=False)
+        if provider_app is not None:
+            stack.callback(provider_app.stop)
         sandbox = None
         if settings.sandbox:
             from marketplace_saas.entrypoints.sandbox import start_sandbox
@@ -104,11 +132,6 @@ def run(args: argparse.Namespace) -> int:
             sandbox = start_sandbox(settings, backend_url, emulator_port=args.emulator_port)
             stack.callback(sandbox.stop)
             settings = sandbox.settings
-        else:
-            refuse_unless_ready(settings, pull=not args.no_listener)
-        settings, provider_app = attach_example_provider(settings, backend_url)
-        if provider_app is not None:
-            stack.callback(provider_app.stop)
         migrate.upgrade(settings.database_url)
         container = stack.enter_context(open_container(settings))
 
@@ -118,18 +141,25 @@ def run(args: argparse.Namespace) -> int:
 
         listener = None
         pull = not args.no_listener and (sandbox is None or sandbox.delivery == "pubsub")
-        if pull:
+        if pull:  # Google's Pub/Sub client (grpc) is loaded only when it is used
+            from marketplace_saas.entrypoints.listener import Listener, processing_callback
+
             listener = Listener(settings, processing_callback(container))
             listener.start()
             stack.callback(listener.stop)
 
+        if provider_app is not None:  # before the hook dispatcher calls it
+            provider_app.wait_ready()
         scheduler = Scheduler(container, jobs(settings))
         scheduler.start()
         stack.callback(scheduler.stop)
 
-        print(banner(settings, backend_url, sandbox, listener, provider_app), flush=True)
+        text = banner(settings, backend_url, sandbox, listener, provider_app, state_line)
+        print(text, flush=True)
         while not stop.wait(0.5):
             if listener is not None and listener.failed is not None:
+                from marketplace_saas.entrypoints.listener import ListenerError
+
                 error = listener.failed
                 raise CliError(
                     str(ListenerError(_describe(error, listener.subscription)))
@@ -154,6 +184,21 @@ def refuse_unless_ready(settings: Settings, *, pull: bool) -> None:
         )
 
 
+def _sandbox_secrets(settings: Settings) -> tuple[Settings, str]:
+    """Take the sandbox's kept admin password and session secret (SESSION_SECRET, when set,
+    wins). Returns the settings and the banner's `sandbox state` line."""
+    from pydantic import SecretStr
+
+    from marketplace_saas.entrypoints.sandbox import sandbox_secrets
+
+    kept = sandbox_secrets(settings)
+    use_sandbox_password(kept.admin_password)
+    if settings.session_secret is None:
+        settings = settings.model_copy(update={"session_secret": SecretStr(kept.session_secret)})
+    where = str(kept.path.parent) if kept.path else "nowhere (the database is not a SQLite file)"
+    return settings, where
+
+
 def _describe(error: BaseException, subscription: str) -> str:
     from marketplace_saas.entrypoints.listener import describe
 
@@ -166,6 +211,7 @@ def banner(
     sandbox: Any,
     listener: Listener | None,
     provider_app: ExampleProvider | None = None,
+    state: str | None = None,
 ) -> str:
     lines = [
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
@@ -183,6 +229,11 @@ def banner(
     ]
     if OperatorDirectory.from_settings(settings).sandbox_default:
         lines.append(f"  admin sign-in  admin / {sandbox_password()}  (sandbox only)")
+    if sandbox is not None and settings.usage_tokens():
+        token = sorted(settings.usage_tokens())[0]
+        lines.append(f"  usage API      POST {url}/v1/usage  (Authorization: Bearer {token})")
+    if state is not None:
+        lines.append(f"  sandbox state  {state}  (kept across restarts)")
     if listener is not None:
         lines.append(f"  listening on   {listener.subscription}")
     if provider_app is not None:

@@ -1,8 +1,9 @@
 """`usage show ENTITLEMENT`, `usage pending` and `report-usage [--once] [--dry-run] [--now TIME]`.
 
-`report-usage` exits 1 when any window was rejected or is left to retry; its progress goes to
-stderr (a bar on a terminal, a line per tenth otherwise). A run that finds another run reporting
-says so on stderr, sends nothing and exits 0: nothing of its own failed.
+`report-usage` exits 1 when any window was rejected or is left to retry; it refuses a `--now` later
+than the clock (an hour that has not ended would be closed and sent) unless `--allow-future`; its
+progress goes to stderr (a bar on a terminal, a line per tenth otherwise). A run that finds
+another run reporting says so on stderr, sends nothing and exits 0: nothing of its own failed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from marketplace_saas.domain.usage import next_report_at
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
+    SYNC_HINT,
     CliError,
+    NotFound,
+    bare_id,
     open_container,
     stop_on_signals,
 )
@@ -59,6 +63,11 @@ def register(subparsers: Any) -> None:
         "--dry-run", action="store_true", help="print what would be sent; change nothing"
     )
     report.add_argument("--now", metavar="TIME", help="the reporter's current time (RFC 3339)")
+    report.add_argument(
+        "--allow-future",
+        action="store_true",
+        help="accept a --now later than the clock (tests: it closes hours not yet ended)",
+    )
     add_json_flag(report)
     report.set_defaults(run=run_report)
 
@@ -70,10 +79,15 @@ def _pairs(values: dict[str, str]) -> str:
 def run_show(args: argparse.Namespace) -> int:
     from marketplace_saas.service.metering.history import usage_history
 
+    entitlement = bare_id(args.entitlement)
     with open_container() as container:
-        windows = usage_history(container, args.entitlement)
+        windows = usage_history(container, entitlement)
+        if not windows:
+            with container.console() as reads:
+                if reads.entitlement(entitlement) is None:
+                    raise NotFound(f"entitlement {args.entitlement}", hint=SYNC_HINT)
     if args.json:
-        print_json({"entitlement": args.entitlement, "windows": windows})
+        print_json({"entitlement": entitlement, "windows": windows})
         return 0
     rows = [
         {**w, "ingested_text": _pairs(w["ingested"]), "reported_text": _pairs(w["reported"])}
@@ -127,21 +141,30 @@ class Progress:
             self.stream.flush()
 
 
-def _parse_now(text: str | None) -> datetime | None:
+def _parse_now(text: str | None, *, allow_future: bool) -> datetime | None:
     if text is None:
         return None
     from marketplace_saas.domain.time import parse_rfc3339
 
     try:
-        return parse_rfc3339(text)
+        now = parse_rfc3339(text)
     except ValueError as exc:
         raise CliError(f"--now: {exc}", EXIT_CONFIG) from None
+    clock = datetime.now(now.tzinfo)
+    if now > clock and not allow_future:
+        raise CliError(
+            f"--now {text} is later than the clock ({clock.isoformat(timespec='seconds')}): "
+            "it would close and send hours that have not ended; "
+            "give --allow-future if that is what you mean (tests)",
+            EXIT_CONFIG,
+        )
+    return now
 
 
 def run_report(args: argparse.Namespace) -> int:
     from marketplace_saas.service.metering.report import report_usage
 
-    now = _parse_now(args.now)
+    now = _parse_now(args.now, allow_future=args.allow_future)
     if args.now and not args.once:
         raise CliError("--now needs --once (a fixed time cannot repeat hourly)", EXIT_CONFIG)
     stop = None if args.once or args.dry_run else stop_on_signals()

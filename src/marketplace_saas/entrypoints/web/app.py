@@ -24,7 +24,7 @@ from marketplace_saas.entrypoints.web.guards import GuardMiddleware
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
 
-ROUTER_MODULES = ["health", "push", "signup", "usage", "admin", "api_v1"]
+ROUTER_MODULES = ["health", "push", "signup", "usage", "admin", "api_v1", "home"]
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -63,6 +63,7 @@ def create_app(container: Container) -> FastAPI:
     for name in ROUTER_MODULES:
         module = importlib.import_module(f"marketplace_saas.entrypoints.web.{name}")
         app.include_router(module.router)
+    importlib.import_module("marketplace_saas.entrypoints.web.home").install_html_errors(app)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app

@@ -76,30 +76,52 @@ def _error(
     )
 
 
-def _no_token(request: Request) -> Response:
-    settings = get_container(request).settings
+# The sandbox says what was wrong with a pasted token (a real buyer never pastes one).
+PASTE_HINTS = {
+    "malformed": "Paste only the token that marketplace-emulator signup-token prints: three "
+    "parts separated by dots, nothing around it (older versions printed JSON around it).",
+    "wrong_audience": "The token was minted for another audience: mint it with "
+    "--audience {audience}.",
+    "expired": "The token has expired: mint a new one (--ttl SECONDS makes it last longer).",
+    "unknown_account": "The emulator has no such account: use an ACCOUNT id from "
+    "marketplace-saas accounts list.",
+    "unknown_kid": "The token was signed by another emulator (it was restarted, or is another "
+    "one): mint a new one from the sandbox's emulator.",
+}
+
+
+def _start_hint(settings: Any) -> dict[str, Any]:
+    """What the error page's "where sign-up starts" section needs (the sandbox's paste box)."""
     audience = settings.signup_audience or service.SANDBOX_AUDIENCE
+    return {"start_hint": True, "sandbox": settings.sandbox, "audience": audience}
+
+
+def _no_token(request: Request) -> Response:
     return _error(
         request,
         400,
         "Sign-up starts at Google Cloud Marketplace",
         "This page opens when you click \u201cSign up with provider\u201d on your order in Google "
         "Cloud Marketplace. It cannot be opened directly.",
-        start_hint=True,
-        sandbox=settings.sandbox,
-        audience=audience,
+        **_start_hint(get_container(request).settings),
     )
 
 
 def _refused(request: Request, exc: service.SignupError) -> Response:
     if isinstance(exc, service.SignupRefused):
+        hint = _start_hint(get_container(request).settings)
+        pasted = None
+        if hint["sandbox"]:
+            advice = PASTE_HINTS.get(exc.reason, "").format(audience=hint["audience"])
+            pasted = f"The pasted token was refused ({exc.reason}). {advice}".strip()
         return _error(
             request,
             401,
             "We couldn't verify your sign-up link",
             f"{exc.message} Sign-up links are valid for a few minutes: please go back to Google "
             "Cloud Marketplace and click \u201cSign up with provider\u201d again.",
-            start_hint=True,
+            pasted=pasted,
+            **hint,
         )
     return _error(
         request,

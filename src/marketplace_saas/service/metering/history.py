@@ -17,7 +17,7 @@ def usage_history(app: MeteringApp, entitlement_id: str) -> list[dict[str, Any]]
     with app.reading() as uow:
         for start, metric, total in uow.usage.ingested(entitlement_id):
             window = windows.setdefault(start, _empty_window(start))
-            window["ingested"][metric] = str(total.normalize() if total else total)
+            window["ingested"][metric] = f"{total.normalize():f}" if total else str(total)
         for report in uow.usage.reports_of(entitlement_id):
             window = windows.setdefault(report.window_start, _empty_window(report.window_start))
             window.update(

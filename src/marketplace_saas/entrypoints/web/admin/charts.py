@@ -1,7 +1,9 @@
 """The hourly usage chart, drawn on the server: geometry here, markup in `_chart.html` (escaped).
 
 One chart per metric: for each hour, a bar of what was ingested (usage records, by the window
-they count in) and, beside it, a bar of what Google accepted (the report ledger).
+they count in) and, beside it, a bar of what Google accepted (the report ledger). Windows start
+where an entitlement's activation or plan change put them, not always on the hour: each counts in
+the hour it starts in (two windows of one hour, split by a plan change, add up).
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def hours(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
+def _by_hour(cells: dict[datetime, dict[str, Decimal]]) -> dict[datetime, dict[str, Decimal]]:
+    """Window start -> values, summed per whole hour."""
+    merged: dict[datetime, dict[str, Decimal]] = {}
+    for start, cell in cells.items():
+        slot = merged.setdefault(start.replace(minute=0, second=0, microsecond=0), {})
+        for name, value in cell.items():
+            slot[name] = slot.get(name, Decimal(0)) + value
+    return merged
+
+
 def build_charts(
     series: dict[str, dict[datetime, dict[str, Decimal]]], start: datetime, end: datetime
 ) -> list[Chart]:
@@ -71,7 +83,7 @@ def build_charts(
     bar_width = max(slot * 0.4, 1.0)
     baseline = HEIGHT - PAD_BOTTOM
     for metric in sorted(series):
-        cells = series[metric]
+        cells = _by_hour(series[metric])
         top = max(
             (v for cell in cells.values() for v in cell.values()), default=Decimal(0)
         ) or Decimal(1)

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response
 
 from marketplace_saas.adapters.operators import Operator
 from marketplace_saas.domain.usage import recent_hours
-from marketplace_saas.entrypoints.web.admin import charts, health
+from marketplace_saas.entrypoints.web.admin import charts, health, timeline
 from marketplace_saas.entrypoints.web.admin.common import (
     ADMIN_DIR,
     AdminRoute,
@@ -41,6 +41,11 @@ def _found(data: dict[str, Any] | None, missing: str) -> dict[str, Any]:
     if data is None:
         raise NotFound(missing)
     return data
+
+
+def _readable(entitlement: dict[str, Any]) -> dict[str, Any]:
+    """The entitlement's read model with its timeline as a person reads it."""
+    return {**entitlement, "timeline": timeline.readable(entitlement["timeline"])}
 
 
 @router.get("/static/{name}", include_in_schema=False)
@@ -140,7 +145,7 @@ def entitlement(
     return render(
         request,
         "admin/entitlement.html",
-        e=_found(data, f"There is no entitlement {entitlement_id!r} in our records."),
+        e=_readable(_found(data, f"There is no entitlement {entitlement_id!r} in our records.")),
         charts=charts.build_charts(series, start, end),
         hours=hours,
         section="entitlements",
