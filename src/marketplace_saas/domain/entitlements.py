@@ -180,10 +180,6 @@ def service_transition(
         hooks.append(Hook.ENTITLEMENT_PENDING_CANCELLATION)
     if before.state == PENDING_CANCELLATION and on and new_state != PENDING_CANCELLATION:
         hooks.append(Hook.ENTITLEMENT_CANCELLATION_REVERTED)
-    if turned_off:
-        hooks.append(
-            Hook.ENTITLEMENT_SUSPENDED if new_state == SUSPENDED else Hook.ENTITLEMENT_CANCELLED
-        )
     renewed = on and event_type == EventType.ENTITLEMENT_RENEWED
     if renewed and after is not None and before.offer_end_time != after.offer_end_time:
         hooks.append(Hook.ENTITLEMENT_RENEWED)
@@ -199,6 +195,10 @@ def service_transition(
         )
         if moved_on or ended_here:
             hooks.append(Hook.ENTITLEMENT_OFFER_ENDED)
+    if turned_off:  # last: an offer that ended with the entitlement says so first
+        hooks.append(
+            Hook.ENTITLEMENT_SUSPENDED if new_state == SUSPENDED else Hook.ENTITLEMENT_CANCELLED
+        )
     return Transition(
         service_enabled=on,
         service_plan=plan,
