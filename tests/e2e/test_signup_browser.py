@@ -136,3 +136,55 @@ def test_a_buyer_signs_up_in_the_browser_and_the_service_turns_on(
     page.wait_for_url(f"{stack.url}/welcome")
     assert page.get_by_role("heading", level=1).inner_text() == "Welcome, Ada Lovelace"
     shot("4-welcome")
+
+
+def test_a_buyer_with_two_orders_sees_both_and_both_are_approved(
+    stack: Stack, page: Any, test_output_dir: Path, request: pytest.FixtureRequest
+) -> None:
+    """One account, two orders (the second under a private offer with an end date): the form
+    lists both, each named by the token's `google.orders`; sign-up approves both."""
+    shots = test_output_dir / "signup"
+    shots.mkdir(parents=True, exist_ok=True)
+    suffix = request.node.callspec.id
+    emulator = httpx.Client(base_url=stack.emulator.url, timeout=10)
+    request.addfinalizer(emulator.close)
+    first = emulator.post(
+        f"/emulator/v1/providers/{PROVIDER}/purchases",
+        json={"product": "example-product", "plan": "basic"},
+    ).json()
+    account_id = first["account"]["name"].rsplit("/", 1)[-1]
+    second = emulator.post(
+        f"/emulator/v1/providers/{PROVIDER}/purchases",
+        json={
+            "product": "example-product",
+            "plan": "pro",
+            "account": account_id,
+            "offer": {"endTime": "2030-06-30T00:00:00Z"},
+        },
+    ).json()
+    orders = [e["entitlement"]["name"].rsplit("/", 1)[-1] for e in (first, second)]
+    token = emulator.post(
+        "/emulator/v1/signupTokens", json={"account": account_id, "audience": AUDIENCE}
+    ).json()["token"]
+
+    page.goto("about:blank")
+    with page.expect_navigation(url=f"{stack.url}/signup"):
+        page.set_content(marketplace_page(f"{stack.url}/signup", token))
+    assert page.get_by_role("heading", name="Your purchases").is_visible()
+    assert page.get_by_text("2 orders on this billing account").is_visible()
+    for order in orders:
+        assert page.locator(f'[data-entitlement="{order}"][data-in-token="true"]').is_visible()
+    private = page.locator(f'[data-entitlement="{orders[1]}"]').inner_text()
+    assert "private offer" in private
+    assert "offer ends 2030-06-30" in private
+    page.screenshot(path=str(shots / f"orders-1-form-{suffix}.png"), full_page=True)
+
+    page.get_by_label("Your name").fill("Grace Hopper")
+    page.get_by_label("Work email").fill("grace@example.com")
+    page.get_by_label("Company").fill("Compilers Inc")
+    with page.expect_navigation(url=f"{stack.url}/signup/done"):
+        page.get_by_role("button", name="Complete sign-up").click()
+    page.screenshot(path=str(shots / f"orders-2-done-{suffix}.png"), full_page=True)
+    for order in orders:
+        state = emulator.get(f"/v1/providers/{PROVIDER}/entitlements/{order}").json()["state"]
+        assert state == "ENTITLEMENT_ACTIVE", order

@@ -180,24 +180,25 @@ def service_transition(
         hooks.append(Hook.ENTITLEMENT_PENDING_CANCELLATION)
     if before.state == PENDING_CANCELLATION and on and new_state != PENDING_CANCELLATION:
         hooks.append(Hook.ENTITLEMENT_CANCELLATION_REVERTED)
-    if turned_off:
-        hooks.append(
-            Hook.ENTITLEMENT_SUSPENDED if new_state == SUSPENDED else Hook.ENTITLEMENT_CANCELLED
-        )
     renewed = on and event_type == EventType.ENTITLEMENT_RENEWED
     if renewed and after is not None and before.offer_end_time != after.offer_end_time:
         hooks.append(Hook.ENTITLEMENT_RENEWED)
-    offer_ended = after is not None and event_type == EventType.ENTITLEMENT_OFFER_ENDED
-    if (
-        offer_ended
-        and after is not None
-        and (before.offer, before.offer_end_time)
-        != (
-            after.offer,
-            after.offer_end_time,
+    if event_type == EventType.ENTITLEMENT_OFFER_ENDED and after is not None:
+        moved_on = (before.offer, before.offer_end_time) != (after.offer, after.offer_end_time)
+        # An offer that ended without a new one: its end is past (usage-based, awaiting a plan
+        # change's approval) or the entitlement ended with it (cancelled `expired`).
+        ended_here = (
+            after.offer_end_time is not None
+            and after.update_time is not None
+            and after.offer_end_time <= after.update_time
+            and (turned_off or on)
         )
-    ):
-        hooks.append(Hook.ENTITLEMENT_OFFER_ENDED)
+        if moved_on or ended_here:
+            hooks.append(Hook.ENTITLEMENT_OFFER_ENDED)
+    if turned_off:  # last: an offer that ended with the entitlement says so first
+        hooks.append(
+            Hook.ENTITLEMENT_SUSPENDED if new_state == SUSPENDED else Hook.ENTITLEMENT_CANCELLED
+        )
     return Transition(
         service_enabled=on,
         service_plan=plan,

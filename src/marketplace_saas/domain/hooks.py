@@ -125,6 +125,8 @@ class EntitlementInfo:
     offer_end_time: str | None = None
     subscription_end_time: str | None = None
     cancellation_reason: str | None = None
+    # domain.offers.OfferTerms as a dict: offer duration or end, renewal, pending offer, migrated
+    offer_terms: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from marketplace_saas.domain.entitlements import EntitlementView
+from marketplace_saas.domain.offers import OfferTerms
 
 # One @, no spaces, a dot in the domain: strict enough to catch typos, loose enough for real
 # addresses (RFC 5321 limits the whole address to 254 characters).
@@ -54,29 +55,56 @@ class Visitor:
 
 @dataclass(frozen=True)
 class Purchase:
-    """One entitlement of the buyer's account, as the sign-up pages show it."""
+    """One entitlement (order) of the buyer's account, as the sign-up pages show it.
+
+    `named_in_token`: the sign-up token's `google.orders` names it. `offer_end_time` (RFC 3339)
+    and `private`: its offer's end and kind. A state of `NOT_FOUND` is an order the token names
+    that the account does not hold (or no longer holds) in service."""
 
     entitlement_id: str
     product: str | None
     plan: str | None
     state: str
+    named_in_token: bool = False
+    offer_end_time: str | None = None
+    private: bool = False
 
     @classmethod
-    def from_view(cls, view: EntitlementView) -> Purchase:
-        return cls(view.id, view.product, view.plan, view.state)
+    def from_view(cls, view: EntitlementView, orders: Sequence[str] = ()) -> Purchase:
+        terms = OfferTerms.of(view.raw, view.state)
+        named = view.id in orders or (view.order_id is not None and view.order_id in orders)
+        return cls(
+            view.id, view.product, view.plan, view.state, named, terms.end_time, terms.private
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Purchase | None:
         entitlement = data.get("entitlement_id")
         if not isinstance(entitlement, str):
             return None
-        product, plan = data.get("product"), data.get("plan")
+        product, plan, end = data.get("product"), data.get("plan"), data.get("offer_end_time")
         return cls(
             entitlement,
             product if isinstance(product, str) else None,
             plan if isinstance(plan, str) else None,
             str(data.get("state") or ""),
+            data.get("named_in_token") is True,
+            end if isinstance(end, str) else None,
+            data.get("private") is True,
         )
+
+    def with_state(self, state: str) -> Purchase:
+        return replace(self, state=state)
+
+
+NOT_FOUND = "NOT_FOUND"
+
+
+def orders_shown(purchases: Sequence[Purchase], orders: Sequence[str]) -> list[Purchase]:
+    """The account's orders, then each order the token names that is not among them."""
+    listed = {p.entitlement_id for p in purchases}
+    missing = [o for o in dict.fromkeys(orders) if o not in listed]
+    return [*purchases, *(Purchase(o, None, None, NOT_FOUND, named_in_token=True) for o in missing)]
 
 
 FieldKind = Literal["text", "email", "tel", "url", "select", "checkbox"]

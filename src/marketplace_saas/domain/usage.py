@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Context, Decimal
@@ -32,13 +32,14 @@ MAX_INTEGER_DIGITS = 28  # values stay below 10**28
 # (no `_`, no `+` sign, no spaces, no other scripts' digits). A JSON number is already in it.
 VALUE_GRAMMAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _EXACT = Context(prec=MAX_INTEGER_DIGITS + MAX_DECIMAL_PLACES + 2)
-RESERVED_LABELS = {
-    "resource_name": "cloudmarketplace.googleapis.com/resource_name",
-    "container_name": "cloudmarketplace.googleapis.com/container_name",
-}
-# Resource Manager label syntax (lowercase letters, digits, '_' and '-'; keys start with a letter).
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# Google's reserved usage-label keys (best-practices-labeling), and the short names a provider may
+# use for them in its records.
+RESOURCE_NAME_LABEL = "cloudmarketplace.googleapis.com/resource_name"
+CONTAINER_NAME_LABEL = "cloudmarketplace.googleapis.com/container_name"
+RESERVED_LABEL_KEYS = frozenset({RESOURCE_NAME_LABEL, CONTAINER_NAME_LABEL})
+RESERVED_LABELS = {"resource_name": RESOURCE_NAME_LABEL, "container_name": CONTAINER_NAME_LABEL}
+MAX_LABELS = 64
+MAX_LABEL_LENGTH = 63
 # (key, value) pairs already found valid; labels repeat from record to record.
 _VALID_LABELS: set[tuple[str, str]] = set()
 _VALID_LABELS_LIMIT = 10_000
@@ -254,33 +255,67 @@ def parse_time(raw: object, *, now: datetime, max_skew: timedelta) -> datetime:
     return moment
 
 
+def _label_char(ch: str) -> bool:
+    return ch in "_-" or ("0" <= ch <= "9") or (ch.isalpha() and not ch.isupper())
+
+
+def label_problem(labels: Mapping[str, str]) -> str | None:
+    """Why `labels` break Google's label syntax, or None when they follow it.
+
+    Resource Manager's rules, which Google asks usage labels to follow: at most 64 labels; keys
+    of 1 to 63 characters starting with a lowercase (or international) letter; values of at most
+    63 characters; lowercase letters, digits, `_` and `-` (international letters allowed). The two
+    reserved keys are accepted as spelled. The emulator's Service Control applies the same rule
+    (`tests/unit/test_usage_labels_shared.py` runs both on one table).
+    """
+    if len(labels) > MAX_LABELS:
+        return f"{len(labels)} labels: at most {MAX_LABELS} are allowed"
+    for key, value in labels.items():
+        if key not in RESERVED_LABEL_KEYS:
+            if not 1 <= len(key) <= MAX_LABEL_LENGTH:
+                return f"label key {key!r} must be 1 to {MAX_LABEL_LENGTH} characters long"
+            if not (key[0].isalpha() and not key[0].isupper()):
+                return f"label key {key!r} must start with a lowercase letter"
+            if not all(_label_char(ch) for ch in key):
+                return (
+                    f"label key {key!r} may hold only lowercase letters, digits, '_' and '-' "
+                    f"(reserved keys: {', '.join(sorted(RESERVED_LABEL_KEYS))})"
+                )
+        if len(value) > MAX_LABEL_LENGTH:
+            return f"label {key!r}: the value must be at most {MAX_LABEL_LENGTH} characters long"
+        if not all(_label_char(ch) for ch in value):
+            return f"label {key!r}: the value may hold only lowercase letters, digits, '_' and '-'"
+    return None
+
+
 def parse_labels(raw: object) -> dict[str, str]:
-    """Labels: string to string, in Resource Manager label syntax."""
+    """A record's labels: string to string, in Google's label syntax (`label_problem`).
+
+    `resource_name` / `container_name` are short names of the reserved keys (see `user_labels`);
+    a record may not give a reserved key under both of its names.
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise UsageError("labels must be an object of string values")
     labels: dict[str, str] = {}
+    fresh: dict[str, str] = {}
     for key, value in raw.items():
-        if type(value) is str and (key, value) in _VALID_LABELS:  # seen valid: skip the patterns
-            labels[key] = value
-            continue
         if not isinstance(value, str):
             raise UsageError(f"label {key!r} must have a string value")
-        if not _LABEL_KEY.match(key):
-            raise UsageError(
-                f"label key {key!r} is invalid: lowercase letters, digits, '_' or '-', "
-                "starting with a letter, at most 63 characters"
-            )
-        if not _LABEL_VALUE.match(value):
-            raise UsageError(
-                f"label {key!r} has an invalid value: lowercase letters, digits, '_' or '-', "
-                "at most 63 characters"
-            )
+        if (key, value) not in _VALID_LABELS:  # labels repeat from record to record
+            fresh[key] = value
         labels[key] = value
-        if len(_VALID_LABELS) >= _VALID_LABELS_LIMIT:
-            _VALID_LABELS.clear()
-        _VALID_LABELS.add((key, value))
+    if len(labels) > MAX_LABELS or fresh:
+        problem = label_problem(labels if len(labels) > MAX_LABELS else fresh)
+        if problem is not None:
+            raise UsageError(problem)
+    for short, reserved in RESERVED_LABELS.items():
+        if short in labels and reserved in labels:
+            raise UsageError(f"labels {short!r} and {reserved!r} name the same reserved label")
+    if len(_VALID_LABELS) + len(fresh) > _VALID_LABELS_LIMIT:
+        _VALID_LABELS.clear()
+    _VALID_LABELS.update(fresh.items())
     return labels
 
 

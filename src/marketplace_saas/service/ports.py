@@ -74,6 +74,8 @@ class EntitlementLike(Protocol):
     def subscription_end_time(self) -> datetime | None: ...
     @property
     def cancellation_reason(self) -> str | None: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...  # the resource as the API last returned it
 
 
 class EntitlementRecord(EntitlementLike, Protocol):

@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -26,6 +27,12 @@ def signup_container(
     """A container whose sign-up verifies against the emulator's certificates endpoint."""
     certs = emulator_url.rstrip("/") + X509_PATH
     return make_container(signup_audience=AUDIENCE, signup_certs_url=certs, **overrides)
+
+
+@pytest.fixture
+def signup_app(make_container: ContainerFactory, emulator_url: str) -> Container:
+    """A container whose sign-up pages verify tokens against the emulator."""
+    return signup_container(make_container, emulator_url)
 
 
 def client(container: Container) -> TestClient:

@@ -76,6 +76,29 @@ def statuses(container: Container) -> list[str]:
         return list(session.scalars(query))
 
 
+def test_labels_the_backend_accepts_are_accepted_by_service_control(
+    make: Callable[..., Container], emulator: Emulator
+) -> None:
+    """Labels given with the reserved keys as spelled and international letters pass
+    `POST /v1/usage`'s rule and the emulator's Service Control alike: reported, not refused."""
+    container = make()
+    ent = emulator_entitlement(emulator, "basic")
+    seed(container, ent)
+    emulator.advance_clock(3 * 3600)
+    labels = {
+        "cloudmarketplace.googleapis.com/resource_name": "orders-db",
+        "cloudmarketplace.googleapis.com/container_name": "storefront",
+        "région": "île-de-france",
+    }
+    moment = (ent.active_since + timedelta(minutes=1)).isoformat()
+    record = {"id": "r", "entitlement": ent.id, "metric": "requests", "value": 1}
+    result = record_usage(container, [{**record, "labels": labels, "time": moment}])
+    assert result.accepted == 1
+    summary = report_usage(container)
+    assert not summary.failed, summary.errors
+    assert accepted(emulator)[0]["userLabels"] == labels
+
+
 def test_usage_is_reported_per_window_with_deterministic_ids_and_contiguous_times(
     make: Callable[..., Container], emulator: Emulator
 ) -> None:

@@ -60,6 +60,29 @@ def test_a_batch_answers_accepted_duplicate_and_rejected_counts(client: httpx.Cl
     assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
 
 
+def test_labels_are_checked_with_googles_rule_at_post(client: httpx.Client) -> None:
+    """`POST /v1/usage` applies the label rule the emulator's Service Control applies: the
+    reserved keys as spelled and international letters are accepted; an uppercase value, a key
+    with a dot and a trailing newline are refused with the reason."""
+    reserved = "cloudmarketplace.googleapis.com/resource_name"
+    body = {
+        "records": [
+            record("ok-reserved", labels={reserved: "orders-db", "env": "prod"}),
+            record("ok-intl", labels={"région": "île-de-france"}),
+            record("bad-upper", labels={"env": "Prod"}),
+            record("bad-dot", labels={"team.name": "x"}),
+            record("bad-newline", labels={"env": "prod\n"}),
+        ]
+    }
+    response = client.post("/v1/usage", json=body, headers=AUTH)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["accepted"] == 2
+    reasons = {item["id"]: item["reason"] for item in answer["rejected"]}
+    assert set(reasons) == {"bad-upper", "bad-dot", "bad-newline"}
+    assert "reserved keys" in reasons["bad-dot"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdC10b2tlbg=="}],

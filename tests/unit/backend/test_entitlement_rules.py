@@ -123,6 +123,23 @@ def test_renewal_and_offer_end_hooks_need_their_event_and_a_real_change() -> Non
     )
 
 
+def test_an_offer_ending_with_no_new_offer_raises_offer_ended_before_cancelled() -> None:
+    """OFFER_ENDED finding the order cancelled at its offer's end (same offer, same end):
+    `entitlement.offer_ended` then `entitlement.cancelled`; an end still ahead raises nothing."""
+    before = Before(ACTIVE, True, "basic", offer_end_time=T0, offer="o-1")
+    cancelled = view(CANCELLED, offer_end_time=T0, offer="o-1", update_time=T0)
+    assert service_transition(before, cancelled, event_type="ENTITLEMENT_OFFER_ENDED").hooks == (
+        Hook.ENTITLEMENT_OFFER_ENDED,
+        Hook.ENTITLEMENT_CANCELLED,
+    )
+    awaiting = view(PENDING_PLAN_CHANGE_APPROVAL, offer_end_time=T0, offer="o-1", update_time=T0)
+    assert service_transition(before, awaiting, event_type="ENTITLEMENT_OFFER_ENDED").hooks == (
+        Hook.ENTITLEMENT_OFFER_ENDED,
+    )
+    ahead = view(ACTIVE, offer_end_time=T0, offer="o-1", update_time=T0 - timedelta(days=1))
+    assert service_transition(before, ahead, event_type="ENTITLEMENT_OFFER_ENDED").hooks == ()
+
+
 @pytest.mark.parametrize(
     ("policy", "signed_up", "expected"),
     [

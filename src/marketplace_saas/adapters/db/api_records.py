@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Account, Entitlement, InboxMessage
+from marketplace_saas.domain.offers import OfferTerms
 from marketplace_saas.domain.time import optional_rfc3339 as rfc3339
 
 
@@ -85,6 +86,7 @@ def entitlement_record(entitlement: Entitlement, customer_id: str | None) -> dic
         "activeSince": rfc3339(e.active_since),
         "cancelledAt": rfc3339(e.cancelled_at),
         "deletedAt": rfc3339(e.deleted_at),
+        "offerTerms": OfferTerms.of(e.raw, "DELETED" if e.deleted_at else e.state).to_dict(),
     }
     return {**raw, **applied, **ours}
 

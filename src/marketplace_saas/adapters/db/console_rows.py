@@ -12,6 +12,7 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     UsageReport,
 )
+from marketplace_saas.domain.offers import OfferTerms
 
 
 def customer_dict(customer: Customer | None) -> dict[str, Any] | None:
@@ -63,6 +64,7 @@ def entitlement_dict(row: Entitlement) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "google_update_time": row.google_update_time,
+        "offer_terms": OfferTerms.of(row.raw, "DELETED" if row.deleted_at else row.state).to_dict(),
     }
 
 

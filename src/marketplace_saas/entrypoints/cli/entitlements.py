@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from marketplace_saas.domain.offers import OfferTerms
 from marketplace_saas.entrypoints.cli._common import (
     OPERATOR,
     SYNC_HINT,
@@ -19,7 +20,7 @@ from marketplace_saas.entrypoints.cli._common import (
     decision_command,
     open_container,
 )
-from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
+from marketplace_saas.entrypoints.cli._output import add_json_flag, emit, print_record
 
 COLUMNS = [
     ("ENTITLEMENT", "id"),
@@ -86,7 +87,13 @@ def run_show(args: argparse.Namespace) -> int:
         record = reads.api_entitlement(bare_id(args.entitlement_id))
     if record is None:
         raise NotFound(f"entitlement {args.entitlement_id}", hint=SYNC_HINT)
-    emit(args, record)
+    if args.json:
+        emit(args, record)
+        return 0
+    terms = OfferTerms(**record.pop("offerTerms"))
+    print_record(record)
+    print("\nOffer terms")
+    print_record(dict(terms.lines()))
     return 0
 
 

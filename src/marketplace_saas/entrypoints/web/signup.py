@@ -222,7 +222,9 @@ async def complete(request: Request) -> Response:
         status = await run_in_threadpool(service.complete_signup, container, visitor, answers)
     except service.InvalidForm as exc:
         try:
-            purchases = await run_in_threadpool(service.purchases_of, container, visitor.account_id)
+            purchases = await run_in_threadpool(
+                service.purchases_of, container, visitor.account_id, visitor.orders
+            )
         except service.SignupError as error:
             return _refused(request, error)
         start = service.SignupStart(visitor, purchases, signed_up=False)

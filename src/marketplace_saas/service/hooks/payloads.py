@@ -18,6 +18,7 @@ from typing import Any
 
 from marketplace_saas.domain.events import Hook
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo, EntitlementInfo, HookPayload
+from marketplace_saas.domain.offers import OfferTerms
 from marketplace_saas.service.ports import EntitlementLike
 from marketplace_saas.service.unit_of_work import UnitOfWork
 
@@ -43,6 +44,7 @@ def entitlement_info(row: EntitlementLike) -> EntitlementInfo:
         offer_end_time=_iso(row.offer_end_time),
         subscription_end_time=_iso(row.subscription_end_time),
         cancellation_reason=row.cancellation_reason,
+        offer_terms=OfferTerms.of(row.raw, row.state).to_dict(),
     )
 
 

@@ -35,6 +35,7 @@ class Written:
     service_plan: str | None
     service_suspended_reason: str | None
     deleted_at: datetime | None
+    raw: dict[str, Any]
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Written:

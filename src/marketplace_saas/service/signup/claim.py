@@ -60,7 +60,7 @@ class SignupStart:
 
 def begin_signup(container: App, token: str) -> SignupStart:
     visitor, account = identify(container, token, route="signup")
-    purchases = purchases_of(container, visitor.account_id)
+    purchases = purchases_of(container, visitor.account_id, visitor.orders)
     with container.reading() as uow:
         row = uow.accounts.get(visitor.account_id)
         signed_up = row is not None and row.signed_up_at is not None
@@ -91,7 +91,7 @@ def complete_signup(container: App, visitor: Visitor, form: dict[str, str]) -> S
         log.warning("signup.account_gone", account_id=visitor.account_id)
         raise SignupRefused("unknown_account", "Google Cloud Marketplace has no such account.")
     account = AccountView.from_api(resource)
-    purchases = purchases_of(container, visitor.account_id)
+    purchases = purchases_of(container, visitor.account_id, visitor.orders)
     claimed = _claim(container, visitor, validated.values, account, purchases)
     if claimed:
         _approve(container, visitor.account_id)

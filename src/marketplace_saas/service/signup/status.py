@@ -59,8 +59,7 @@ def signup_status(container: App, account_id: str) -> SignupStatus | None:
             purchase = Purchase.from_dict(item) if isinstance(item, dict) else None
             if purchase is not None:
                 state = known.get(purchase.entitlement_id, purchase.state)
-                purchases.append(Purchase(purchase.entitlement_id, purchase.product,
-                                          purchase.plan, state))  # fmt: skip
+                purchases.append(purchase.with_state(state))
         policy = container.settings.approval_policy
         if row.signup_approval == APPROVAL_APPROVED:
             approval = "approved"

@@ -11,6 +11,7 @@ never the token), `SignupUnavailable` (503: Google or its certificates cannot be
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from marketplace_saas.adapters.tokens import (
 from marketplace_saas.config import Settings
 from marketplace_saas.domain.entitlements import CANCELLED, AccountView, EntitlementView
 from marketplace_saas.domain.errors import MarketplaceError
-from marketplace_saas.domain.signup import Purchase, Validated, Visitor
+from marketplace_saas.domain.signup import Purchase, Validated, Visitor, orders_shown
 from marketplace_saas.service.unit_of_work import App
 
 log = structlog.get_logger(__name__)
@@ -109,12 +110,14 @@ def google_read(call: Any) -> Any:
         raise SignupUnavailable("Google Cloud Marketplace refused our request") from None
 
 
-def purchases_of(container: App, account_id: str) -> list[Purchase]:
-    """The account's entitlements from the API, oldest first, without cancelled ones."""
+def purchases_of(container: App, account_id: str, orders: Sequence[str] = ()) -> list[Purchase]:
+    """The account's entitlements from the API, oldest first, without cancelled ones; then each
+    order the sign-up token names (`orders`) that is not among them, as `NOT_FOUND`."""
     quoted = account_id.replace("\\", "\\\\").replace('"', '\\"')
     query = f'account="{quoted}"'
     resources = google_read(lambda: list(container.procurement.list_entitlements(query)))
     views = [EntitlementView.from_api(r) for r in resources]
     oldest = datetime.min.replace(tzinfo=UTC)
     views.sort(key=lambda v: (v.create_time is None, v.create_time or oldest, v.id))
-    return [Purchase.from_view(v) for v in views if v.state != CANCELLED]
+    live = [Purchase.from_view(v, orders) for v in views if v.state != CANCELLED]
+    return orders_shown(live, orders)
