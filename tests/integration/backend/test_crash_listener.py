@@ -41,6 +41,7 @@ __all__ = ["channel_fixture"]
 
 SEED = 20261128
 STEPS = 90
+MAX_STEPS = 4 * STEPS  # how long the stream may go on while the listeners start slowly
 DEADLINE_SECONDS = 120.0
 
 
@@ -77,12 +78,17 @@ class Driver(threading.Thread):
         self.emulator = emulator
         self.rng = rng
         self.done = threading.Event()
+        # Set by the test once enough listeners were killed mid-stream: on a slow machine the
+        # listeners start slowly, and the stream goes on (up to MAX_STEPS) until then.
+        self.enough_kills = threading.Event()
         self.error: BaseException | None = None
         self.actions: Counter[str] = Counter()
 
     def run(self) -> None:
         try:
-            for _ in range(STEPS):
+            for step in range(MAX_STEPS):
+                if step >= STEPS and self.enough_kills.is_set():
+                    break
                 self.step()
                 time.sleep(self.rng.uniform(0.02, 0.15))
         except BaseException as exc:  # reported by the test
@@ -166,6 +172,8 @@ def test_sigkilled_listener_loses_nothing_and_applies_nothing_twice(
                 current.popen.send_signal(signal.SIGKILL)
                 current.wait(timeout=30)
                 kills += 1
+                if kills >= 2:  # the last listener is killed after the stream: 3 in all
+                    driver.enough_kills.set()
             current = following
         assert driver.error is None, driver.error
         assert driver.done.is_set(), "the stream did not finish in time"
