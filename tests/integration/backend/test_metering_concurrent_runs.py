@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.engine import create_engine
 from marketplace_saas.adapters.db.models import UsageReport
-from marketplace_saas.adapters.db.usage_ledger import run_lock
+from marketplace_saas.adapters.db.replica_locks import report_claims
 from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.entrypoints.cli import main
@@ -157,9 +157,14 @@ def test_two_racing_runs_report_every_window_exactly_once(
 
 
 def test_report_usage_cli_says_another_run_is_reporting_and_exits_zero(
-    migrated_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated_database_url: str,
+    make: Callable[..., tuple[Container, ServiceControlGateway]],
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """While another run holds the reporter's lock, the CLI changes nothing: no traceback."""
+    """While another run holds every claim, the CLI changes nothing: no traceback."""
+    _setup(emulator, make()[0])  # a window due, in a shard the CLI cannot claim
     for key, value in {
         "DATABASE_URL": migrated_database_url,
         "MARKETPLACE_SANDBOX": "1",
@@ -169,8 +174,8 @@ def test_report_usage_cli_says_another_run_is_reporting_and_exits_zero(
         monkeypatch.setenv(key, value)
     engine = create_engine(migrated_database_url)
     try:
-        with run_lock(engine) as mine:
-            assert mine
+        with report_claims(engine) as claims:
+            assert all(claims.take(k) for k in range(claims.shards))
             assert main(["report-usage", "--once"]) == 0
             text = capsys.readouterr()
             assert main(["report-usage", "--once", "--json"]) == 0

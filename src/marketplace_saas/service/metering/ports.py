@@ -1,7 +1,7 @@
-"""What metering's use cases speak to: the usage store (`uow.usage`), the app and its report lock.
+"""What metering's use cases speak to: the usage store (`uow.usage`), the app and its report claims.
 
-`adapters/db/usage_ledger.py` is the SQL (`SqlUsage`, `run_lock`); the unit tests' in-memory
-store is `tests/unit/backend/metering_fakes.py`.
+`adapters/db/usage_ledger.py` is the SQL (`SqlUsage`; the claims: `replica_locks.report_claims`);
+the unit tests' in-memory store is `tests/unit/backend/metering_fakes.py`.
 """
 
 from __future__ import annotations
