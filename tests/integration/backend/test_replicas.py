@@ -79,7 +79,8 @@ def test_lock_entitlement_holds_a_second_replica_off_even_before_the_row_exists(
             released_at = time.monotonic()
             first_done.set()
         thread.join(WAIT)
-        assert second_got and second_got[0] >= released_at
+        assert second_got
+        assert second_got[0] >= released_at
     finally:
         for engine in engines:
             engine.dispose()
@@ -148,7 +149,8 @@ def test_the_periodic_sync_runs_on_one_replica_at_a_time(
         held.go_on.set()
         runner.join(WAIT)
     [done] = results
-    assert isinstance(done, SyncResult) and done.entitlements_seen == 1
+    assert isinstance(done, SyncResult)
+    assert done.entitlements_seen == 1
     again = jobs.sync(second)  # the lock went with the first sync: the next turn runs
     assert isinstance(again, SyncResult)
 
