@@ -23,9 +23,13 @@ from marketplace_saas.adapters.db import migrate
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.models import Entitlement, InboxMessage
 from marketplace_saas.adapters.db.unit_of_work import transaction
+from marketplace_saas.adapters.hooks import validate_receivers
 from marketplace_saas.entrypoints import jobs
+from marketplace_saas.service.hooks.dispatch import Dispatcher
+from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 from marketplace_saas.service.procurement.reconcile import SyncResult
+from tests.integration.backend import hooks_support
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import encode
 from tests.support import infra
@@ -153,6 +157,54 @@ def test_the_periodic_sync_runs_on_one_replica_at_a_time(
     assert done.entitlements_seen == 1
     again = jobs.sync(second)  # the lock went with the first sync: the next turn runs
     assert isinstance(again, SyncResult)
+
+
+RECEIVER = "python:tests.integration.backend.hooks_support:slow_ordered_call"
+
+
+@on_postgresql
+def test_two_dispatchers_deliver_one_entitlements_hooks_one_at_a_time_in_order(
+    make_container: ContainerFactory,
+) -> None:
+    """Two replicas' dispatchers, three workers each: an entitlement's next hook starts only
+    after its previous one is done, in the order they were raised; every hook is delivered."""
+    replicas = [make_container(hook_receivers=RECEIVER) for _ in range(2)]
+    expected: dict[str, list[str]] = {}
+    with replicas[0].unit_of_work() as uow:
+        for version in range(4):
+            for n in range(5):
+                entitlement_id, key = f"ent-{n}", f"entitlement.plan_changed:ent-{n}:{version}"
+                data = hooks_support.payload(entitlement_id, plan=str(version)).to_dict()
+                enqueue_hook(
+                    uow,
+                    "entitlement.plan_changed",
+                    ordering_key=entitlement_id,
+                    idempotency_key=key,
+                    payload=data,
+                )
+                expected.setdefault(entitlement_id, []).append(key)
+    hooks_support.ORDERED.reset()
+    stop = threading.Event()
+    workers = [
+        Dispatcher(r, validate_receivers(r.settings), concurrency=3, batch_size=3, lease_seconds=30)
+        for r in replicas
+    ]
+    threads = [
+        threading.Thread(target=w.run_forever, args=(stop,), kwargs={"idle_seconds": 0.02})
+        for w in workers
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert _until(lambda: len(set(hooks_support.ORDERED.started)) == 20)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT)
+    assert hooks_support.ORDERED.overlaps == []
+    for entitlement_id, keys in expected.items():
+        started = [k for k in hooks_support.ORDERED.started if f":{entitlement_id}:" in k]
+        assert list(dict.fromkeys(started)) == keys, f"{entitlement_id} out of order: {started}"
 
 
 def _upgrade(url: str, start: Any, out: Any) -> None:
