@@ -151,14 +151,21 @@ def _stop_children(children: list[subprocess.Popen[str]]) -> float:
 
 
 def end_to_end(
-    customers: int, changes: int, folder: Path, pubsub_host: str, listeners: int = 1
+    customers: int,
+    changes: int,
+    folder: Path,
+    pubsub_host: str,
+    listeners: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Plan changes of `changes` entitlements among `customers`, from request to commit;
-    `listeners` > 1: that many listener processes on the subscription (this one and others)."""
+    `listeners` > 1: that many listener processes on the subscription (this one and others).
+    `database_url`: an empty database (PostgreSQL: `benchmarks.replicas`); default a new SQLite
+    file in `folder`."""
     from marketplace_saas.entrypoints.cli._common import open_container
     from marketplace_saas.entrypoints.listener import Listener, processing_callback
 
-    database_url = f"sqlite:///{folder / f'lifecycle-{customers}.db'}"
+    database_url = database_url or f"sqlite:///{folder / f'lifecycle-{customers}.db'}"
     with seeded_emulator(changes, folder / str(customers), pubsub_host) as (url, seed_file):
         started = time.perf_counter()
         seed_database(database_url, seed_file, customers)
@@ -207,6 +214,7 @@ def end_to_end(
         # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
         cpu += _stop_children(children)
     return {
+        "database": database_url.split(":", 1)[0].split("+", 1)[0],
         "listeners": listeners,
         "customers": customers,
         "plan_changes": len(chosen),
