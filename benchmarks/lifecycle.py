@@ -119,8 +119,9 @@ def listen_child(database_url: str, url: str, subscription: str) -> None:
     settings = _settings(database_url, url)
     with open_container(settings) as container:
         listener = Listener(settings, processing_callback(container), subscription=subscription)
-        listener.start()
         print("ready", flush=True)
+        sys.stdin.readline()  # "go": the clock starts with every listener at once
+        listener.start()
         stopping.wait()
         listener.stop()
 
@@ -128,11 +129,21 @@ def listen_child(database_url: str, url: str, subscription: str) -> None:
 def _start_children(n: int, *args: str) -> list[subprocess.Popen[str]]:
     code = "import sys; from benchmarks.lifecycle import listen_child; listen_child(*sys.argv[1:])"
     command = [sys.executable, "-c", code, *args]
-    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    children = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
     for child in children:
         assert child.stdout is not None
-        child.stdout.readline()  # "ready": its streaming pull is open
+        child.stdout.readline()  # "ready": started, waiting for "go" to open its streaming pull
     return children
+
+
+def _go(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
 
 
 def _stop_children(children: list[subprocess.Popen[str]]) -> float:
@@ -192,6 +203,7 @@ def end_to_end(
             cpu_before = time.process_time()
             times_before = os.times()
             started = time.perf_counter()
+            _go(children)
             listener.start()
             deadline = started + 1800
             done = 0

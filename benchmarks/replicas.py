@@ -198,6 +198,8 @@ from marketplace_saas.bootstrap import bootstrap
 from marketplace_saas.service.metering.report import report_usage
 url, endpoint, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
 container = bootstrap(m._settings(url, SERVICE_CONTROL_API_ENDPOINT=endpoint), clock=lambda: now)
+print("ready", flush=True)
+sys.stdin.readline()  # "go": every reporter starts at once, after its start-up
 s = report_usage(container, now=now)
 print(json.dumps({"closed": s.closed, "accepted": s.accepted, "failed": s.failed}))
 """
@@ -206,10 +208,20 @@ print(json.dumps({"closed": s.closed, "accepted": s.accepted, "failed": s.failed
 def _reporter_run(template: str, endpoint: str, now: datetime, replicas: int) -> dict[str, Any]:
     with pg_database(template) as url:
         command = [sys.executable, "-c", _REPORT, url, endpoint, now.isoformat()]
-        started = time.perf_counter()
         processes = [
-            subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(replicas)
+            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for _ in range(replicas)
         ]
+        for process in processes:
+            assert process.stdout is not None
+            while (line := process.stdout.readline()).strip() != "ready":
+                if not line:
+                    raise RuntimeError("a reporter process ended before it was ready")
+        started = time.perf_counter()
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
         outputs = [
             json.loads(p.communicate(timeout=1800)[0].strip().splitlines()[-1]) for p in processes
         ]

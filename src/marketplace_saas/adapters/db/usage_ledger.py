@@ -200,14 +200,18 @@ class SqlUsage:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def unfinished(self) -> list[ReportRow]:
-        """Ledger rows still to send, oldest window first."""
-        query = (
-            sa.select(*_ROW_COLUMNS)
-            .where(REPORTS.c.status.in_(UNFINISHED))
-            .order_by(REPORTS.c.window_start, REPORTS.c.entitlement_id)
-        )
-        return [_report(row) for row in self.session.execute(query)]
+    def unfinished(self, of: Iterable[str] | None = None) -> list[ReportRow]:
+        """Ledger rows still to send, oldest window first (of the entitlements `of`, if given)."""
+        query = sa.select(*_ROW_COLUMNS).where(REPORTS.c.status.in_(UNFINISHED))
+        if of is None:
+            order = query.order_by(REPORTS.c.window_start, REPORTS.c.entitlement_id)
+            return [_report(row) for row in self.session.execute(order)]
+        rows = [
+            _report(row)
+            for part in chunks(sorted(set(of)))
+            for row in self.session.execute(query.where(REPORTS.c.entitlement_id.in_(part)))
+        ]
+        return sorted(rows, key=lambda r: (r.window_start, r.entitlement_id))
 
     def update_reports(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply per-row changes (`id` plus the columns to set), grouped by the columns they set."""

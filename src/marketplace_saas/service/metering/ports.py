@@ -61,8 +61,9 @@ class UsageRepository(Protocol):
         (when the unit of work flushes or commits)."""
 
     # -- sending --------------------------------------------------------------------------------
-    def unfinished(self) -> list[ReportRow]:
-        """Ledger rows still to send (`pending`, `sent`), oldest window first."""
+    def unfinished(self, of: Iterable[str] | None = None) -> list[ReportRow]:
+        """Ledger rows still to send (`pending`, `sent`), oldest window first; with `of`, only
+        those of these entitlements."""
 
     def update_reports(self, changes: Sequence[dict[str, Any]]) -> None:
         """Per-row changes: `id` plus the columns to set."""

@@ -148,7 +148,7 @@ def report_usage(
             if not claims.take(shard) or not _close(app, summary, ids, dry_run=False):
                 busy += 1
                 continue
-            sender.run(ids.__contains__)
+            sender.run(ids)
     if busy:
         summary.errors.append({"error": ANOTHER_RUN})
         log.warning("usage.another_run", shards=busy)
@@ -222,10 +222,10 @@ class _Sender:
         self.done = 0
         self.total = 0
 
-    def run(self, owned: Callable[[str], bool]) -> None:
-        """Send the unfinished rows of the entitlements `owned` accepts (a claimed shard)."""
+    def run(self, owned: set[str]) -> None:
+        """Send the unfinished rows of the entitlements `owned` (a claimed shard)."""
         with self.app.reading() as uow:
-            rows = [r for r in uow.usage.unfinished() if owned(r.entitlement_id)]
+            rows = uow.usage.unfinished(owned)
         queues: dict[str, list[ReportRow]] = {}
         for row in rows:
             queues.setdefault(row.entitlement_id, []).append(row)
