@@ -119,8 +119,9 @@ def listen_child(database_url: str, url: str, subscription: str) -> None:
     settings = _settings(database_url, url)
     with open_container(settings) as container:
         listener = Listener(settings, processing_callback(container), subscription=subscription)
-        listener.start()
         print("ready", flush=True)
+        sys.stdin.readline()  # "go": the clock starts with every listener at once
+        listener.start()
         stopping.wait()
         listener.stop()
 
@@ -128,11 +129,21 @@ def listen_child(database_url: str, url: str, subscription: str) -> None:
 def _start_children(n: int, *args: str) -> list[subprocess.Popen[str]]:
     code = "import sys; from benchmarks.lifecycle import listen_child; listen_child(*sys.argv[1:])"
     command = [sys.executable, "-c", code, *args]
-    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    children = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
     for child in children:
         assert child.stdout is not None
-        child.stdout.readline()  # "ready": its streaming pull is open
+        child.stdout.readline()  # "ready": started, waiting for "go" to open its streaming pull
     return children
+
+
+def _go(children: list[subprocess.Popen[str]]) -> None:
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
 
 
 def _stop_children(children: list[subprocess.Popen[str]]) -> float:
@@ -151,14 +162,21 @@ def _stop_children(children: list[subprocess.Popen[str]]) -> float:
 
 
 def end_to_end(
-    customers: int, changes: int, folder: Path, pubsub_host: str, listeners: int = 1
+    customers: int,
+    changes: int,
+    folder: Path,
+    pubsub_host: str,
+    listeners: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
     """Plan changes of `changes` entitlements among `customers`, from request to commit;
-    `listeners` > 1: that many listener processes on the subscription (this one and others)."""
+    `listeners` > 1: that many listener processes on the subscription (this one and others).
+    `database_url`: an empty database (PostgreSQL: `benchmarks.replicas`); default a new SQLite
+    file in `folder`."""
     from marketplace_saas.entrypoints.cli._common import open_container
     from marketplace_saas.entrypoints.listener import Listener, processing_callback
 
-    database_url = f"sqlite:///{folder / f'lifecycle-{customers}.db'}"
+    database_url = database_url or f"sqlite:///{folder / f'lifecycle-{customers}.db'}"
     with seeded_emulator(changes, folder / str(customers), pubsub_host) as (url, seed_file):
         started = time.perf_counter()
         seed_database(database_url, seed_file, customers)
@@ -185,6 +203,7 @@ def end_to_end(
             cpu_before = time.process_time()
             times_before = os.times()
             started = time.perf_counter()
+            _go(children)
             listener.start()
             deadline = started + 1800
             done = 0
@@ -207,6 +226,7 @@ def end_to_end(
         # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
         cpu += _stop_children(children)
     return {
+        "database": database_url.split(":", 1)[0].split("+", 1)[0],
         "listeners": listeners,
         "customers": customers,
         "plan_changes": len(chosen),

@@ -238,6 +238,53 @@ def median_run(runs: int, measure: Any) -> dict[str, Any]:
     return median
 
 
+def purchases(emulator_url: str, count: int) -> list[tuple[str, str]]:
+    """`count` auto-approved usage-billed purchases: (entitlement id, usageReportingId)."""
+    with httpx.Client(base_url=emulator_url, timeout=60) as http:
+        http.put(
+            f"/emulator/v1/providers/{PROVIDER}/products/{PRODUCT}",
+            json={
+                "serviceName": SERVICE,
+                "autoApprove": True,
+                "plans": {
+                    "basic": {
+                        "usageBilled": True,
+                        "metrics": ["basic_requests", "basic_storage_gb"],
+                    }
+                },
+            },
+        ).raise_for_status()
+        entitlements = []
+        for _ in range(count):
+            response = http.post(
+                f"/emulator/v1/providers/{PROVIDER}/purchases",
+                json={"product": PRODUCT, "plan": "basic"},
+            )
+            response.raise_for_status()
+            entitlement = response.json()["entitlement"]
+            entitlements.append(
+                (entitlement["name"].rsplit("/", 1)[1], entitlement["usageReportingId"])
+            )
+    return entitlements
+
+
+def one_record_per_metric(
+    entitlements: list[tuple[str, str]], hour: datetime
+) -> list[dict[str, Any]]:
+    """One record per entitlement and metric, five minutes into `hour`."""
+    return [
+        {
+            "id": f"r-{e}-{m}",
+            "entitlement": e,
+            "metric": m,
+            "value": 3,
+            "time": (hour + timedelta(minutes=5)).isoformat(),
+        }
+        for e, _ in entitlements
+        for m in ("requests", "storage_gb")
+    ]
+
+
 def bench_reporter(workdir: Path, count: int) -> dict[str, Any]:
     from marketplace_saas.bootstrap import bootstrap
     from marketplace_saas.domain.usage import floor_hour
@@ -246,46 +293,12 @@ def bench_reporter(workdir: Path, count: int) -> dict[str, Any]:
 
     database_url = f"sqlite:///{workdir / 'reporter.db'}"
     with emulator_server(workdir / "emulator.log") as emulator_url:
-        with httpx.Client(base_url=emulator_url, timeout=60) as http:
-            http.put(
-                f"/emulator/v1/providers/{PROVIDER}/products/{PRODUCT}",
-                json={
-                    "serviceName": SERVICE,
-                    "autoApprove": True,
-                    "plans": {
-                        "basic": {
-                            "usageBilled": True,
-                            "metrics": ["basic_requests", "basic_storage_gb"],
-                        }
-                    },
-                },
-            ).raise_for_status()
-            entitlements = []
-            for _ in range(count):
-                response = http.post(
-                    f"/emulator/v1/providers/{PROVIDER}/purchases",
-                    json={"product": PRODUCT, "plan": "basic"},
-                )
-                response.raise_for_status()
-                entitlement = response.json()["entitlement"]
-                entitlements.append(
-                    (entitlement["name"].rsplit("/", 1)[1], entitlement["usageReportingId"])
-                )
+        entitlements = purchases(emulator_url, count)
         hour = floor_hour(datetime.now(UTC)) + timedelta(hours=1)
         _seed(database_url, entitlements, hour)
         settings = _settings(database_url, SERVICE_CONTROL_API_ENDPOINT=emulator_url)
         container = bootstrap(settings, clock=lambda: hour + timedelta(minutes=30))
-        records = [
-            {
-                "id": f"r-{e}-{m}",
-                "entitlement": e,
-                "metric": m,
-                "value": 3,
-                "time": (hour + timedelta(minutes=5)).isoformat(),
-            }
-            for e, _ in entitlements
-            for m in ("requests", "storage_gb")
-        ]
+        records = one_record_per_metric(entitlements, hour)
         for i in range(0, len(records), BATCH):
             record_usage(container, records[i : i + BATCH])
         started = time.perf_counter()

@@ -33,7 +33,7 @@ from marketplace_saas.adapters.db import unit_of_work as sql_uow
 from marketplace_saas.adapters.db.console import SqlConsole
 from marketplace_saas.adapters.db.engine import create_engine, session_factory
 from marketplace_saas.adapters.db.group_commit import GroupCommit
-from marketplace_saas.adapters.db.usage_ledger import run_lock
+from marketplace_saas.adapters.db.replica_locks import ShardClaims, held_lock, report_claims
 from marketplace_saas.adapters.procurement import ProcurementApi, ProcurementGateway
 from marketplace_saas.adapters.servicecontrol import ServiceControlApi, ServiceControlGateway
 from marketplace_saas.config import Settings
@@ -91,9 +91,13 @@ class Container:
         """A read-only transaction: nothing is committed."""
         return sql_uow.reading(self.sessions)
 
-    def report_lock(self) -> AbstractContextManager[bool]:
-        """The usage reporter's lock, held for a whole run (False: another run holds it)."""
-        return run_lock(self.engine)
+    def report_claims(self) -> AbstractContextManager[ShardClaims]:
+        """The usage reporter's claims on its shards, released when the run ends."""
+        return report_claims(self.engine)
+
+    def held_lock(self, name: str) -> AbstractContextManager[bool]:
+        """A named lock across replicas for the block (False: another replica holds it)."""
+        return held_lock(self.engine, name)
 
     def _own(self, gateway: Any, api: str) -> Any:
         """A gateway this container built: closed by `close()`, measured if asked."""

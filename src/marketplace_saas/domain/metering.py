@@ -4,6 +4,7 @@ to insert, the ledger's state and its rows. Pure data; the rules of windows are 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -100,3 +101,10 @@ class ReportRow:
         values = self.metric_values
         name = next(k for k, v in values.items() if isinstance(v, dict) and "type" in v)
         return name.rsplit("/", 1)[0]
+
+
+def shard_of(entitlement_id: str, shards: int) -> int:
+    """Which of the reporter's `shards` an entitlement's windows belong to (the same in every
+    process: N reporters split the work by claiming shards)."""
+    digest = hashlib.blake2b(entitlement_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % shards

@@ -19,11 +19,19 @@ class Job:
     run_at_start: bool = True
 
 
+SYNC_BUSY = "another replica is syncing"
+
+
 def sync(container: Container) -> object:
-    """Reconcile every account and entitlement from the Procurement API (heals missed events)."""
+    """Reconcile every account and entitlement from the Procurement API (heals missed events).
+
+    One replica at a time (`container.held_lock("sync")`); the others skip this turn."""
     from marketplace_saas.service.procurement.reconcile import sync_all
 
-    return sync_all(container, actor="sync")
+    with container.held_lock("sync") as mine:
+        if not mine:
+            return SYNC_BUSY
+        return sync_all(container, actor="sync")
 
 
 def deliver_hooks(container: Container) -> object:

@@ -191,3 +191,33 @@ def payload(entitlement_id: str, plan: str = "basic") -> HookPayload:
         ),
         plan=plan,
     )
+
+
+class OrderedCalls:
+    """A receiver's log that notices two deliveries of one entitlement at the same time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.started: list[str] = []  # idempotency keys, in the order deliveries began
+        self.busy: set[str] = set()  # entitlements being delivered right now
+        self.overlaps: list[str] = []
+
+
+ORDERED = OrderedCalls()
+
+
+def slow_ordered_call(hook: str, payload: Any, *, idempotency_key: str) -> None:
+    """A receiver (`python:tests.integration.backend.hooks_support:slow_ordered_call`) that takes
+    a little while, so that a second dispatcher would overlap one entitlement's hooks."""
+    key = payload.entitlement.id
+    with ORDERED.lock:
+        if key in ORDERED.busy:
+            ORDERED.overlaps.append(idempotency_key)
+        ORDERED.busy.add(key)
+        ORDERED.started.append(idempotency_key)
+    time.sleep(0.03)
+    with ORDERED.lock:
+        ORDERED.busy.discard(key)

@@ -280,7 +280,8 @@ def test_a_dispatcher_that_died_mid_delivery_loses_its_lease_and_the_item_is_red
 def test_two_dispatchers_deliver_everything_in_order_per_key_with_stable_keys(
     make: Factory,
 ) -> None:
-    """Concurrent dispatchers: nothing lost, per-key order kept, duplicates share a key."""
+    """Concurrent dispatchers, each a replica with its own engine: nothing lost, per-key order
+    kept across them, duplicates share a key."""
     with webhook_server() as server:
         container = make(server.url, real_clock=True)
         expected: dict[str, list[str]] = {}
@@ -290,7 +291,8 @@ def test_two_dispatchers_deliver_everything_in_order_per_key_with_stable_keys(
                 enqueue(container, "entitlement.plan_changed", key, str(version))
                 expected.setdefault(key, []).append(f"entitlement.plan_changed:{key}:{version}")
         stop = threading.Event()
-        workers = [dispatcher(container, concurrency=3) for _ in range(2)]
+        replicas = [container, make(server.url, real_clock=True)]
+        workers = [dispatcher(replica, concurrency=3) for replica in replicas]
         threads = [
             threading.Thread(target=w.run_forever, args=(stop,), kwargs={"idle_seconds": 0.02})
             for w in workers

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -15,7 +18,7 @@ import sqlalchemy as sa
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.engine import create_engine
 from marketplace_saas.adapters.db.models import UsageReport
-from marketplace_saas.adapters.db.usage_ledger import run_lock
+from marketplace_saas.adapters.db.replica_locks import report_claims
 from marketplace_saas.adapters.servicecontrol import ServiceControlGateway
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.entrypoints.cli import main
@@ -157,9 +160,14 @@ def test_two_racing_runs_report_every_window_exactly_once(
 
 
 def test_report_usage_cli_says_another_run_is_reporting_and_exits_zero(
-    migrated_database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    migrated_database_url: str,
+    make: Callable[..., tuple[Container, ServiceControlGateway]],
+    emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """While another run holds the reporter's lock, the CLI changes nothing: no traceback."""
+    """While another run holds every claim, the CLI changes nothing: no traceback."""
+    _setup(emulator, make()[0])  # a window due, in a shard the CLI cannot claim
     for key, value in {
         "DATABASE_URL": migrated_database_url,
         "MARKETPLACE_SANDBOX": "1",
@@ -169,8 +177,8 @@ def test_report_usage_cli_says_another_run_is_reporting_and_exits_zero(
         monkeypatch.setenv(key, value)
     engine = create_engine(migrated_database_url)
     try:
-        with run_lock(engine) as mine:
-            assert mine
+        with report_claims(engine) as claims:
+            assert all(claims.take(k) for k in range(claims.shards))
             assert main(["report-usage", "--once"]) == 0
             text = capsys.readouterr()
             assert main(["report-usage", "--once", "--json"]) == 0
@@ -181,3 +189,115 @@ def test_report_usage_cli_says_another_run_is_reporting_and_exits_zero(
     assert "Traceback" not in text.err
     assert json.loads(data.out)["errors"] == [{"error": ANOTHER_RUN}]
     assert f"report-usage: {ANOTHER_RUN}" in data.err
+
+
+# -- reporters on separate engines share the work (PostgreSQL: claims per shard) --------------
+
+on_postgresql = pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+
+
+class SlowGateway(HeldGateway):
+    """Each check takes a little while, so that two runs overlap."""
+
+    def check(self, service: str, operation: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.02)
+        return self.inner.check(service, operation)
+
+
+def _many(emulator: Emulator, container: Container, count: int) -> None:
+    ents = [emulator_entitlement(emulator, "basic") for _ in range(count)]
+    with container.sessions.begin() as session:
+        seed_entitlements(session, ents)
+    emulator.advance_clock(3 * 3600)
+    records = [
+        {
+            "id": f"r-{ent.id}",
+            "entitlement": ent.id,
+            "metric": "requests",
+            "value": 5,
+            "time": (ent.active_since + timedelta(minutes=1)).isoformat(),
+        }
+        for ent in ents
+    ]
+    assert record_usage(container, records).accepted == count
+
+
+@pytest.mark.postgres
+@on_postgresql
+def test_two_reporters_share_the_windows_and_send_each_once(
+    make: Callable[..., tuple[Container, ServiceControlGateway]], emulator: Emulator
+) -> None:
+    """Two runs at once, each its own engine: both report some shards, no operationId is sent
+    twice and none is skipped (every ledger row accepted)."""
+    (first, inner), (second, _) = make(), make()
+    _many(emulator, first, 24)
+    barrier = threading.Barrier(2)
+    summaries: list[ReportSummary] = []
+
+    def run(container: Container) -> None:
+        barrier.wait(WAIT)
+        summaries.append(report_usage(container, gateway=SlowGateway(inner)))
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 4)
+    assert len(summaries) == 2
+    assert all(not s.failed for s in summaries), [s.errors for s in summaries]
+    assert all(s.accepted > 0 for s in summaries), "one reporter did all the work"
+    ledger = _ledger(first)
+    assert {status for _, status in ledger} == {"accepted"}
+    assert len(ledger) >= 24
+    assert sum(s.accepted for s in summaries) == len(ledger)
+    assert Counter(_accepted_ids(emulator)) == Counter(op for op, _ in ledger)
+
+
+_HOLD_CLAIMS = """
+import sys, time
+from marketplace_saas.adapters.db.engine import create_engine
+from marketplace_saas.adapters.db.replica_locks import report_claims
+with report_claims(create_engine(sys.argv[1])) as claims:
+    assert all(claims.take(k) for k in range(claims.shards))
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+@on_postgresql
+def test_a_dead_reporters_claims_are_released_and_its_windows_reported(
+    migrated_database_url: str,
+    make: Callable[..., tuple[Container, ServiceControlGateway]],
+    emulator: Emulator,
+) -> None:
+    """A reporter process holding every claim is SIGKILLed: the survivor, blocked until then,
+    reports every window once afterwards."""
+    container, _ = make()
+    _many(emulator, container, 3)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_CLAIMS, migrated_database_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        blocked = report_usage(container)
+        assert blocked.errors == [{"error": ANOTHER_RUN}]
+        assert (blocked.closed, blocked.accepted) == (0, 0)
+    finally:
+        holder.kill()  # SIGKILL: no clean-up of its own
+        holder.wait(WAIT)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    deadline = time.monotonic() + WAIT
+    done = report_usage(container)
+    while done.errors and time.monotonic() < deadline:  # the server notices the closed socket
+        time.sleep(0.1)
+        done = report_usage(container)
+    assert done.errors == []
+    ledger = _ledger(container)
+    assert done.accepted == len(ledger) >= 3
+    assert {status for _, status in ledger} == {"accepted"}
+    assert Counter(_accepted_ids(emulator)) == Counter(op for op, _ in ledger)

@@ -143,8 +143,13 @@ class FakeUsage:
             self.reports.append(replace(row, id=len(self.reports) + 1))
 
     # -- sending --------------------------------------------------------------------------------
-    def unfinished(self) -> list[ReportRow]:
-        rows = [replace(r) for r in self.reports if r.status in UNFINISHED]
+    def unfinished(self, of: Iterable[str] | None = None) -> list[ReportRow]:
+        wanted = None if of is None else set(of)
+        rows = [
+            replace(r)
+            for r in self.reports
+            if r.status in UNFINISHED and (wanted is None or r.entitlement_id in wanted)
+        ]
         return sorted(rows, key=lambda r: (r.window_start, r.entitlement_id))
 
     def update_reports(self, changes: Sequence[dict[str, Any]]) -> None:

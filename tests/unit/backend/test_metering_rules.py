@@ -46,13 +46,26 @@ class FakeMeteringApp(FakeApp):
         return self.store.usage
 
     @contextlib.contextmanager
-    def report_lock(self) -> Iterator[bool]:
-        got = self._reporting.acquire(blocking=False)
+    def report_claims(self) -> Iterator[WholeClaim]:
+        """One shard, held by one run at a time (as a SQLite file's reporters share it)."""
+        claim = WholeClaim(self._reporting)
         try:
-            yield got
+            yield claim
         finally:
-            if got:
+            if claim.held:
                 self._reporting.release()
+
+
+class WholeClaim:
+    shards = 1
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    def take(self, shard: int) -> bool:
+        self.held = self.lock.acquire(blocking=False)
+        return self.held
 
 
 def _app(now: datetime = T0 + 3 * H + timedelta(minutes=5), **env: Any) -> FakeMeteringApp:
@@ -231,7 +244,8 @@ def test_a_dry_run_lists_what_would_be_sent_and_changes_nothing() -> None:
 def test_a_run_that_finds_another_one_reporting_sends_nothing() -> None:
     app = _app()
     record_usage(app, [_record("a", T0 + timedelta(minutes=1))])
-    with app.report_lock():
+    with app.report_claims() as claims:
+        assert claims.take(0)
         summary = report_usage(app)
 
     assert summary.errors == [{"error": ANOTHER_RUN}]

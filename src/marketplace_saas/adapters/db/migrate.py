@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from marketplace_saas.adapters.db.engine import normalise_url, sqlite_file
+from marketplace_saas.adapters.db.replica_locks import migration_lock
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -23,7 +24,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    """Migrate to `revision`; replicas starting together migrate one at a time (the others wait
+    for `migration_lock`, then find nothing left to do)."""
+    with migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
 
 
 def current_revision(engine: sa.Engine) -> str | None:

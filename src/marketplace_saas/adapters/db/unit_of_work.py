@@ -6,7 +6,9 @@
 
 The repositories wrap the statements of `repositories` (built once, with bind parameters: the
 listener's hot path). The locks are taken here only (`lock_entitlement`, `lock_account`,
-`lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL; on SQLite the transaction takes the
+`lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL, after a transaction advisory lock on the
+entitlement's or account's id (`replica_locks.xact_lock`: it also covers a row that does not
+exist yet, which two replicas may both be about to insert); on SQLite the transaction takes the
 database's write lock before its first read. The protocols these satisfy are in
 `service.ports` and `service.unit_of_work`.
 """
@@ -32,6 +34,7 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     PlanHistory,
 )
+from marketplace_saas.adapters.db.replica_locks import xact_lock
 from marketplace_saas.adapters.db.sign_in_store import SqlSignIn
 from marketplace_saas.adapters.db.usage_ledger import SqlUsage
 from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
@@ -263,9 +266,12 @@ class SqlUnitOfWork:
     # -- locks ----------------------------------------------------------------------------------
 
     def lock_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
+        # The advisory lock first: it also holds off a writer of a row not inserted yet.
+        xact_lock(self.session, "entitlement", entitlement_id)
         return repo.entitlement_values(self.session, entitlement_id, locked=True)
 
     def lock_account(self, account_id: str) -> Account | None:
+        xact_lock(self.session, "account", account_id)
         return repo.account_by_id(self.session, account_id, locked=True)
 
     def lock_inbox(self, event_id: str) -> InboxMessage | None:

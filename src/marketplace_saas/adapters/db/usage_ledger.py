@@ -1,23 +1,15 @@
-"""Metering's store in SQL: `SqlUsage` (the usage records and the report ledger over one session)
-and `run_lock` (one reporter at a time).
+"""Metering's store in SQL: `SqlUsage` (the usage records and the report ledger over one session).
+The reporters' claims on their shards are `replica_locks.report_claims`.
 
 Closing a window stamps its records with the window's operationId first, then sums them by that
 stamp, in the caller's transaction: a record arriving meanwhile is either in the sum or left
 unstamped, never stamped and uncounted.
-
-`run_lock` is held for a whole report run (close and send). A second run finds it taken: on
-PostgreSQL a session advisory lock, on SQLite an exclusive `flock` on
-`<database>.report-usage.lock` (a process-wide lock for `:memory:`). Both are released when their
-holder ends, a crash included.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -40,8 +32,6 @@ from marketplace_saas.domain.metering import (
 
 RECORDS = cast(sa.Table, UsageRecord.__table__)
 REPORTS = cast(sa.Table, UsageReport.__table__)
-_ADVISORY_KEY = 0x6D70735F75736167  # "mps_usag": the reporter's PostgreSQL advisory lock
-_MEMORY_LOCK = threading.Lock()
 _ROW_COLUMNS = (
     REPORTS.c.operation_id,
     REPORTS.c.entitlement_id,
@@ -58,42 +48,6 @@ _ROW_COLUMNS = (
     REPORTS.c.created_at,
     REPORTS.c.completed_at,
 )
-
-
-@contextlib.contextmanager
-def run_lock(engine: sa.Engine) -> Iterator[bool]:
-    """Hold the reporter's lock for the block: yields False when another run holds it."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            key = sa.literal(_ADVISORY_KEY, sa.BigInteger)
-            got = bool(connection.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar())
-            connection.commit()
-            try:
-                yield got
-            finally:
-                if got:
-                    connection.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-                    connection.commit()
-        return
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        got = _MEMORY_LOCK.acquire(blocking=False)
-        try:
-            yield got
-        finally:
-            if got:
-                _MEMORY_LOCK.release()
-        return
-    with open(f"{database}.report-usage.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _report(row: Sequence[Any]) -> ReportRow:
@@ -246,14 +200,18 @@ class SqlUsage:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def unfinished(self) -> list[ReportRow]:
-        """Ledger rows still to send, oldest window first."""
-        query = (
-            sa.select(*_ROW_COLUMNS)
-            .where(REPORTS.c.status.in_(UNFINISHED))
-            .order_by(REPORTS.c.window_start, REPORTS.c.entitlement_id)
-        )
-        return [_report(row) for row in self.session.execute(query)]
+    def unfinished(self, of: Iterable[str] | None = None) -> list[ReportRow]:
+        """Ledger rows still to send, oldest window first (of the entitlements `of`, if given)."""
+        query = sa.select(*_ROW_COLUMNS).where(REPORTS.c.status.in_(UNFINISHED))
+        if of is None:
+            order = query.order_by(REPORTS.c.window_start, REPORTS.c.entitlement_id)
+            return [_report(row) for row in self.session.execute(order)]
+        rows = [
+            _report(row)
+            for part in chunks(sorted(set(of)))
+            for row in self.session.execute(query.where(REPORTS.c.entitlement_id.in_(part)))
+        ]
+        return sorted(rows, key=lambda r: (r.window_start, r.entitlement_id))
 
     def update_reports(self, changes: Sequence[dict[str, Any]]) -> None:
         """Apply per-row changes (`id` plus the columns to set), grouped by the columns they set."""

@@ -14,7 +14,7 @@ entitlement's first open window first.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -153,16 +153,22 @@ def ledger_rows(
 
 
 def carry_stray_records(
-    usage: UsageRepository, entitlements: dict[str, MeteredEntitlement], state: LedgerState
+    usage: UsageRepository,
+    entitlements: dict[str, MeteredEntitlement],
+    state: LedgerState,
+    owned: Callable[[str], bool] | None = None,
 ) -> tuple[int, int]:
     """Move unstamped records of already-reported windows into the first open window.
 
     Ingestion does this itself; a record written while the reporter closed its window can still
-    end up here. Returns (moved, stranded): stranded records have no open window left.
+    end up here. Returns (moved, stranded): stranded records have no open window left. With
+    `owned`, only the records of the entitlements it accepts (the run's claimed shard).
     """
     moves: dict[datetime, list[int]] = defaultdict(list)
     stranded = 0
     for record_id, entitlement_id in usage.stray_records():
+        if owned is not None and not owned(entitlement_id):
+            continue
         entitlement = entitlements.get(entitlement_id)
         until = state.until.get(entitlement_id)
         timeline = entitlement.timeline if entitlement else None

@@ -1,7 +1,7 @@
-"""What metering's use cases speak to: the usage store (`uow.usage`), the app and its report lock.
+"""What metering's use cases speak to: the usage store (`uow.usage`), the app and its report claims.
 
-`adapters/db/usage_ledger.py` is the SQL (`SqlUsage`, `run_lock`); the unit tests' in-memory
-store is `tests/unit/backend/metering_fakes.py`.
+`adapters/db/usage_ledger.py` is the SQL (`SqlUsage`; the claims: `replica_locks.report_claims`);
+the unit tests' in-memory store is `tests/unit/backend/metering_fakes.py`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class UsageRepository(Protocol):
         (when the unit of work flushes or commits)."""
 
     # -- sending --------------------------------------------------------------------------------
-    def unfinished(self) -> list[ReportRow]:
-        """Ledger rows still to send (`pending`, `sent`), oldest window first."""
+    def unfinished(self, of: Iterable[str] | None = None) -> list[ReportRow]:
+        """Ledger rows still to send (`pending`, `sent`), oldest window first; with `of`, only
+        those of these entitlements."""
 
     def update_reports(self, changes: Sequence[dict[str, Any]]) -> None:
         """Per-row changes: `id` plus the columns to set."""

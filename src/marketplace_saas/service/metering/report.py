@@ -17,8 +17,13 @@ Check errors SERVICE_NOT_ACTIVATED, BILLING_DISABLED and PROJECT_DELETED turn th
 service off (audit row, `entitlement.suspended` hook); a later passing check turns it back on
 (`entitlement.restored`). Outages never do.
 
-One run at a time (`app.report_lock()`): a run that finds another one reporting, or loses the race
-to insert the same operationId, sends nothing and says so in `errors` (`ANOTHER_RUN`). Windows
+Runs share the work by claims (`app.report_claims()`): entitlements are hashed into shards
+(`domain.metering.shard_of`); a run claims each shard as it reaches it, skips one another run
+holds, and closes and sends the claimed shard's windows before the next. A claim lasts until the
+run ends or its process dies (PostgreSQL session advisory locks; on SQLite one file lock covers
+every shard). A run that claims no shard, or loses the race to insert an operationId (a claim
+lost with its connection), sends nothing of that shard and says so in `errors` (`ANOTHER_RUN`).
+Windows
 are closed by `closing.py`; the customer's service is turned off and on by `suspension.py`; the
 wire JSON of an operation is `adapters.servicecontrol.operation_json`.
 """
@@ -45,7 +50,7 @@ from marketplace_saas.adapters.servicecontrol import (
 )
 from marketplace_saas.adapters.usage_catalog import load_catalog
 from marketplace_saas.config import Settings
-from marketplace_saas.domain.metering import ReportRow
+from marketplace_saas.domain.metering import ReportRow, shard_of
 from marketplace_saas.domain.suspension import Verdict, check_verdict
 from marketplace_saas.domain.time import format_rfc3339 as rfc3339
 from marketplace_saas.service.metering import closing
@@ -65,8 +70,16 @@ class ReportingApp(Protocol):
     def now(self) -> datetime: ...
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
     def reading(self) -> AbstractContextManager[UnitOfWork]: ...
-    def report_lock(self) -> AbstractContextManager[bool]:
-        """Hold the reporter's lock for the block; False when another run holds it."""
+    def report_claims(self) -> AbstractContextManager[Claims]:
+        """The run's claims on the reporter's shards, all released when the block ends."""
+
+
+class Claims(Protocol):
+    """Shards `0 .. shards - 1`; `take(k)` is True when this run now holds shard k."""
+
+    @property
+    def shards(self) -> int: ...
+    def take(self, shard: int) -> bool: ...
 
 
 ANOTHER_RUN = "another report-usage run is reporting these windows"
@@ -116,33 +129,59 @@ def report_usage(
     now = now or app.now()
     summary = ReportSummary(now=now)
     if dry_run:
-        _close(app, summary, dry_run=True)
+        _close(app, summary, None, dry_run=True)
         return summary
-    with app.report_lock() as mine:
-        if not mine or not _close(app, summary, dry_run=False):
-            summary.errors.append({"error": ANOTHER_RUN})
-            log.warning("usage.another_run")
-            return summary
-        _Sender(app, gateway or app.servicecontrol, summary, progress, actor).run()
+    sender = _Sender(app, gateway or app.servicecontrol, summary, progress, actor)
+    with app.reading() as uow:  # who may have work: metered, or with rows or records left
+        usage = uow.usage
+        metered = set(usage.metered_entitlements())
+        metered.update(r.entitlement_id for r in usage.unfinished())
+        metered.update(entitlement_id for _, entitlement_id in usage.stray_records())
+    with app.report_claims() as claims:
+        shards: dict[int, set[str]] = {k: set() for k in range(claims.shards)}
+        for entitlement_id in metered:
+            shards[shard_of(entitlement_id, claims.shards)].add(entitlement_id)
+        busy = 0  # shards with work that another run holds (or took first: a lost claim)
+        for shard, ids in shards.items():
+            if not ids:
+                continue
+            if not claims.take(shard) or not _close(app, summary, ids, dry_run=False):
+                busy += 1
+                continue
+            sender.run(ids)
+    if busy:
+        summary.errors.append({"error": ANOTHER_RUN})
+        log.warning("usage.another_run", shards=busy)
     return summary
 
 
-def _close(app: ReportingApp, summary: ReportSummary, *, dry_run: bool) -> bool:
-    """Step 1: write the due windows to the ledger (a dry run lists what would be sent).
+def _close(
+    app: ReportingApp,
+    summary: ReportSummary,
+    ids: set[str] | None,
+    *,
+    dry_run: bool,
+) -> bool:
+    """Step 1: write the due windows of the entitlements `ids` (a claimed shard) to the ledger
+    (a dry run, `ids` None, lists what would be sent of every entitlement).
 
     False when another run wrote one of the same operationIds first (the unique constraint).
     """
     settings = app.settings
     horizon = summary.now - timedelta(seconds=settings.usage_grace_seconds)
     catalog = load_catalog(settings)
+    carried = stranded = 0
     try:
         with app.unit_of_work() as uow:
             usage = uow.usage
-            entitlements = usage.metered_entitlements()
+            if ids is None:
+                entitlements = usage.metered_entitlements()
+            else:
+                entitlements = usage.entitlements(ids) if ids else {}
             state = usage.ledger_state(entitlements)
-            if not dry_run:
-                summary.carried, summary.stranded = closing.carry_stray_records(
-                    usage, entitlements, state
+            if not dry_run and ids is not None:
+                carried, stranded = closing.carry_stray_records(
+                    usage, entitlements, state, ids.__contains__
                 )
             windows = closing.due_windows(entitlements.values(), state, catalog, horizon)
             if dry_run:
@@ -157,10 +196,12 @@ def _close(app: ReportingApp, summary: ReportSummary, *, dry_run: bool) -> bool:
                 pending = usage.unfinished() + [r for r in rows if r.status == "pending"]
                 summary.operations = [operation_json(r, for_report=True) for r in pending]
     except IntegrityError:  # another run wrote the same operationId first: it reports them
-        summary.carried = summary.stranded = 0
         return False
-    summary.closed = len(rows)
-    summary.skipped = sum(1 for r in rows if r.status == "skipped")
+    if not dry_run:
+        summary.carried += carried
+        summary.stranded += stranded
+    summary.closed += len(rows)
+    summary.skipped += sum(1 for r in rows if r.status == "skipped")
     return True
 
 
@@ -181,13 +222,14 @@ class _Sender:
         self.done = 0
         self.total = 0
 
-    def run(self) -> None:
+    def run(self, owned: set[str]) -> None:
+        """Send the unfinished rows of the entitlements `owned` (a claimed shard)."""
         with self.app.reading() as uow:
-            rows = uow.usage.unfinished()
+            rows = uow.usage.unfinished(owned)
         queues: dict[str, list[ReportRow]] = {}
         for row in rows:
             queues.setdefault(row.entitlement_id, []).append(row)
-        self.total = len(rows)
+        self.total += len(rows)
         self._tick(0)
         with ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="sc-check") as pool:
             while queues:
