@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest browser bench clean
+.PHONY: run test lint typecheck pytest browser bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The full chaos run (tests/reliability): >= 2,000 events per approval policy, a replica killed
+# every few seconds; prints its figures. RELIABILITY_SEED=N replays a run, RELIABILITY_EVENTS=N
+# changes its size. (`make test` runs the reduced one.)
+reliability: $(STAMP)
+	RELIABILITY_FULL=1 $(BIN)/pytest tests/reliability -k full -s -p no:cacheprovider -o timeout=3600
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -133,8 +132,10 @@ def _all_active(stack: Stack, ids: list[str]) -> bool:
     try:
         with engine.connect() as conn:
             found = conn.execute(
-                sa.text("SELECT count(*) FROM entitlements WHERE state = 'ENTITLEMENT_ACTIVE' "
-                        "AND id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
+                sa.text(
+                    "SELECT count(*) FROM entitlements WHERE state = 'ENTITLEMENT_ACTIVE' "
+                    "AND id IN :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": ids},
             ).scalar_one()
     finally:
@@ -194,9 +195,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         phase("cohort")
         feed = UsageFeed(stack, market.stable, config.seed)
         feed.start()
-        kill_at = {
-            round(config.events * (i + 1) / (config.kills + 1)) for i in range(config.kills)
-        }
+        kill_at = {round(config.events * (i + 1) / (config.kills + 1)) for i in range(config.kills)}
         for event in range(config.events):
             market.act(signups=config.policy == "signup")
             if event in kill_at:

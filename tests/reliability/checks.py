@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -62,7 +63,9 @@ def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]
             continue
         have_approval = None if row is None else row["signup_approval"]
         if have_approval != account.signup_state or (row and row["deleted_at"] is not None):
-            problems.append(f"account {aid}: ours {have_approval}, the API's {account.signup_state}")
+            problems.append(
+                f"account {aid}: ours {have_approval}, the API's {account.signup_state}"
+            )
     return problems
 
 
@@ -131,7 +134,7 @@ def ledger_matches_usage(
     records = _hour_sums(ingested)
     for key, spans in windows.items():
         spans.sort()
-        for (_s, end, _v), (start, _e, _w) in zip(spans, spans[1:], strict=False):
+        for (_s, end, _v), (start, _e, _w) in itertools.pairwise(spans):
             if end != start:
                 problems.append(f"{key}: a window ends {end} and the next starts {start}")
         for start, end, value in spans:
@@ -143,9 +146,9 @@ def ledger_matches_usage(
         total = sum(v for _w, v in items)
         if reported != total:
             problems.append(f"{key}: {total} ingested, {reported} reported in all")
-    return problems[:MAX_SHOWN] + ([f"... {len(problems)} in all"] if problems[MAX_SHOWN:] else []), len(
-        accepted
-    )
+    return problems[:MAX_SHOWN] + (
+        [f"... {len(problems)} in all"] if problems[MAX_SHOWN:] else []
+    ), len(accepted)
 
 
 def unsettled(stack: Stack) -> list[str]:

@@ -190,7 +190,7 @@ class UsageFeed:
 
     def _feed(self, index: int) -> None:
         rng = random.Random(self.seed * 31 + index)
-        while not self.stop.wait(0.05):
+        while not self.stop.wait(0.2):
             batch = [
                 {
                     "id": str(uuid.UUID(int=rng.getrandbits(128))),

@@ -102,7 +102,7 @@ class Replica:
             self.process.signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
-            except Exception:  # noqa: BLE001 - a replica that will not stop is killed
+            except Exception:
                 self.sigkill()
 
     def ready(self) -> bool:
