@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -151,20 +152,45 @@ def _converged(stack: Stack, market: Marketplace) -> list[str]:
     )
 
 
-def _report_usage(stack: Stack, folder: Path, rng: random.Random) -> list[str]:
-    """Three `report-usage` runs at once, one of them SIGKILLed, then runs until none fails."""
+def _count_arrivals(stack: Stack) -> list[str]:
+    """Every operation Service Control records or finds already recorded, in arrival order (a
+    window sent twice arrives twice, even though the ledger counts it once)."""
+    servicecontrol = stack.emulator.emulator.servicecontrol
+    arrivals: list[str] = []
+    report_one = servicecontrol._report_one
+
+    def counting(service_name: str, op: Any) -> None:
+        report_one(service_name, op)
+        arrivals.append(op.operation_id)
+
+    servicecontrol._report_one = counting  # type: ignore[method-assign]
+    return arrivals
+
+
+def _report_usage(stack: Stack, folder: Path, rng: random.Random, arrivals: list[str]) -> list[str]:
+    """One `report-usage` SIGKILLed mid-run; then three at once, none of which may send a
+    window another one sends; then runs until one exits 0."""
     later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
     args = ["report-usage", "--once", "--now", later]
+    killed = Process(args, stack.env, folder, "report-killed")
+    time.sleep(rng.uniform(0.5, 3.0))
+    killed.popen.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    before = len(arrivals)
     runs = [Process(args, stack.env, folder, f"report-{i}") for i in range(3)]
-    time.sleep(rng.uniform(0.5, 2.0))
-    runs[0].popen.send_signal(signal.SIGKILL)
     for run in runs:
         run.wait(timeout=300)
+    concurrent = Counter(arrivals[before:])
+    problems = [
+        f"operationId {op} sent {n} times by concurrent reporters"
+        for op, n in concurrent.items()
+        if n > 1
+    ][: checks.MAX_SHOWN]
     for _ in range(10):
         done = run_cli(args, stack.env, timeout=300)
         if done.returncode == 0:
-            return []
-    return [f"report-usage still failing: {done.stdout[-2000:]}{done.stderr[-2000:]}"]
+            return problems
+    return [*problems, f"report-usage still failing: {done.stdout[-2000:]}{done.stderr[-2000:]}"]
 
 
 def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConfig) -> Report:
@@ -184,6 +210,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
 
         phase("start")
         counted = _count_faults(stack)
+        arrivals = _count_arrivals(stack)
         _set_faults(stack, config.seed)
         market = Marketplace(stack, rng)
         for _ in range(config.stable):
@@ -219,11 +246,12 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         except AssertionError as exc:
             report.problems += [str(exc), *left[: checks.MAX_SHOWN]]
         phase("converge")
-        report.problems += _report_usage(stack, folder, rng)
+        report.problems += _report_usage(stack, folder, rng, arrivals)
         phase("report")
         problems, report.operations = checks.ledger_matches_usage(stack, feed.ingested)
         report.problems += problems
         report.actions = dict(market.actions)
+        report.phases.update(market.seconds)
         report.kills = stack.kills
         report.faults = counted[0]
         stats = stack.emulator.emulator.notifier.stats()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Marketplace:
     unsigned: list[str] = field(default_factory=list)  # accounts not signed up yet
     gone: list[str] = field(default_factory=list)  # accounts the customers deleted
     actions: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent: sign-ups, the rest
 
     def buy(self, *, stable: bool = False) -> str:
         plan = self.rng.choice(PLANS)
@@ -74,6 +76,12 @@ class Marketplace:
 
     def act(self, signups: bool) -> None:
         """One customer's action, chosen at random among those their orders allow."""
+        started, signed = time.monotonic(), self.actions["signup"]
+        self._act(signups)
+        kind = "signups" if self.actions["signup"] > signed else "other actions"
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + time.monotonic() - started
+
+    def _act(self, signups: bool) -> None:
         roll = self.rng.random()
         if roll < 0.3 or not self.entitlements:
             self.buy()
