@@ -8,8 +8,9 @@ the order rotated each round), each on a fresh database; the median is kept with
 
 1. Lifecycle (`benchmarks.lifecycle.end_to_end`): SQLite with 1 listener, PostgreSQL with 1 and
    with 3 listener processes on one subscription; 2 x `--changes` notifications each.
-2. `POST /v1/usage` on PostgreSQL with 1 and 2 backend processes (uvicorn, one worker each);
-   4 client threads spread batches of 1,000 records over the replicas.
+2. `POST /v1/usage` on SQLite with 1 backend process (the baseline under the same load) and on
+   PostgreSQL with 1 and 2 (uvicorn, one worker each); 4 client threads spread batches of 1,000
+   records over the replicas.
 3. The reporter on PostgreSQL: 1 and 3 `report_usage` processes started together on one database
    holding `--entitlements` entitlements x 2 metrics, one window each; the wall time from their
    start until the last one ends. Each run gets a clone of one seeded database.
@@ -120,10 +121,19 @@ def bench_lifecycle(folder: Path, changes: int, rounds: int) -> dict[str, Any]:
 # -- 2. POST /v1/usage ----------------------------------------------------------------------------
 
 
-def _http_run(replicas: int, batches: int, clients: int, folder: Path) -> dict[str, Any]:
+@contextmanager
+def _database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{Path(tempfile.mkdtemp(dir=folder)) / 'usage.db'}"
+        return
+    with pg_database() as url:
+        yield url
+
+
+def _http_run(kind: str, replicas: int, batches: int, clients: int, folder: Path) -> dict[str, Any]:
     now = datetime.now(UTC)
     ids = [f"ent-{i}" for i in range(1000)]
-    with pg_database() as url:
+    with _database(kind, folder) as url:
         m._seed(url, [(i, f"project_number:{n}") for n, i in enumerate(ids)], now - timedelta(1))
         bodies = [
             json.dumps({"records": b}).encode()
@@ -171,6 +181,7 @@ def _http_run(replicas: int, batches: int, clients: int, folder: Path) -> dict[s
                 stop(process)
             log.close()
     return {
+        "database": kind,
         "replicas": replicas,
         "records": sum(accepted),
         "seconds": round(elapsed, 3),
@@ -179,10 +190,11 @@ def _http_run(replicas: int, batches: int, clients: int, folder: Path) -> dict[s
 
 
 def bench_http(folder: Path, batches: int, rounds: int) -> dict[str, Any]:
-    results = alternate([1, 2], rounds, lambda n: _http_run(n, batches, 4, folder))
+    configs = [("sqlite", 1), ("postgresql", 1), ("postgresql", 2)]
+    results = alternate(configs, rounds, lambda c: _http_run(*c, batches, 4, folder))
     out: dict[str, Any] = {"target_records_per_second": m.TARGET_HTTP_PER_SECOND}
-    for replicas, runs in zip([1, 2], results, strict=True):
-        out[f"postgresql_{replicas}_replica{'s' if replicas > 1 else ''}"] = _summary(
+    for (kind, replicas), runs in zip(configs, results, strict=True):
+        out[f"{kind}_{replicas}_replica{'s' if replicas > 1 else ''}"] = _summary(
             runs, "records_per_second"
         )
     return out

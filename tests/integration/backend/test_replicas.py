@@ -25,6 +25,7 @@ from marketplace_saas.adapters.db.models import Entitlement, InboxMessage
 from marketplace_saas.adapters.db.unit_of_work import transaction
 from marketplace_saas.adapters.hooks import validate_receivers
 from marketplace_saas.entrypoints import jobs
+from marketplace_saas.entrypoints.listener import Listener, processing_callback
 from marketplace_saas.service.hooks.dispatch import Dispatcher
 from marketplace_saas.service.hooks.outbox import enqueue_hook
 from marketplace_saas.service.procurement.inbox import Disposition, handle_message
@@ -32,9 +33,11 @@ from marketplace_saas.service.procurement.reconcile import SyncResult
 from tests.integration.backend import hooks_support
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import encode
+from tests.integration.backend.pubsub_support import Channel, channel_fixture
 from tests.support import infra
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+__all__ = ["channel_fixture"]
 on_postgresql = pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 WAIT = 30.0  # seconds; a bound against a hang, never a timing assertion
 
@@ -116,6 +119,73 @@ def test_two_replicas_apply_one_new_entitlements_messages_one_at_a_time(
         statuses = set(session.scalars(sa.select(InboxMessage.status)))
     assert ours == truth
     assert statuses == {"processed"}
+
+
+class Counting:
+    """A listener's callback that counts the NACKs (and the messages) it gives."""
+
+    def __init__(self, inner: Callable[[Any], None]) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.messages = 0
+        self.nacks = 0
+
+    def __call__(self, message: Any) -> None:
+        counting = self
+
+        class Spy:
+            data = message.data
+            message_id = message.message_id
+
+            def ack(self) -> None:
+                message.ack()
+
+            def nack(self) -> None:
+                with counting.lock:
+                    counting.nacks += 1
+                message.nack()
+
+        with self.lock:
+            self.messages += 1
+        self.inner(Spy())
+
+
+@on_postgresql
+def test_two_listeners_on_one_subscription_apply_new_entitlements_without_a_retry(
+    emulator: Emulator, make_container: ContainerFactory, channel: Channel
+) -> None:
+    """Two listener replicas (own engines, several callbacks each) pull one subscription that
+    carries each new entitlement's notification six times: all processed at first delivery."""
+    replicas = [make_container(approval_policy="manual") for _ in range(2)]
+    for _ in range(4):
+        emulator.procurement.purchase(PROVIDER, "example-product", "basic")
+    notes = [n for n in emulator.notifications(PROVIDER) if "entitlement" in n]
+    messages = [m for note in notes for m in _copies(note, 6)]
+    callbacks = [Counting(processing_callback(r)) for r in replicas]
+    listeners = [
+        Listener(r.settings, c, subscription=channel.subscription)
+        for r, c in zip(replicas, callbacks, strict=True)
+    ]
+    for listener in listeners:
+        listener.start()
+    try:
+        for message in messages:
+            channel.publish(message)
+
+        def processed() -> int:
+            with replicas[0].sessions() as session:
+                query = sa.select(sa.func.count()).where(InboxMessage.status == "processed")
+                return int(session.scalar(query.select_from(InboxMessage)) or 0)
+
+        assert _until(lambda: processed() == len(messages))
+    finally:
+        for listener in listeners:
+            listener.stop()
+    assert [c.nacks for c in callbacks] == [0, 0]
+    truth = {e.id: (e.state, e.plan) for e in emulator.procurement.entitlements(PROVIDER)}
+    with replicas[1].sessions() as session:
+        ours = {r.id: (r.state, r.plan) for r in session.scalars(sa.select(Entitlement))}
+    assert ours == truth
 
 
 class HeldProcurement:

@@ -23,9 +23,8 @@ holds, and closes and sends the claimed shard's windows before the next. A claim
 run ends or its process dies (PostgreSQL session advisory locks; on SQLite one file lock covers
 every shard). A run that claims no shard, or loses the race to insert an operationId (a claim
 lost with its connection), sends nothing of that shard and says so in `errors` (`ANOTHER_RUN`).
-Windows
-are closed by `closing.py`; the customer's service is turned off and on by `suspension.py`; the
-wire JSON of an operation is `adapters.servicecontrol.operation_json`.
+Windows are closed by `closing.py`; the customer's service is turned off and on by
+`suspension.py`; the wire JSON of an operation is `adapters.servicecontrol.operation_json`.
 """
 
 from __future__ import annotations
@@ -135,17 +134,17 @@ def report_usage(
     with app.reading() as uow:  # who may have work: metered, or with rows or records left
         usage = uow.usage
         metered = set(usage.metered_entitlements())
-        metered.update(r.entitlement_id for r in usage.unfinished())
-        metered.update(entitlement_id for _, entitlement_id in usage.stray_records())
+        work = metered | {r.entitlement_id for r in usage.unfinished()}
+        work.update(entitlement_id for _, entitlement_id in usage.stray_records())
     with app.report_claims() as claims:
         shards: dict[int, set[str]] = {k: set() for k in range(claims.shards)}
-        for entitlement_id in metered:
+        for entitlement_id in work:
             shards[shard_of(entitlement_id, claims.shards)].add(entitlement_id)
         busy = 0  # shards with work that another run holds (or took first: a lost claim)
         for shard, ids in shards.items():
             if not ids:
                 continue
-            if not claims.take(shard) or not _close(app, summary, ids, dry_run=False):
+            if not claims.take(shard) or not _close(app, summary, (ids, metered), dry_run=False):
                 busy += 1
                 continue
             sender.run(ids)
@@ -158,12 +157,13 @@ def report_usage(
 def _close(
     app: ReportingApp,
     summary: ReportSummary,
-    ids: set[str] | None,
+    shard: tuple[set[str], set[str]] | None,
     *,
     dry_run: bool,
 ) -> bool:
-    """Step 1: write the due windows of the entitlements `ids` (a claimed shard) to the ledger
-    (a dry run, `ids` None, lists what would be sent of every entitlement).
+    """Step 1: write the due windows of a claimed shard to the ledger: `shard` is (the shard's
+    entitlements, every metered entitlement). A dry run (`shard` None) lists what would be sent
+    of every entitlement.
 
     False when another run wrote one of the same operationIds first (the unique constraint).
     """
@@ -174,14 +174,15 @@ def _close(
     try:
         with app.unit_of_work() as uow:
             usage = uow.usage
-            if ids is None:
+            if shard is None:
                 entitlements = usage.metered_entitlements()
             else:
-                entitlements = usage.entitlements(ids) if ids else {}
+                ids, metered = shard
+                entitlements = usage.entitlements(ids & metered) if ids & metered else {}
             state = usage.ledger_state(entitlements)
-            if not dry_run and ids is not None:
+            if not dry_run and shard is not None:
                 carried, stranded = closing.carry_stray_records(
-                    usage, entitlements, state, ids.__contains__
+                    usage, entitlements, state, shard[0].__contains__
                 )
             windows = closing.due_windows(entitlements.values(), state, catalog, horizon)
             if dry_run:
