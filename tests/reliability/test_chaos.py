@@ -22,7 +22,7 @@ def test_reduced_chaos_run_converges_to_the_apis_truth_with_exact_billing(
     pubsub_emulator_host: str, test_output_dir: Path
 ) -> None:
     """A few hundred events, one replica killed: nothing lost, nothing billed twice."""
-    config = RunConfig.from_env(events=300, kills=1, converge_seconds=150.0)
+    config = RunConfig.from_env(events=200, kills=1, converge_seconds=150.0)
     folder = test_output_dir / "reliability" / f"reduced-{config.seed}"
     with infra.postgres_database() as url:
         report = run_chaos(url, pubsub_emulator_host, folder, config)
@@ -38,7 +38,7 @@ def test_full_chaos_run_converges_under_repeated_kills(
     """At least 2,000 events, a replica killed every few seconds, for each approval policy."""
     events = int(os.environ.get("RELIABILITY_EVENTS", "2000"))
     config = RunConfig.from_env(
-        events=events, kills=max(1, events // 40), policy=policy, converge_seconds=300.0
+        events=events, kills=max(1, events // 20), policy=policy, converge_seconds=300.0
     )
     folder = test_output_dir / "reliability" / f"full-{policy}-{config.seed}"
     with infra.postgres_database() as url:
