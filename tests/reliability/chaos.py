@@ -63,6 +63,7 @@ class Report:
     converge_seconds: float | None = None
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    exits: list[str] = field(default_factory=list)  # replicas that exited by themselves
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -79,6 +80,9 @@ class Report:
             f"the last kill; the whole run took {self.seconds:.0f} s "
             f"({', '.join(f'{k} {v:.0f} s' for k, v in self.phases.items())})",
         ]
+        if self.exits:
+            lines.append(f"  replicas that exited by themselves (restarted): {len(self.exits)}")
+            lines.append(f"    the last: {self.exits[-1].strip()[-300:]}")
         lines += [f"  PROBLEM: {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -230,7 +234,8 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         feed.finish()
         phase("events")
         for replica in stack.replicas:
-            replica.wait_ready(timeout=120)
+            replica.wait_ready(timeout=180)
+        report.exits = [e for r in stack.replicas for e in r.exits]
         stack.emulator.emulator.notifier.flush(120)
         last_kill = stack.last_kill or time.monotonic()
         left: list[str] = []
