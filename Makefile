@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 SERVE_ARGS ?=
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck pytest browser bench lock clean
+.PHONY: run test lint typecheck pytest browser bench reliability lock clean
 
 # uv from PyPI, into the venv: by the base interpreter's pip (no pip in .venv: faster), or by
 # the venv's own pip where the base interpreter has none.
@@ -66,6 +66,12 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The full chaos run (tests/reliability): >= 2,000 events per approval policy, a replica killed
+# every few seconds; prints its figures. RELIABILITY_SEED=N replays a run, RELIABILITY_EVENTS=N
+# changes its size. (`make test` runs the reduced one.)
+reliability: $(STAMP)
+	RELIABILITY_FULL=1 $(BIN)/pytest tests/reliability -k full -s -p no:cacheprovider -o timeout=3600
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
