@@ -42,7 +42,10 @@ from marketplace_saas.adapters.credentials import (
 )
 from marketplace_saas.adapters.db import migrate
 from marketplace_saas.adapters.procurement import ProcurementGateway
-from marketplace_saas.adapters.procurement_errors import ProcurementError
+from marketplace_saas.adapters.procurement_errors import (
+    ProcurementError,
+    TransientProcurementError,
+)
 from marketplace_saas.adapters.servicecontrol import ServiceControlError, ServiceControlGateway
 from marketplace_saas.adapters.usage_catalog import CatalogError, load_catalog
 from marketplace_saas.config import ConfigurationError, Settings
@@ -52,10 +55,14 @@ DRY_CONSUMER = "project:marketplace-saas-doctor"
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the report. `transient`: Google could not answer now (429, 5xx, a timeout),
+    which is no verdict on the configuration: `doctor` reports it, `serve` starts anyway."""
+
     name: str
     ok: bool
     detail: str
     fix: str = ""
+    transient: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +115,14 @@ def check_provider(settings: Settings, credentials: GoogleCredentials) -> Check:
     )
     try:
         next(iter(gateway.list_accounts()), None)
+    except TransientProcurementError as exc:
+        return Check(
+            "provider",
+            False,
+            f"accounts.list for providers/{settings.provider_id} could not be answered now: {exc}",
+            "run the check again; Google answered a transient error, not a verdict",
+            transient=True,
+        )
     except (ProcurementError, CredentialsError) as exc:
         return _failed(
             "provider",
@@ -321,7 +336,9 @@ def preflight(settings: Settings, *, pull: bool) -> list[Check]:
     access = check_credentials(credentials)
     if not access.ok:
         return [access]
-    failed = [c for c in [check_provider(settings, credentials)] if not c.ok]
+    # A transient answer (Google overloaded, a replica restarting into a 429) is no reason to
+    # stay down: only a verdict on the configuration stops the start.
+    failed = [c for c in [check_provider(settings, credentials)] if not c.ok and not c.transient]
     if pull:
         subscriber = pubsub.subscriber_client(settings)
         try:

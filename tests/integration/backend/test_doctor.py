@@ -262,3 +262,25 @@ def test_doctor_writes_nothing(world: World) -> None:
             )
     finally:
         client.close()
+
+
+@SQLITE_ONLY
+def test_a_transient_google_answer_is_reported_but_does_not_stop_serve(world: World) -> None:
+    """Procurement answering 429 is no verdict on the provider id: `doctor` reports the check as
+    failed and transient, `serve`'s preflight lets the start go on (a replica restarting into
+    an overloaded API must come up); a real refusal (another provider) still stops it."""
+    from marketplace_emulator.faults import ApiFaults, FaultSettings
+    from marketplace_saas.entrypoints.golive import preflight
+
+    faults = world.running.emulator.faults
+    faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[429])))
+    try:
+        provider = failed(world.doctor())["provider"]
+        assert provider.transient
+        assert "could not be answered now" in provider.detail
+        assert preflight(world.settings(), pull=False) == []
+    finally:
+        faults.clear()
+    refused = preflight(world.settings(marketplace_provider_id=OTHER), pull=False)
+    assert [c.name for c in refused] == ["provider"]
+    assert not refused[0].transient
