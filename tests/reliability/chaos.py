@@ -175,7 +175,7 @@ def _report_usage(stack: Stack, folder: Path, rng: random.Random, arrivals: list
     """One `report-usage` SIGKILLed mid-run; then three at once, none of which may send a
     window another one sends; then runs until one exits 0."""
     later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-    args = ["report-usage", "--once", "--now", later]
+    args = ["report-usage", "--once", "--allow-future", "--now", later]
     killed = Process(args, stack.env, folder, "report-killed")
     time.sleep(rng.uniform(0.5, 3.0))
     killed.popen.send_signal(signal.SIGKILL)

@@ -235,6 +235,7 @@ def run_killed_reporter(settings: Settings, now: datetime, signal_file: Path) ->
                 stalling_reporter.__name__,
                 "report-usage",
                 "--once",
+                "--allow-future",
                 "--now",
                 iso(now),
             ],
