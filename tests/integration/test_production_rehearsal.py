@@ -215,7 +215,9 @@ def test_production_rehearsal_purchase_to_cancellation(
                     "the cancellation",
                 )
             later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-            code, out, err = run(["report-usage", "--once", "--now", later], capsys)
+            code, out, err = run(
+                ["report-usage", "--once", "--allow-future", "--now", later], capsys
+            )
             assert code == 0, out + err
     reported = [
         value["int64Value"]
