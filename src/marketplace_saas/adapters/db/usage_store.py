@@ -2,11 +2,12 @@
 
 Inserts use the dialect's `INSERT ... ON CONFLICT (record_id) DO NOTHING`, so a repeated
 idempotency key, even one inserted at the same moment by another request, is skipped by the
-database and counted as a duplicate by the caller (the inserted rows are counted: by `RETURNING`
-on PostgreSQL, by the cursor's rowcount of one `executemany` on SQLite).
+database and counted as a duplicate by the caller (the inserted rows are counted by the cursor's
+rowcount: of one `INSERT ... SELECT FROM unnest(<one array per column>)` on PostgreSQL, of one
+`executemany` on SQLite).
 
 Ingestion is the hot path (docs/performance.md, "Metering"): its reads are plain SQL with every id
-in one parameter, its SQLite insert skips SQLAlchemy's per-parameter processing, and the
+in one parameter, its inserts skip SQLAlchemy's per-parameter processing, and the
 entitlements it builds are memoised on the exact content of their rows, so a changed row (a plan
 change, a cancellation) is always built afresh.
 """
@@ -21,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Entitlement, UsageRecord
@@ -58,10 +58,11 @@ class _Sql:
     entitlements: str
     history: str
     reported_until: str
-    insert: str | None  # SQLite only: PostgreSQL inserts through SQLAlchemy, with RETURNING
+    insert: str
+    json_ids: bool  # SQLite: the ids as one JSON text; PostgreSQL: as one array
 
     def ids(self, ids: Sequence[str]) -> Any:
-        return json.dumps(list(ids)) if self.insert else list(ids)
+        return json.dumps(list(ids)) if self.json_ids else list(ids)
 
 
 _SQL = {
@@ -77,6 +78,7 @@ _SQL = {
         insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
         "window_start, labels, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (record_id) DO NOTHING",
+        json_ids=True,
     ),
     "postgresql": _Sql(
         entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
@@ -86,7 +88,12 @@ _SQL = {
         "WHERE entitlement_id = ANY(%s) ORDER BY id",
         reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
         "WHERE entitlement_id = ANY(%s) GROUP BY entitlement_id",
-        insert=None,
+        # One statement whatever the batch's size: each column is one array parameter.
+        insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
+        "window_start, labels, received_at) SELECT * FROM unnest(%b::text[], %b::text[], "
+        "%b::text[], %b::numeric[], %b::timestamptz[], %b::timestamptz[], %b::jsonb[], "
+        "%b::timestamptz[]) ON CONFLICT (record_id) DO NOTHING",
+        json_ids=False,
     ),
 }
 Processor = Callable[[Any], Any] | None
@@ -218,24 +225,63 @@ def sqlite_datetime(value: datetime) -> str:
 
 
 def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
-    """Insert usage records, skipping existing `record_id`s; how many were inserted."""
+    """Insert usage records, skipping existing `record_id`s; how many were inserted.
+
+    One statement on the session's own connection and transaction. The cursor's rowcount counts
+    only the rows inserted: `ON CONFLICT DO NOTHING` changes none for an id already stored, and
+    waits for a concurrent transaction that inserted the same id to end before deciding.
+    """
     if not rows:
         return 0
     connection = session.connection()
     dialect = connection.dialect
-    table = cast(sa.Table, UsageRecord.__table__)
     statement = _sql(dialect).insert
-    if statement is None:  # PostgreSQL
-        insert = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-        result = session.execute(insert.returning(table.c.record_id), [r._asdict() for r in rows])
-        return len(result.scalars().all())
-    # SQLite: one executemany of a plain INSERT, each value converted as SQLAlchemy would
-    # (`sqlite_datetime`; the Numeric and JSON columns' own bind processors). The cursor's
-    # rowcount counts only the rows inserted: ON CONFLICT DO NOTHING changes none.
+    cursor = connection.connection.cursor()
+    try:
+        if dialect.name == "postgresql":
+            cursor.execute(statement, _pg_columns(rows))
+        else:
+            cursor.executemany(statement, _sqlite_rows(dialect, rows))
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+class _LabelTexts:
+    """The labels' JSON text, serialised once per distinct set of labels in a batch (most
+    records of a batch carry the same few)."""
+
+    def __init__(self, serialise: Callable[[Any], Any]) -> None:
+        self.serialise = serialise
+        self.found: dict[tuple[tuple[str, str], ...], Any] = {}
+
+    def __call__(self, value: dict[str, str]) -> Any:
+        key = tuple(value.items())
+        text = self.found.get(key)
+        if text is None:
+            text = self.found[key] = self.serialise(value)
+        return text
+
+
+def _pg_columns(rows: Sequence[NewRecord]) -> list[list[Any]]:
+    """The eight columns of `rows`, each as one list (bound as a PostgreSQL array). The labels
+    go as JSON text: the column is JSONB, which keeps the value, not the text."""
+    labels = _LabelTexts(json.dumps)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    for times in columns[4], columns[5], columns[7]:  # `UtcDateTime` refuses a naive time
+        if any(moment.tzinfo is None for moment in times):
+            raise ValueError("naive datetime given to a UTC column")
+    columns[6] = [labels(value) for value in columns[6]]
+    return columns
+
+
+def _sqlite_rows(dialect: sa.Dialect, rows: Sequence[NewRecord]) -> list[tuple[Any, ...]]:
+    """Each row's values converted as SQLAlchemy would: `sqlite_datetime`, the Numeric and
+    JSON columns' own bind processors."""
+    table = cast(sa.Table, UsageRecord.__table__)
     number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect) or _same
-    serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same
+    labels = _LabelTexts(table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same)
     starts: dict[datetime, str] = {}  # window starts and receiving times repeat; times rarely
-    label_texts: dict[tuple[tuple[str, str], ...], Any] = {}
 
     def start_text(moment: datetime) -> str:
         found = starts.get(moment)
@@ -243,14 +289,7 @@ def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
             found = starts[moment] = sqlite_datetime(moment)
         return found
 
-    def labels(value: dict[str, str]) -> Any:
-        key = tuple(value.items())
-        found = label_texts.get(key)
-        if found is None:
-            found = label_texts[key] = serialise(value)
-        return found
-
-    parameters = [
+    return [
         (
             row.record_id,
             row.entitlement_id,
@@ -263,12 +302,6 @@ def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
         )
         for row in rows
     ]
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(statement, parameters)
-        return int(cursor.rowcount)
-    finally:
-        cursor.close()
 
 
 def _same(value: Any) -> Any:
