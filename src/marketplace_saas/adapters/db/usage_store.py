@@ -83,11 +83,11 @@ _SQL = {
     "postgresql": _Sql(
         entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
         "service_suspended_reason, active_since, cancelled_at, "
-        "raw ->> 'productExternalName' FROM entitlements WHERE id = ANY(%s)",
+        "raw ->> 'productExternalName' FROM entitlements WHERE id IN (SELECT unnest(%s::text[]))",
         history="SELECT entitlement_id, plan, effective_at, previous_plan FROM plan_history "
-        "WHERE entitlement_id = ANY(%s) ORDER BY id",
+        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) ORDER BY id",
         reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
-        "WHERE entitlement_id = ANY(%s) GROUP BY entitlement_id",
+        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) GROUP BY entitlement_id",
         # One statement whatever the batch's size: each column is one array parameter.
         insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
         "window_start, labels, received_at) SELECT * FROM unnest(%b::text[], %b::text[], "
