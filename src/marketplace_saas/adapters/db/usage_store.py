@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Entitlement, UsageRecord
@@ -88,11 +89,15 @@ _SQL = {
         "WHERE entitlement_id IN (SELECT unnest(%s::text[])) ORDER BY id",
         reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
         "WHERE entitlement_id IN (SELECT unnest(%s::text[])) GROUP BY entitlement_id",
-        # One statement whatever the batch's size: each column is one array parameter.
+        # One statement whatever the batch's size: each column is one array parameter, but
+        # the labels: each distinct set once (the first array), and per record its position.
         insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
-        "window_start, labels, received_at) SELECT * FROM unnest(%b::text[], %b::text[], "
-        "%b::text[], %b::numeric[], %b::timestamptz[], %b::timestamptz[], %b::jsonb[], "
-        "%b::timestamptz[]) ON CONFLICT (record_id) DO NOTHING",
+        "window_start, labels, received_at) SELECT r.record_id, r.entitlement_id, r.metric, "
+        "r.value, r.time, r.window_start, (%b::jsonb[])[r.labels], r.received_at "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::timestamptz[], "
+        "%b::timestamptz[], %b::int4[], %b::timestamptz[]) AS r(record_id, entitlement_id, "
+        "metric, value, time, window_start, labels, received_at) "
+        "ON CONFLICT (record_id) DO NOTHING",
         json_ids=False,
     ),
 }
@@ -247,32 +252,26 @@ def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
         cursor.close()
 
 
-class _LabelTexts:
-    """The labels' JSON text, serialised once per distinct set of labels in a batch (most
-    records of a batch carry the same few)."""
-
-    def __init__(self, serialise: Callable[[Any], Any]) -> None:
-        self.serialise = serialise
-        self.found: dict[tuple[tuple[str, str], ...], Any] = {}
-
-    def __call__(self, value: dict[str, str]) -> Any:
-        key = tuple(value.items())
-        text = self.found.get(key)
-        if text is None:
-            text = self.found[key] = self.serialise(value)
-        return text
-
-
 def _pg_columns(rows: Sequence[NewRecord]) -> list[list[Any]]:
-    """The eight columns of `rows`, each as one list (bound as a PostgreSQL array). The labels
-    go as JSON text: the column is JSONB, which keeps the value, not the text."""
-    labels = _LabelTexts(json.dumps)
+    """The parameters of the PostgreSQL insert: the batch's distinct label sets (JSONB, each
+    parsed once by the server), then the eight columns of `rows`, each as one list (bound as an
+    array), the labels as positions (from 1) in the first list."""
     columns = [list(column) for column in zip(*rows, strict=True)]
     for times in columns[4], columns[5], columns[7]:  # `UtcDateTime` refuses a naive time
         if any(moment.tzinfo is None for moment in times):
             raise ValueError("naive datetime given to a UTC column")
-    columns[6] = [labels(value) for value in columns[6]]
-    return columns
+    distinct: dict[tuple[tuple[str, str], ...], int] = {}
+    label_sets: list[Jsonb] = []
+    positions = []
+    for labels in columns[6]:
+        key = tuple(labels.items())
+        position = distinct.get(key)
+        if position is None:
+            label_sets.append(Jsonb(labels))
+            position = distinct[key] = len(label_sets)
+        positions.append(position)
+    columns[6] = positions
+    return [label_sets, *columns]
 
 
 def _sqlite_rows(dialect: sa.Dialect, rows: Sequence[NewRecord]) -> list[tuple[Any, ...]]:
@@ -280,13 +279,21 @@ def _sqlite_rows(dialect: sa.Dialect, rows: Sequence[NewRecord]) -> list[tuple[A
     JSON columns' own bind processors."""
     table = cast(sa.Table, UsageRecord.__table__)
     number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect) or _same
-    labels = _LabelTexts(table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same)
+    serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same
     starts: dict[datetime, str] = {}  # window starts and receiving times repeat; times rarely
+    label_texts: dict[tuple[tuple[str, str], ...], Any] = {}
 
     def start_text(moment: datetime) -> str:
         found = starts.get(moment)
         if found is None:
             found = starts[moment] = sqlite_datetime(moment)
+        return found
+
+    def labels(value: dict[str, str]) -> Any:
+        key = tuple(value.items())
+        found = label_texts.get(key)
+        if found is None:
+            found = label_texts[key] = serialise(value)
         return found
 
     return [
