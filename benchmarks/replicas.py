@@ -10,7 +10,9 @@ the order rotated each round), each on a fresh database; the median is kept with
    with 3 listener processes on one subscription; 2 x `--changes` notifications each.
 2. `POST /v1/usage` on SQLite with 1 backend process (the baseline under the same load) and on
    PostgreSQL with 1 and 2 (uvicorn, one worker each); 4 client threads spread batches of 1,000
-   records over the replicas.
+   records over the replicas (`benchmarks.usage_http`). Each run also gives the CPU time per
+   record of the clients, of each server process and of PostgreSQL (the database's backends,
+   and the server's shared processes).
 3. The reporter on PostgreSQL: 1 and 3 `report_usage` processes started together on one database
    holding `--entitlements` entitlements x 2 metrics, one window each; the wall time from their
    start until the last one ends. Each run gets a clone of one seeded database.
