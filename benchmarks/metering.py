@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,11 +38,11 @@ import httpx
 
 from benchmarks import RESULTS_DIR, machine
 from benchmarks.emulator import emulator_server, free_port, stop, wait_for_port
+from benchmarks.usage_http import TOKEN, post_batches
 
 PROVIDER = "BENCH-provider"
 PRODUCT = "example-product"
 SERVICE = "example-product.endpoints.sandbox.cloud.goog"
-TOKEN = "bench-token"
 BATCH = 1000
 TARGET_HTTP_PER_SECOND = 25_000
 TARGET_REPORT_SECONDS = 60.0
@@ -153,42 +152,19 @@ def bench_http(workdir: Path, batches: int, clients: int) -> dict[str, Any]:
     try:
         if not wait_for_port(port, 60):
             raise RuntimeError(f"the backend did not start; see {workdir / 'backend.log'}")
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-        url = f"http://127.0.0.1:{port}/v1/usage"
-        with httpx.Client(timeout=60) as warm:  # one warm-up batch, not counted
-            warm.post(url, content=json.dumps({"records": []}).encode(), headers=headers)
-        accepted = [0] * clients
-        latencies: list[float] = []
-
-        def client(worker: int) -> None:
-            with httpx.Client(timeout=120) as http:
-                for body in bodies[worker::clients]:
-                    started = time.perf_counter()
-                    response = http.post(url, content=body, headers=headers)
-                    latencies.append(time.perf_counter() - started)
-                    response.raise_for_status()
-                    accepted[worker] += response.json()["accepted"]
-
-        threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        run = post_batches([f"http://127.0.0.1:{port}/v1/usage"], bodies, clients)
     finally:
         stop(process)
         log.close()
-    latencies.sort()
     return {
-        "records": sum(accepted),
+        "records": run.accepted,
         "batches": batches,
         "batch_size": BATCH,
         "clients": clients,
-        "seconds": round(elapsed, 3),
-        "records_per_second": round(sum(accepted) / elapsed),
-        "batch_p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
-        "batch_p99_ms": round(1000 * latencies[int(len(latencies) * 0.99) - 1], 1),
+        "seconds": round(run.seconds, 3),
+        "records_per_second": run.records_per_second,
+        "batch_p50_ms": run.p50_ms,
+        "batch_p99_ms": run.p99_ms,
         "target_records_per_second": TARGET_HTTP_PER_SECOND,
     }
 

@@ -10,7 +10,9 @@ the order rotated each round), each on a fresh database; the median is kept with
    with 3 listener processes on one subscription; 2 x `--changes` notifications each.
 2. `POST /v1/usage` on SQLite with 1 backend process (the baseline under the same load) and on
    PostgreSQL with 1 and 2 (uvicorn, one worker each); 4 client threads spread batches of 1,000
-   records over the replicas.
+   records over the replicas (`benchmarks.usage_http`). Each run also gives the CPU time per
+   record of the clients, of each server process and of PostgreSQL (the database's backends,
+   and the server's shared processes).
 3. The reporter on PostgreSQL: 1 and 3 `report_usage` processes started together on one database
    holding `--entitlements` entitlements x 2 metrics, one window each; the wall time from their
    start until the last one ends. Each run gets a clone of one seeded database.
@@ -28,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ import httpx
 from benchmarks import RESULTS_DIR, machine
 from benchmarks import metering as m
 from benchmarks.emulator import free_port, stop, wait_for_port
+from benchmarks.usage_http import HEADERS, cpu_seconds, post_batches
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/postgres")
 
@@ -130,6 +132,30 @@ def _database(kind: str, folder: Path) -> Iterator[str]:
         yield url
 
 
+def _postgres_cpu(url: str) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the PostgreSQL processes: the backends of `url`'s database, and the
+    server's shared processes (WAL writer, checkpointer, ...; other databases' work counts there
+    too)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(ADMIN_URL)
+    try:
+        with admin.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT pid, datname IS NOT NULL FROM pg_stat_activity WHERE datname = :name "
+                    "OR (datname IS NULL AND backend_type <> 'client backend')"
+                ),
+                {"name": url.rsplit("/", 1)[1]},
+            ).all()
+    finally:
+        admin.dispose()
+    out: dict[str, dict[int, float]] = {"backends": {}, "shared": {}}
+    for pid, ours in rows:
+        out["backends" if ours else "shared"][pid] = cpu_seconds(pid)
+    return out
+
+
 def _http_run(kind: str, replicas: int, batches: int, clients: int, folder: Path) -> dict[str, Any]:
     now = datetime.now(UTC)
     ids = [f"ent-{i}" for i in range(1000)]
@@ -155,37 +181,41 @@ def _http_run(kind: str, replicas: int, batches: int, clients: int, folder: Path
             for port in ports:
                 if not wait_for_port(port, 120):
                     raise RuntimeError(f"a backend did not start; see {log.name}")
-            headers = {"Authorization": f"Bearer {m.TOKEN}", "Content-Type": "application/json"}
             urls = [f"http://127.0.0.1:{p}/v1/usage" for p in ports]
-            for target in urls:  # warm each replica once, not counted
-                httpx.post(target, content=b'{"records": []}', headers=headers, timeout=60)
-            accepted = [0] * clients
-
-            def client(worker: int) -> None:
-                with httpx.Client(timeout=120) as http:
-                    for n, body in enumerate(bodies[worker::clients]):
-                        target = urls[(worker + n) % len(urls)]
-                        response = http.post(target, content=body, headers=headers)
-                        response.raise_for_status()
-                        accepted[worker] += response.json()["accepted"]
-
-            threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - started
+            for target in urls:  # warm each replica (and its pool) before its CPU is counted
+                httpx.post(target, content=b'{"records": []}', headers=HEADERS, timeout=60)
+            servers = [cpu_seconds(p.pid) for p in processes]
+            database = _postgres_cpu(url) if kind == "postgresql" else {}
+            run = post_batches(urls, bodies, clients)
+            servers = [cpu_seconds(p.pid) - s for p, s in zip(processes, servers, strict=True)]
+            if database:
+                after = _postgres_cpu(url)
+                database = {
+                    part: {pid: cpu - database[part].get(pid, 0.0) for pid, cpu in pids.items()}
+                    for part, pids in after.items()
+                }
         finally:
             for process in processes:
                 stop(process)
             log.close()
+
+    def per_record(seconds: float) -> float:  # CPU microseconds per accepted record
+        return round(1e6 * seconds / max(run.accepted, 1), 1)
+
+    cpu = {
+        "client": per_record(run.cpu_seconds),
+        "servers": [per_record(s) for s in servers],
+    }
+    if database:
+        cpu["postgres_backends"] = per_record(sum(database["backends"].values()))
+        cpu["postgres_shared"] = per_record(sum(database["shared"].values()))
     return {
         "database": kind,
         "replicas": replicas,
-        "records": sum(accepted),
-        "seconds": round(elapsed, 3),
-        "records_per_second": round(sum(accepted) / elapsed),
+        "records": run.accepted,
+        "seconds": round(run.seconds, 3),
+        "records_per_second": run.records_per_second,
+        "cpu_us_per_record": cpu,
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from marketplace_saas.adapters.db.models import UsageRecord, UsageReport
 from marketplace_saas.bootstrap import Container
+from marketplace_saas.domain.metering import NewRecord
 from marketplace_saas.service.metering.ingest import record_usage
 from tests.support.metering import (
     T0,
@@ -252,3 +254,110 @@ def test_concurrent_batches_with_the_same_ids_count_each_record_once(container: 
     assert sum(r.duplicates for r in results) == 600
     with container.sessions() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(UsageRecord)) == 200
+
+
+def _wait_until_blocked(container: Container, blocked: threading.Thread) -> None:
+    """Until `blocked` waits on a lock (PostgreSQL: seen in pg_stat_activity). SQLite shows no
+    waiter: a short pause lets the thread reach its insert (the outcome is the same if not)."""
+    deadline = time.monotonic() + 30
+    while blocked.is_alive() and time.monotonic() < deadline:
+        if container.engine.dialect.name != "postgresql":
+            time.sleep(0.3)
+            return
+        with container.engine.connect() as conn:
+            waiting = conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the second request never waited for the first one's transaction")
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_an_id_inserted_by_a_transaction_still_open_is_decided_when_that_transaction_ends(
+    container: Any, outcome: str
+) -> None:
+    """Another request's uncommitted `held`: a duplicate once it commits, ours if it rolls back."""
+    holder = container.sessions()
+    holder.begin()
+    holder.execute(
+        sa.insert(UsageRecord).values(
+            record_id="held",
+            entitlement_id="ent-1",
+            metric="requests",
+            value=Decimal(7),
+            time=T0 + H,
+            window_start=T0 + H,
+            labels={},
+            received_at=T0 + H,
+        )
+    )
+    results: list[Any] = []
+    second = threading.Thread(
+        target=lambda: results.append(record_usage(container, [rec("held"), rec("new")]))
+    )
+    second.start()
+    try:
+        _wait_until_blocked(container, second)
+    finally:
+        holder.commit() if outcome == "commit" else holder.rollback()
+        holder.close()
+        second.join(60)
+    (result,) = results
+    rows = stored(container)
+    if outcome == "commit":
+        assert (result.accepted, result.duplicates, result.rejected) == (1, 1, [])
+        assert rows["held"].value == 7  # the first request's record, not ours
+    else:
+        assert (result.accepted, result.duplicates, result.rejected) == (2, 0, [])
+        assert rows["held"].value == 1
+    assert set(rows) == {"held", "new"}
+
+
+def test_values_times_and_labels_are_stored_exactly_on_every_backend(container: Any) -> None:
+    """Each record keeps its own value, time and labels, whatever the batch's other records."""
+    moment = T0 + 2 * H + timedelta(minutes=7, seconds=3, microseconds=123456)
+    batch = [
+        rec("big", value="9999999999999999999999999999.999999999", time=moment),
+        rec("tiny", value="0.000000001", time=moment, labels={"resource_name": "db-1"}),
+        rec("offset", time=T0 + 3 * H, labels={"zone": "été", "resource_name": "db-1"}),
+        rec("same", value=3, labels={"resource_name": "db-1"}),
+        rec("reordered", labels={"resource_name": "db-1", "zone": "été"}),
+    ]
+    batch[2]["time"] = "2025-03-01T08:30:00.5+05:30"  # 03:00:00.5 UTC
+    assert record_usage(container, batch).to_json() == {
+        "accepted": 5,
+        "duplicates": 0,
+        "rejected": [],
+    }
+    rows = stored(container)
+    if container.engine.dialect.name == "postgresql":  # SQLite stores NUMERIC as a REAL
+        assert rows["big"].value == Decimal("9999999999999999999999999999.999999999")
+    assert rows["tiny"].value == Decimal("0.000000001")
+    assert rows["same"].value == 3
+    assert (rows["big"].time, rows["big"].window_start) == (moment, T0 + 2 * H)
+    assert rows["offset"].time == T0 + 3 * H + timedelta(microseconds=500000)
+    assert rows["big"].labels == {}
+    assert rows["tiny"].labels == rows["same"].labels == {"resource_name": "db-1"}
+    assert (
+        rows["offset"].labels
+        == rows["reordered"].labels
+        == {
+            "zone": "été",
+            "resource_name": "db-1",
+        }
+    )
+    assert {r.received_at for r in rows.values()} == {T0 + 10 * H}
+
+
+def test_the_store_refuses_a_naive_time_on_every_backend(container: Container) -> None:
+    naive = NewRecord(
+        "n", "ent-1", "requests", Decimal(1), datetime(2025, 3, 1, 2), T0 + 2 * H, {}, T0 + 10 * H
+    )
+    with pytest.raises(ValueError, match="naive"), container.unit_of_work() as uow:
+        uow.usage.insert_records([naive])
+    assert stored(container) == {}

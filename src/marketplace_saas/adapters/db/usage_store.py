@@ -2,11 +2,12 @@
 
 Inserts use the dialect's `INSERT ... ON CONFLICT (record_id) DO NOTHING`, so a repeated
 idempotency key, even one inserted at the same moment by another request, is skipped by the
-database and counted as a duplicate by the caller (the inserted rows are counted: by `RETURNING`
-on PostgreSQL, by the cursor's rowcount of one `executemany` on SQLite).
+database and counted as a duplicate by the caller (the inserted rows are counted by the cursor's
+rowcount: of one `INSERT ... SELECT FROM unnest(<one array per column>)` on PostgreSQL, of one
+`executemany` on SQLite).
 
 Ingestion is the hot path (docs/performance.md, "Metering"): its reads are plain SQL with every id
-in one parameter, its SQLite insert skips SQLAlchemy's per-parameter processing, and the
+in one parameter, its inserts skip SQLAlchemy's per-parameter processing, and the
 entitlements it builds are memoised on the exact content of their rows, so a changed row (a plan
 change, a cancellation) is always built afresh.
 """
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.models import Entitlement, UsageRecord
@@ -58,10 +59,11 @@ class _Sql:
     entitlements: str
     history: str
     reported_until: str
-    insert: str | None  # SQLite only: PostgreSQL inserts through SQLAlchemy, with RETURNING
+    insert: str
+    json_ids: bool  # SQLite: the ids as one JSON text; PostgreSQL: as one array
 
     def ids(self, ids: Sequence[str]) -> Any:
-        return json.dumps(list(ids)) if self.insert else list(ids)
+        return json.dumps(list(ids)) if self.json_ids else list(ids)
 
 
 _SQL = {
@@ -77,16 +79,26 @@ _SQL = {
         insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
         "window_start, labels, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (record_id) DO NOTHING",
+        json_ids=True,
     ),
     "postgresql": _Sql(
         entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
         "service_suspended_reason, active_since, cancelled_at, "
-        "raw ->> 'productExternalName' FROM entitlements WHERE id = ANY(%s)",
+        "raw ->> 'productExternalName' FROM entitlements WHERE id IN (SELECT unnest(%s::text[]))",
         history="SELECT entitlement_id, plan, effective_at, previous_plan FROM plan_history "
-        "WHERE entitlement_id = ANY(%s) ORDER BY id",
+        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) ORDER BY id",
         reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
-        "WHERE entitlement_id = ANY(%s) GROUP BY entitlement_id",
-        insert=None,
+        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) GROUP BY entitlement_id",
+        # One statement whatever the batch's size: each column is one array parameter, but
+        # the labels: each distinct set once (the first array), and per record its position.
+        insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
+        "window_start, labels, received_at) SELECT r.record_id, r.entitlement_id, r.metric, "
+        "r.value, r.time, r.window_start, (%b::jsonb[])[r.labels], r.received_at "
+        "FROM unnest(%b::text[], %b::text[], %b::text[], %b::numeric[], %b::timestamptz[], "
+        "%b::timestamptz[], %b::int4[], %b::timestamptz[]) AS r(record_id, entitlement_id, "
+        "metric, value, time, window_start, labels, received_at) "
+        "ON CONFLICT (record_id) DO NOTHING",
+        json_ids=False,
     ),
 }
 Processor = Callable[[Any], Any] | None
@@ -218,20 +230,54 @@ def sqlite_datetime(value: datetime) -> str:
 
 
 def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
-    """Insert usage records, skipping existing `record_id`s; how many were inserted."""
+    """Insert usage records, skipping existing `record_id`s; how many were inserted.
+
+    One statement on the session's own connection and transaction. The cursor's rowcount counts
+    only the rows inserted: `ON CONFLICT DO NOTHING` changes none for an id already stored, and
+    waits for a concurrent transaction that inserted the same id to end before deciding.
+    """
     if not rows:
         return 0
     connection = session.connection()
     dialect = connection.dialect
-    table = cast(sa.Table, UsageRecord.__table__)
     statement = _sql(dialect).insert
-    if statement is None:  # PostgreSQL
-        insert = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-        result = session.execute(insert.returning(table.c.record_id), [r._asdict() for r in rows])
-        return len(result.scalars().all())
-    # SQLite: one executemany of a plain INSERT, each value converted as SQLAlchemy would
-    # (`sqlite_datetime`; the Numeric and JSON columns' own bind processors). The cursor's
-    # rowcount counts only the rows inserted: ON CONFLICT DO NOTHING changes none.
+    cursor = connection.connection.cursor()
+    try:
+        if dialect.name == "postgresql":
+            cursor.execute(statement, _pg_columns(rows))
+        else:
+            cursor.executemany(statement, _sqlite_rows(dialect, rows))
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def _pg_columns(rows: Sequence[NewRecord]) -> list[list[Any]]:
+    """The parameters of the PostgreSQL insert: the batch's distinct label sets (JSONB, each
+    parsed once by the server), then the eight columns of `rows`, each as one list (bound as an
+    array), the labels as positions (from 1) in the first list."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    for times in columns[4], columns[5], columns[7]:  # `UtcDateTime` refuses a naive time
+        if any(moment.tzinfo is None for moment in times):
+            raise ValueError("naive datetime given to a UTC column")
+    distinct: dict[tuple[tuple[str, str], ...], int] = {}
+    label_sets: list[Jsonb] = []
+    positions = []
+    for labels in columns[6]:
+        key = tuple(labels.items())
+        position = distinct.get(key)
+        if position is None:
+            label_sets.append(Jsonb(labels))
+            position = distinct[key] = len(label_sets)
+        positions.append(position)
+    columns[6] = positions
+    return [label_sets, *columns]
+
+
+def _sqlite_rows(dialect: sa.Dialect, rows: Sequence[NewRecord]) -> list[tuple[Any, ...]]:
+    """Each row's values converted as SQLAlchemy would: `sqlite_datetime`, the Numeric and
+    JSON columns' own bind processors."""
+    table = cast(sa.Table, UsageRecord.__table__)
     number = table.c.value.type.dialect_impl(dialect).bind_processor(dialect) or _same
     serialise = table.c.labels.type.dialect_impl(dialect).bind_processor(dialect) or _same
     starts: dict[datetime, str] = {}  # window starts and receiving times repeat; times rarely
@@ -250,7 +296,7 @@ def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
             found = label_texts[key] = serialise(value)
         return found
 
-    parameters = [
+    return [
         (
             row.record_id,
             row.entitlement_id,
@@ -263,12 +309,6 @@ def insert_records(session: Session, rows: Sequence[NewRecord]) -> int:
         )
         for row in rows
     ]
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(statement, parameters)
-        return int(cursor.rowcount)
-    finally:
-        cursor.close()
 
 
 def _same(value: Any) -> Any:
