@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import RESULTS_DIR, machine
+from benchmarks import RESULTS_DIR, machine, proc_cpu
 from benchmarks.emulator import pubsub_emulator
 from benchmarks.lifecycle_seed import PROVIDER, seed_database, seeded_emulator
 
@@ -85,6 +85,35 @@ class ProcessedCounter:
         count = int(self._conn.execute(self._query).scalar_one())
         self._conn.rollback()  # end the read transaction: the next poll sees new commits
         return count
+
+    def sessions(self) -> int:
+        """Sessions ever opened on this database (PostgreSQL's statistics; 0 on SQLite)."""
+        import sqlalchemy as sa
+
+        if self._engine.dialect.name != "postgresql":
+            return 0
+        self._conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        opened = self._conn.execute(
+            sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        ).scalar_one()
+        self._conn.rollback()
+        return int(opened)
+
+    def backends(self) -> list[int]:
+        """The PostgreSQL server processes serving this database, but for this counter's."""
+        import sqlalchemy as sa
+
+        if self._engine.dialect.name != "postgresql":
+            return []
+        pids = self._conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        found = [int(pid) for pid in pids]
+        self._conn.rollback()
+        return found
 
     def close(self) -> None:
         self._conn.close()
@@ -161,6 +190,28 @@ def _stop_children(children: list[subprocess.Popen[str]]) -> float:
     return used() - before
 
 
+def _process_groups(counter: ProcessedCounter) -> dict[str, list[int]]:
+    """This run's processes by role: this listener, the others, the Marketplace emulator, the
+    Pub/Sub emulator (its wrapper and JVM), the PostgreSQL backends of its database."""
+
+    groups: dict[str, list[int]] = {
+        "listener_main": [os.getpid()],
+        "listener_others": [],
+        "marketplace_emulator": [],
+        "pubsub_emulator": [],
+        "postgres_backends": counter.backends(),
+    }
+    for pid in proc_cpu.descendants(os.getpid()):
+        command = proc_cpu.command_line(pid)
+        if "listen_child" in command:
+            groups["listener_others"].append(pid)
+        elif "serve_seeded_emulator" in command:
+            groups["marketplace_emulator"].append(pid)
+        elif command:
+            groups["pubsub_emulator"].append(pid)
+    return groups
+
+
 def end_to_end(
     customers: int,
     changes: int,
@@ -200,6 +251,9 @@ def end_to_end(
         children = _start_children(listeners - 1, database_url, url, subscription)
         with open_container(settings) as container:
             listener = Listener(settings, processing_callback(container), subscription=subscription)
+            count = ProcessedCounter(database_url)
+            cpu_groups = proc_cpu.snapshot(_process_groups(count))
+            sessions_before = count.sessions()
             cpu_before = time.process_time()
             times_before = os.times()
             started = time.perf_counter()
@@ -207,16 +261,17 @@ def end_to_end(
             listener.start()
             deadline = started + 1800
             done = 0
-            count = ProcessedCounter(database_url)
             try:
                 while time.perf_counter() < deadline:
                     done = count()
                     if done >= expected:
                         break
                     time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                cpu_by_process = proc_cpu.cpu_since(cpu_groups, _process_groups(count))
+                sessions = count.sessions() - sessions_before
             finally:
                 count.close()
-            elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu_before
             times = os.times()
             user = times.user - times_before.user
@@ -239,6 +294,14 @@ def end_to_end(
         # this process alone: its user (Python, SQLite, gRPC) and kernel (syscalls, switches) time
         "listener_user_ms_per_notification": round(user / max(done, 1) * 1000, 3),
         "listener_system_ms_per_notification": round(system / max(done, 1) * 1000, 3),
+        # every process of the run, from the clock's start to the last commit (/proc)
+        "cpu_ms_per_notification_by_process": {
+            name: round(seconds / max(done, 1) * 1000, 3)
+            for name, seconds in cpu_by_process.items()
+        },
+        # PostgreSQL connections opened during the run (the backends of those closed again are
+        # not in `postgres_backends`)
+        "postgres_sessions_opened": sessions,
         # this process's write transactions (inbox rows and effects, grouped on SQLite)
         "write_transactions": batches,
         "seeding_seconds": round(seeding, 1),

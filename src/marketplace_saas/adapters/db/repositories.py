@@ -151,15 +151,22 @@ def settle_inbox(
     last_error: str | None,
 ) -> None:
     """Count one attempt and record its outcome: one UPDATE (it takes the row's lock itself)."""
-    session.execute(
-        _INBOX_SETTLE,
-        {
-            "key": event_id,
-            "status": status,
-            "processed_at": processed_at,
-            "last_error": last_error,
-        },
-    )
+    session.execute(INBOX_SETTLE, settle_values(event_id, status, processed_at, last_error))
+
+
+INBOX_SETTLE = _INBOX_SETTLE
+
+
+def settle_values(
+    event_id: str, status: str, processed_at: datetime, last_error: str | None
+) -> dict[str, Any]:
+    """The parameters of `INBOX_SETTLE` (`settle_inbox`, or several at once as an executemany)."""
+    return {
+        "key": event_id,
+        "status": status,
+        "processed_at": processed_at,
+        "last_error": last_error,
+    }
 
 
 def list_inbox(
