@@ -212,8 +212,8 @@ def test_audit_outbox_and_settlements_of_a_batch_are_written_at_its_commit(
         thread.join(WAIT)
     assert container.writes.batches == 2  # the held one, then the four together
     with container.sessions() as session:
-        rows = session.execute(sa.select(InboxMessage.event_id, InboxMessage.status)).tuples()
-        statuses = dict(rows.all())
+        rows = session.execute(sa.select(InboxMessage.event_id, InboxMessage.status)).all()
+        statuses = {row.event_id: row.status for row in rows}
         audit = session.scalar(sa.select(sa.func.count()).select_from(AuditLog))
         hooks = set(session.scalars(sa.select(HookOutbox.idempotency_key)))
     assert statuses == {f"event-{i}": "processed" for i in range(4)}
