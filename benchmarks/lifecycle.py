@@ -99,21 +99,17 @@ class ProcessedCounter:
         self._conn.rollback()
         return int(opened)
 
-    def backends(self) -> list[int]:
-        """The PostgreSQL server processes serving this database, but for this counter's."""
+    def backend_watch(self) -> proc_cpu.BackendWatch | None:
+        """A watch on the PostgreSQL server processes of this database, but for this counter's
+        (None on SQLite)."""
         import sqlalchemy as sa
 
         if self._engine.dialect.name != "postgresql":
-            return []
-        pids = self._conn.execute(
-            sa.text(
-                "SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalars()
-        found = [int(pid) for pid in pids]
+            return None
+        row = self._conn.execute(sa.text("SELECT pg_backend_pid(), current_database()")).one()
         self._conn.rollback()
-        return found
+        own, database = int(row[0]), str(row[1])
+        return proc_cpu.BackendWatch(proc_cpu.parent(own), database, exclude=[own])
 
     def close(self) -> None:
         self._conn.close()
@@ -190,16 +186,15 @@ def _stop_children(children: list[subprocess.Popen[str]]) -> float:
     return used() - before
 
 
-def _process_groups(counter: ProcessedCounter) -> dict[str, list[int]]:
+def _process_groups() -> dict[str, list[int]]:
     """This run's processes by role: this listener, the others, the Marketplace emulator, the
-    Pub/Sub emulator (its wrapper and JVM), the PostgreSQL backends of its database."""
+    Pub/Sub emulator (its wrapper and JVM). The PostgreSQL backends: `BackendWatch`."""
 
     groups: dict[str, list[int]] = {
         "listener_main": [os.getpid()],
         "listener_others": [],
         "marketplace_emulator": [],
         "pubsub_emulator": [],
-        "postgres_backends": counter.backends(),
     }
     for pid in proc_cpu.descendants(os.getpid()):
         command = proc_cpu.command_line(pid)
@@ -252,7 +247,8 @@ def end_to_end(
         with open_container(settings) as container:
             listener = Listener(settings, processing_callback(container), subscription=subscription)
             count = ProcessedCounter(database_url)
-            cpu_groups = proc_cpu.snapshot(_process_groups(count))
+            cpu_groups = proc_cpu.snapshot(_process_groups())
+            backends = count.backend_watch()
             sessions_before = count.sessions()
             cpu_before = time.process_time()
             times_before = os.times()
@@ -264,15 +260,24 @@ def end_to_end(
             try:
                 while time.perf_counter() < deadline:
                     done = count()
+                    if backends is not None:
+                        backends.sample()
                     if done >= expected:
                         break
                     time.sleep(0.05)
                 elapsed = time.perf_counter() - started
-                cpu_by_process = proc_cpu.cpu_since(cpu_groups, _process_groups(count))
+                cpu_by_process = proc_cpu.cpu_since(cpu_groups, _process_groups())
+                watch_cost = 0.0
+                if backends is not None:
+                    cpu_by_process["postgres_backends"] = backends.used()
+                    # the samples ran in this process: not the listener's CPU
+                    watch_cost = backends.cost
+                    cpu_by_process["listener_main"] -= watch_cost
+                    cpu_by_process["postgres_backends_seen"] = backends.seen
                 sessions = count.sessions() - sessions_before
             finally:
                 count.close()
-            cpu = time.process_time() - cpu_before
+            cpu = time.process_time() - cpu_before - watch_cost
             times = os.times()
             user = times.user - times_before.user
             system = times.system - times_before.system
@@ -298,7 +303,9 @@ def end_to_end(
         "cpu_ms_per_notification_by_process": {
             name: round(seconds / max(done, 1) * 1000, 3)
             for name, seconds in cpu_by_process.items()
+            if name != "postgres_backends_seen"
         },
+        "postgres_backends_seen": cpu_by_process.get("postgres_backends_seen", 0),
         # PostgreSQL connections opened during the run (the backends of those closed again are
         # not in `postgres_backends`)
         "postgres_sessions_opened": sessions,

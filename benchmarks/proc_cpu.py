@@ -6,12 +6,14 @@
 
 A pid's CPU is its user + system time (`/proc/<pid>/stat`, fields 14 and 15, in clock ticks);
 a pid first seen at the end counts from zero (a PostgreSQL backend opened during the run), a
-pid gone by the end is lost (none of the measured processes ends during a run).
+pid gone by the end is lost (none of the measured processes ends during a run). PostgreSQL's
+backends may end during a run (a pool that closes connections): `BackendWatch` samples them.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -71,3 +73,51 @@ def cpu_since(
         name: sum(cpu - before.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())
         for name, pids in now.items()
     }
+
+
+class BackendWatch:
+    """The CPU of a PostgreSQL database's server processes, those that end during the run too
+    (a connection closed by the client's pool): `sample()` often, `used()` at the end.
+
+    The backends are the postmaster's children whose title names the database; each sample
+    keeps every one's latest CPU, so a backend that ended counts up to its last sample. The
+    samples' own CPU (this thread's) is kept in `cost`, for the caller to leave out of its own.
+    """
+
+    def __init__(self, postmaster: int, database: str, exclude: Iterable[int] = ()) -> None:
+        self._children = Path(f"/proc/{postmaster}/task/{postmaster}/children")
+        self._marker = f" {database} "
+        self._ours: dict[int, bool] = dict.fromkeys(exclude, False)
+        self._start: dict[int, float] = {}
+        self._latest: dict[int, float] = {}
+        self.cost = 0.0
+        self.sample()
+        self._start = dict(self._latest)
+
+    def sample(self) -> None:
+        started = time.thread_time()
+        try:
+            pids = [int(pid) for pid in self._children.read_text().split()]
+        except OSError:
+            pids = []
+        for pid in pids:
+            ours = self._ours.get(pid)
+            if ours is None:
+                ours = self._ours[pid] = self._marker in command_line(pid)
+            if ours and (cpu := cpu_seconds(pid)) is not None:
+                self._latest[pid] = cpu
+        self.cost += time.thread_time() - started
+
+    def used(self) -> float:
+        """CPU seconds since the watch began, of every backend seen."""
+        self.sample()
+        return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._latest.items())
+
+    @property
+    def seen(self) -> int:
+        return len(self._latest)
+
+
+def parent(pid: int) -> int:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return int(raw[raw.rindex(")") + 2 :].split()[1])
