@@ -18,6 +18,12 @@ The clock runs from the listener's start until the last of them is committed.
 In the same run, the bare Pub/Sub emulator's ack rate is measured: the same number of messages,
 a subscriber whose callback only acks, the same flow control.
 
+Each run also reports the CPU time per notification of every process it involves, from the
+clock's start to the last commit (`cpu_ms_per_notification_by_process`, read from /proc by
+`benchmarks/proc_cpu.py`): this listener, the other listener processes, the Marketplace
+emulator, the Pub/Sub emulator (its JVM) and, on PostgreSQL, the server processes of the run's
+database (sampled every 50 ms, so those that end during the run count too).
+
 The emulator holds only the entitlements the run touches: the scale being measured is the
 backend's (its database, its queries, its writes), not the emulator's.
 
@@ -283,6 +289,7 @@ def end_to_end(
             system = times.system - times_before.system
             listener.stop()
             batches = container.writes.batches
+            retried_alone = container.writes.retried_alone
         # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
         cpu += _stop_children(children)
     return {
@@ -311,6 +318,8 @@ def end_to_end(
         "postgres_sessions_opened": sessions,
         # this process's write transactions (inbox rows and effects, grouped on SQLite)
         "write_transactions": batches,
+        # works of a shared transaction run again alone (a busy lock on PostgreSQL, or a failure)
+        "writes_retried_alone": retried_alone,
         "seeding_seconds": round(seeding, 1),
     }
 

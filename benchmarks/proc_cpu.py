@@ -103,7 +103,10 @@ class BackendWatch:
         for pid in pids:
             ours = self._ours.get(pid)
             if ours is None:
-                ours = self._ours[pid] = self._marker in command_line(pid)
+                title = command_line(pid)
+                ours = self._marker in title
+                if ours or title.startswith("postgres: "):  # not before its title is set
+                    self._ours[pid] = ours
             if ours and (cpu := cpu_seconds(pid)) is not None:
                 self._latest[pid] = cpu
         self.cost += time.thread_time() - started
