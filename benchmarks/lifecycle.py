@@ -18,6 +18,12 @@ The clock runs from the listener's start until the last of them is committed.
 In the same run, the bare Pub/Sub emulator's ack rate is measured: the same number of messages,
 a subscriber whose callback only acks, the same flow control.
 
+Each run also reports the CPU time per notification of every process it involves, from the
+clock's start to the last commit (`cpu_ms_per_notification_by_process`, read from /proc by
+`benchmarks/proc_cpu.py`): this listener, the other listener processes, the Marketplace
+emulator, the Pub/Sub emulator (its JVM) and, on PostgreSQL, the server processes of the run's
+database (sampled every 50 ms, so those that end during the run count too).
+
 The emulator holds only the entitlements the run touches: the scale being measured is the
 backend's (its database, its queries, its writes), not the emulator's.
 
@@ -41,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import RESULTS_DIR, machine
+from benchmarks import RESULTS_DIR, machine, proc_cpu
 from benchmarks.emulator import pubsub_emulator
 from benchmarks.lifecycle_seed import PROVIDER, seed_database, seeded_emulator
 
@@ -85,6 +91,31 @@ class ProcessedCounter:
         count = int(self._conn.execute(self._query).scalar_one())
         self._conn.rollback()  # end the read transaction: the next poll sees new commits
         return count
+
+    def sessions(self) -> int:
+        """Sessions ever opened on this database (PostgreSQL's statistics; 0 on SQLite)."""
+        import sqlalchemy as sa
+
+        if self._engine.dialect.name != "postgresql":
+            return 0
+        self._conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+        opened = self._conn.execute(
+            sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        ).scalar_one()
+        self._conn.rollback()
+        return int(opened)
+
+    def backend_watch(self) -> proc_cpu.BackendWatch | None:
+        """A watch on the PostgreSQL server processes of this database, but for this counter's
+        (None on SQLite)."""
+        import sqlalchemy as sa
+
+        if self._engine.dialect.name != "postgresql":
+            return None
+        row = self._conn.execute(sa.text("SELECT pg_backend_pid(), current_database()")).one()
+        self._conn.rollback()
+        own, database = int(row[0]), str(row[1])
+        return proc_cpu.BackendWatch(proc_cpu.parent(own), database, exclude=[own])
 
     def close(self) -> None:
         self._conn.close()
@@ -161,6 +192,27 @@ def _stop_children(children: list[subprocess.Popen[str]]) -> float:
     return used() - before
 
 
+def _process_groups() -> dict[str, list[int]]:
+    """This run's processes by role: this listener, the others, the Marketplace emulator, the
+    Pub/Sub emulator (its wrapper and JVM). The PostgreSQL backends: `BackendWatch`."""
+
+    groups: dict[str, list[int]] = {
+        "listener_main": [os.getpid()],
+        "listener_others": [],
+        "marketplace_emulator": [],
+        "pubsub_emulator": [],
+    }
+    for pid in proc_cpu.descendants(os.getpid()):
+        command = proc_cpu.command_line(pid)
+        if "listen_child" in command:
+            groups["listener_others"].append(pid)
+        elif "serve_seeded_emulator" in command:
+            groups["marketplace_emulator"].append(pid)
+        elif command:
+            groups["pubsub_emulator"].append(pid)
+    return groups
+
+
 def end_to_end(
     customers: int,
     changes: int,
@@ -200,6 +252,10 @@ def end_to_end(
         children = _start_children(listeners - 1, database_url, url, subscription)
         with open_container(settings) as container:
             listener = Listener(settings, processing_callback(container), subscription=subscription)
+            count = ProcessedCounter(database_url)
+            cpu_groups = proc_cpu.snapshot(_process_groups())
+            backends = count.backend_watch()
+            sessions_before = count.sessions()
             cpu_before = time.process_time()
             times_before = os.times()
             started = time.perf_counter()
@@ -207,22 +263,33 @@ def end_to_end(
             listener.start()
             deadline = started + 1800
             done = 0
-            count = ProcessedCounter(database_url)
             try:
                 while time.perf_counter() < deadline:
                     done = count()
+                    if backends is not None:
+                        backends.sample()
                     if done >= expected:
                         break
                     time.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                cpu_by_process = proc_cpu.cpu_since(cpu_groups, _process_groups())
+                watch_cost = 0.0
+                if backends is not None:
+                    cpu_by_process["postgres_backends"] = backends.used()
+                    # the samples ran in this process: not the listener's CPU
+                    watch_cost = backends.cost
+                    cpu_by_process["listener_main"] -= watch_cost
+                    cpu_by_process["postgres_backends_seen"] = backends.seen
+                sessions = count.sessions() - sessions_before
             finally:
                 count.close()
-            elapsed = time.perf_counter() - started
-            cpu = time.process_time() - cpu_before
+            cpu = time.process_time() - cpu_before - watch_cost
             times = os.times()
             user = times.user - times_before.user
             system = times.system - times_before.system
             listener.stop()
             batches = container.writes.batches
+            retried_alone = container.writes.retried_alone
         # The others' CPU includes their start-up and idle wait before the clock: an upper bound.
         cpu += _stop_children(children)
     return {
@@ -239,8 +306,20 @@ def end_to_end(
         # this process alone: its user (Python, SQLite, gRPC) and kernel (syscalls, switches) time
         "listener_user_ms_per_notification": round(user / max(done, 1) * 1000, 3),
         "listener_system_ms_per_notification": round(system / max(done, 1) * 1000, 3),
+        # every process of the run, from the clock's start to the last commit (/proc)
+        "cpu_ms_per_notification_by_process": {
+            name: round(seconds / max(done, 1) * 1000, 3)
+            for name, seconds in cpu_by_process.items()
+            if name != "postgres_backends_seen"
+        },
+        "postgres_backends_seen": cpu_by_process.get("postgres_backends_seen", 0),
+        # PostgreSQL connections opened during the run (the backends of those closed again are
+        # not in `postgres_backends`)
+        "postgres_sessions_opened": sessions,
         # this process's write transactions (inbox rows and effects, grouped on SQLite)
         "write_transactions": batches,
+        # works of a shared transaction run again alone (a busy lock on PostgreSQL, or a failure)
+        "writes_retried_alone": retried_alone,
         "seeding_seconds": round(seeding, 1),
     }
 

@@ -115,6 +115,11 @@ def bench_lifecycle(folder: Path, changes: int, rounds: int) -> dict[str, Any]:
             "listener_cpu_ms_per_notification": statistics.median(
                 r["listener_cpu_ms_per_notification"] for r in runs
             ),
+            # every process of the run (listeners, emulators, PostgreSQL's backends): medians
+            "cpu_ms_per_notification_by_process": {
+                name: statistics.median(r["cpu_ms_per_notification_by_process"][name] for r in runs)
+                for name in runs[0]["cpu_ms_per_notification_by_process"]
+            },
             "runs": runs,
         }
     return out

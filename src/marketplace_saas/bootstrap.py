@@ -41,8 +41,8 @@ from marketplace_saas.service.console.reads import ConsoleViews
 
 Clock = Callable[[], datetime]
 
-# At most this many notifications' writes share one SQLite transaction (`GroupCommit`).
-SQLITE_GROUP_COMMIT = 32
+# At most this many notifications' writes share one transaction (`GroupCommit`).
+GROUP_COMMIT = 32
 
 
 def system_clock() -> datetime:
@@ -69,10 +69,13 @@ class Container:
         self.credentials = credentials or GoogleCredentials(settings)
         self.engine = engine
         self.sessions: sessionmaker[Session] = session_factory(engine)
-        # The listener's write transactions, grouped on SQLite (one writer at a time there).
+        # The listener's write transactions, grouped: SQLite has one writer at a time, and on
+        # PostgreSQL a shared transaction saves each its own connection checkout, BEGIN and
+        # COMMIT; its locks do not wait there (`GroupCommit`, `transaction(wait_for_locks=)`).
         self.writes: GroupCommit[sql_uow.SqlUnitOfWork] = GroupCommit(
-            self.unit_of_work,
-            max_batch=SQLITE_GROUP_COMMIT if engine.dialect.name == "sqlite" else 1,
+            self._write_unit_of_work,
+            max_batch=GROUP_COMMIT,
+            begin_shared=self._shared_unit_of_work,
         )
         # The console's read models, one short session per `with container.console() as reads`.
         self.console: ConsoleViews = SqlConsole(self.sessions)
@@ -86,6 +89,14 @@ class Container:
     def unit_of_work(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
         """A write transaction: committed when the block ends, rolled back on an error."""
         return sql_uow.transaction(self.sessions)
+
+    def _write_unit_of_work(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
+        """A group commit's transaction of one work: audit, outbox and settlements sent last."""
+        return sql_uow.transaction(self.sessions, defer_writes=True)
+
+    def _shared_unit_of_work(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
+        """A group commit's transaction of several works: a busy lock fails it at once."""
+        return sql_uow.transaction(self.sessions, wait_for_locks=False, defer_writes=True)
 
     def reading(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
         """A read-only transaction: nothing is committed."""

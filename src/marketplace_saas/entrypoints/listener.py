@@ -12,11 +12,11 @@ and a restart, most messages published afterwards reached the new listener late 
 minutes (docs/operations.md). A pull is a request that lives 2 s at most: a dead process holds
 only what its last pull took, until the subscription's ack deadline.
 
-At most LISTENER_MAX_MESSAGES messages are in flight; `WORKERS` threads process them. The
-leases of messages in flight are extended every `LEASE_RENEW_SECONDS`; acks and nacks go out in
-batches every `SETTLE_EVERY_SECONDS` (a crash before that only means a redelivery, which the
-inbox recognises as settled). A callback that neither
-acks nor nacks (`--print`) leaves the message to come back once its lease expires.
+At most LISTENER_MAX_MESSAGES messages are in flight; `WORKERS` threads process them; a pull
+waits until half that many have room. The leases of messages in flight are extended every
+`LEASE_RENEW_SECONDS`; acks and nacks go out in batches every `SETTLE_EVERY_SECONDS` (a crash
+before that only means a redelivery, which the inbox recognises as settled). A callback that
+neither acks nor nacks (`--print`) leaves the message to come back once its lease expires.
 
 `stop()` is the clean shutdown: stop pulling, nack what was pulled but not started, let
 in-flight callbacks finish (and their acks go out), close the client.
@@ -160,10 +160,15 @@ class Listener:
     # -- pulling ----------------------------------------------------------------------------------
 
     def _room(self) -> int:
-        """Wait until fewer than LISTENER_MAX_MESSAGES are in flight; how many more may come."""
+        """Wait until there is room for a pull of at least half of LISTENER_MAX_MESSAGES (at
+        most MAX_PULL); how many may come. Not one pull per finished message: each pull is a
+        request that both this process and Pub/Sub pay for, and half the limit still in flight
+        keeps the workers busy meanwhile."""
         limit = self.settings.listener_max_messages
+        most = min(limit, MAX_PULL)
+        least = max(1, most // 2)
         with self._changed:
-            while len(self._in_flight) >= limit and not self._stopping.is_set():
+            while limit - len(self._in_flight) < least and not self._stopping.is_set():
                 self._changed.wait(0.5)
             return min(limit - len(self._in_flight), MAX_PULL)
 

@@ -21,6 +21,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# PostgreSQL connections a process keeps open for reuse, and the most it opens at once (as
+# SQLAlchemy's default 5 + 10 overflow). With 5 kept, the listener's 10 worker threads closed the
+# surplus connections after each transaction and opened new ones: a new server process, its
+# start-up and authentication, every few notifications.
+PG_POOL_SIZE = 15
+
+
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -39,6 +46,9 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", PG_POOL_SIZE)
+        kwargs.setdefault("max_overflow", 0)
     return sa.create_engine(url, **kwargs)
 
 

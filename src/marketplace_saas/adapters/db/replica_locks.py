@@ -1,6 +1,7 @@
 """The locks that let several replicas share one database (see docs/operations.md, "Replicas").
 
     xact_lock(session, "entitlement", eid)    # until the transaction ends (`lock_entitlement`)
+    xact_lock(session, "entitlement", eid, wait=False)   # or LockBusy (a shared group commit)
     with held_lock(engine, "sync") as mine:   # a named lock for a block; False: someone has it
     with report_claims(engine) as claims:     # the reporter's shards: claims.take(k) -> bool
     with migration_lock(url): upgrade...      # waits for the replica that is migrating
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from marketplace_saas.adapters.db.engine import create_engine, sqlite_file
+from marketplace_saas.adapters.db.errors import LockBusy
 
 REPORT_SHARDS = 32  # the reporter's units of work: entitlements hashed into this many shards
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 4
@@ -36,6 +38,7 @@ DEAD_PEER_SECONDS = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT  # 30 
 _MEMORY_LOCKS: dict[str, threading.Lock] = {}
 _MEMORY_GUARD = threading.Lock()
 _XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_TRY_XACT_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:key)")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(:key)")
 _KEEPALIVES = sa.text(
@@ -51,11 +54,17 @@ def advisory_key(*parts: str | int) -> int:
     return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
 
 
-def xact_lock(session: Session, kind: str, key: str) -> None:
+def xact_lock(session: Session, kind: str, key: str, *, wait: bool = True) -> None:
     """Hold `kind:key` until the session's transaction ends (PostgreSQL; a no-op elsewhere:
-    SQLite's write lock, taken by the locked read that follows, already serialises)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_XACT_LOCK, {"key": advisory_key(kind, key)})
+    SQLite's write lock, taken by the locked read that follows, already serialises).
+    `wait=False`: raise `LockBusy` at once when another transaction holds it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    params = {"key": advisory_key(kind, key)}
+    if wait:
+        session.execute(_XACT_LOCK, params)
+    elif not session.execute(_TRY_XACT_LOCK, params).scalar():
+        raise LockBusy(f"{kind}:{key}")
 
 
 @contextlib.contextmanager

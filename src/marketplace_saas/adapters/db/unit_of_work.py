@@ -1,6 +1,8 @@
 """The database's unit of work: one `Session` transaction and its repositories.
 
     with transaction(sessions) as uow: ...     # commits at the end (`Container.unit_of_work`)
+    with transaction(sessions, wait_for_locks=False, defer_writes=True) as uow: ...
+                                               # a group commit's shared transaction
     with reading(sessions) as uow: ...         # read only (`Container.reading`)
     SqlUnitOfWork(session)                     # a caller's open session (not-yet-ported code)
 
@@ -9,7 +11,9 @@ listener's hot path). The locks are taken here only (`lock_entitlement`, `lock_a
 `lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL, after a transaction advisory lock on the
 entitlement's or account's id (`replica_locks.xact_lock`: it also covers a row that does not
 exist yet, which two replicas may both be about to insert); on SQLite the transaction takes the
-database's write lock before its first read. The protocols these satisfy are in
+database's write lock before its first read. A unit of work made with `wait_for_locks=False`
+(the shared transaction of a group commit, `group_commit`) raises `LockBusy` instead of waiting
+for another transaction's advisory lock. The protocols these satisfy are in
 `service.ports` and `service.unit_of_work`.
 """
 
@@ -70,11 +74,33 @@ _PREVIOUS_PLAN = (
 )
 
 
-class SqlInbox:
-    __slots__ = ("session",)
+class Deferred:
+    """Writes nothing in the transaction reads back (audit rows, hook outbox rows, inbox
+    settlements), held until the unit of work ends and then sent as one statement each, an
+    executemany of every row (`flush`): a group commit's batch sends one per kind, not one per
+    notification. Sent in the order each kind was first added; an error surfaces at `flush`, in
+    the same transaction."""
 
-    def __init__(self, session: Session) -> None:
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: dict[Any, list[dict[str, Any]]] = {}
+
+    def add(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        self.rows.setdefault(statement, []).extend(rows)
+
+    def flush(self, session: Session) -> None:
+        for statement, rows in self.rows.items():
+            session.execute(statement, rows[0] if len(rows) == 1 else rows)
+        self.rows.clear()
+
+
+class SqlInbox:
+    __slots__ = ("deferred", "session")
+
+    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
         self.session = session
+        self.deferred = deferred
 
     def add(self, values: dict[str, Any]) -> bool:
         return repo.insert_inbox(self.session, values)
@@ -85,13 +111,11 @@ class SqlInbox:
     def settle(
         self, event_id: str, *, status: str, processed_at: datetime, last_error: str | None
     ) -> None:
-        repo.settle_inbox(
-            self.session,
-            event_id,
-            status=status,
-            processed_at=processed_at,
-            last_error=last_error,
-        )
+        values = repo.settle_values(event_id, status, processed_at, last_error)
+        if self.deferred is not None:
+            self.deferred.add(repo.INBOX_SETTLE, [values])
+        else:
+            self.session.execute(repo.INBOX_SETTLE, values)
 
     def get(self, event_id: str) -> InboxMessage | None:
         return repo.inbox_by_event_id(self.session, event_id)
@@ -226,39 +250,52 @@ class SqlPlanHistory:
 
 
 class SqlAudit:
-    __slots__ = ("session",)
+    __slots__ = ("deferred", "session")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
         self.session = session
+        self.deferred = deferred
 
     def add(self, rows: list[dict[str, Any]]) -> None:
+        if self.deferred is not None:
+            self.deferred.add(_AUDIT_INSERT, rows)
+            return
         # One row is a plain execution (the hot path's change row), several an executemany.
         self.session.execute(_AUDIT_INSERT, rows[0] if len(rows) == 1 else rows)
 
 
 class SqlOutbox:
-    __slots__ = ("session",)
+    __slots__ = ("deferred", "session")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
         self.session = session
+        self.deferred = deferred
 
     def add(self, values: dict[str, Any]) -> None:
-        self.session.execute(_OUTBOX_INSERT[repo.dialect_of(self.session)], values)
+        statement = _OUTBOX_INSERT[repo.dialect_of(self.session)]
+        if self.deferred is not None:
+            self.deferred.add(statement, [values])
+        else:
+            self.session.execute(statement, values)
 
 
 class SqlUnitOfWork:
     """The repositories of one session's transaction (see the module docstring)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self, session: Session, *, wait_for_locks: bool = True, deferred: Deferred | None = None
+    ) -> None:
         self.session = session
+        self.wait_for_locks = wait_for_locks
+        self.deferred = deferred  # flushed by `transaction` before it commits
         # -- the procurement side's repositories ------------------------------------------------
-        self.inbox = SqlInbox(session)
+        self.inbox = SqlInbox(session, deferred)
         self.accounts = SqlAccounts(session)
         self.customers = SqlCustomers(session)
         self.entitlements = SqlEntitlements(session)
         self.plans = SqlPlanHistory(session)
-        self.audit = SqlAudit(session)
-        self.outbox = SqlOutbox(session)
+        self.audit = SqlAudit(session, deferred)
+        self.outbox = SqlOutbox(session, deferred)
         self.sync_blocks = SqlSyncBlocks(session)
         # -- metering and provisioning hooks -----------------------------------------------------
         self.usage = SqlUsage(session)
@@ -269,11 +306,11 @@ class SqlUnitOfWork:
 
     def lock_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
         # The advisory lock first: it also holds off a writer of a row not inserted yet.
-        xact_lock(self.session, "entitlement", entitlement_id)
+        xact_lock(self.session, "entitlement", entitlement_id, wait=self.wait_for_locks)
         return repo.entitlement_values(self.session, entitlement_id, locked=True)
 
     def lock_account(self, account_id: str) -> Account | None:
-        xact_lock(self.session, "account", account_id)
+        xact_lock(self.session, "account", account_id, wait=self.wait_for_locks)
         return repo.account_by_id(self.session, account_id, locked=True)
 
     def lock_inbox(self, event_id: str) -> InboxMessage | None:
@@ -281,10 +318,17 @@ class SqlUnitOfWork:
 
 
 @contextmanager
-def transaction(sessions: sessionmaker[Session]) -> Iterator[SqlUnitOfWork]:
-    """A unit of work in its own transaction: committed at the end, rolled back on an error."""
+def transaction(
+    sessions: sessionmaker[Session], *, wait_for_locks: bool = True, defer_writes: bool = False
+) -> Iterator[SqlUnitOfWork]:
+    """A unit of work in its own transaction: committed at the end, rolled back on an error.
+    `defer_writes`: its audit, outbox and inbox-settlement rows are sent together at the end
+    (`Deferred`; the group commit's transactions)."""
     with sessions.begin() as session:
-        yield SqlUnitOfWork(session)
+        deferred = Deferred() if defer_writes else None
+        yield SqlUnitOfWork(session, wait_for_locks=wait_for_locks, deferred=deferred)
+        if deferred is not None:
+            deferred.flush(session)
 
 
 @contextmanager
