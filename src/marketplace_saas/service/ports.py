@@ -125,11 +125,6 @@ class InboxRepository(Protocol):
     def add(self, values: dict[str, Any]) -> bool:
         """Store a notification unless its eventId is there; whether it was stored."""
 
-    def add_reading_known(self, values: dict[str, Any]) -> tuple[bool, KnownEntitlement | None]:
-        """`add`, and what our records say of the entitlement `values["subject_id"]` (as
-        `EntitlementRepository.known`, read before or with the insert): one statement where
-        the database allows."""
-
     def count_delivery(self, event_id: str) -> tuple[str, int] | None:
         """One more delivery of a stored eventId: its status and deliveries."""
 

@@ -130,10 +130,6 @@ class _Repository:
 
 
 class FakeInbox(_Repository):
-    def add_reading_known(self, values: dict[str, Any]) -> tuple[bool, KnownEntitlement | None]:
-        known = FakeEntitlements(self.store).known(values["subject_id"])
-        return self.add(values), known
-
     def add(self, values: dict[str, Any]) -> bool:
         if values["event_id"] in self.store.inbox:
             return False

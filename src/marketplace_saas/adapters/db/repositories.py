@@ -278,72 +278,12 @@ _KNOWN_ENTITLEMENT = (
 def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
     """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
     row = session.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
-    return _known(row) if row is not None else None
-
-
-def _known(row: Any) -> KnownEntitlement:
+    if row is None:
+        return None
     applied, account_id, account_found, account_applied, signed_up_at = row
     if account_found is None:
         return KnownEntitlement(applied, account_id, None, None)
     return KnownEntitlement(applied, account_id, account_applied, signed_up_at is not None)
-
-
-# The columns the listener stores of a received notification (`inbox._store_received`).
-STORED_INBOX_COLUMNS = (
-    "event_id",
-    "event_type",
-    "provider_id",
-    "subject_kind",
-    "subject_id",
-    "subject_update_time",
-    "payload",
-    "message_id",
-    "source",
-    "status",
-    "attempts",
-    "deliveries",
-    "received_at",
-)
-_SUBJECT = sa.bindparam("subject_id", type_=_INBOX.c.subject_id.type)
-_INBOX_STORED = (
-    postgresql.insert(_INBOX)
-    .values(
-        {
-            name: _SUBJECT
-            if name == "subject_id"
-            else sa.bindparam(name, type_=_INBOX.c[name].type)
-            for name in STORED_INBOX_COLUMNS
-        }
-    )
-    .on_conflict_do_nothing(index_elements=["event_id"])
-    .returning(_INBOX.c.id)
-    .cte("stored")
-)
-_ONE_ROW = sa.select(sa.literal_column("1").label("one")).subquery("one_row")
-# PostgreSQL: the inbox insert and `_KNOWN_ENTITLEMENT` in one statement (one round trip and one
-# execution fewer per notification). The read sees the statement's snapshot, as it saw its own
-# before the insert; the insert's row id is NULL when the eventId was there already.
-_STORE_INBOX_READING_KNOWN = sa.select(
-    sa.select(_INBOX_STORED.c.id).scalar_subquery(),
-    _ENTITLEMENTS.c.id,
-    *_KNOWN_ENTITLEMENT.selected_columns,
-).select_from(
-    _ONE_ROW.outerjoin(_ENTITLEMENTS, _ENTITLEMENTS.c.id == _SUBJECT).outerjoin(
-        _ACCOUNTS, _ACCOUNTS.c.id == _ENTITLEMENTS.c.account_id
-    )
-)
-
-
-def insert_inbox_reading_known(
-    session: Session, values: dict[str, Any]
-) -> tuple[bool, KnownEntitlement | None]:
-    """Insert an inbox row (`STORED_INBOX_COLUMNS`) unless its eventId is there, and read what
-    we know of the entitlement `values["subject_id"]`: whether it was inserted, and that."""
-    if dialect_of(session) != "postgresql":
-        known = known_entitlement(session, values["subject_id"])
-        return insert_inbox(session, values), known
-    row = session.execute(_STORE_INBOX_READING_KNOWN, values).one()
-    return row[0] is not None, _known(row[2:]) if row[1] is not None else None
 
 
 def entitlements_of_account(session: Session, account_id: str) -> list[Entitlement]:

@@ -105,9 +105,6 @@ class SqlInbox:
     def add(self, values: dict[str, Any]) -> bool:
         return repo.insert_inbox(self.session, values)
 
-    def add_reading_known(self, values: dict[str, Any]) -> tuple[bool, KnownEntitlement | None]:
-        return repo.insert_inbox_reading_known(self.session, values)
-
     def count_delivery(self, event_id: str) -> tuple[str, int] | None:
         return repo.count_delivery(self.session, event_id)
 

@@ -140,11 +140,8 @@ def _store_received(
     def store(uow: UnitOfWork) -> tuple[str, int, bool, handlers.Stored | None]:
         stored = None
         if note.kind == "entitlement":
-            added, known = uow.inbox.add_reading_known(values)
-            stored = handlers.Stored(known)
-        else:
-            added = uow.inbox.add(values)
-        if added:
+            stored = handlers.Stored(uow.entitlements.known(note.subject_id))
+        if uow.inbox.add(values):
             return "received", 1, False, stored
         counted = uow.inbox.count_delivery(note.event_id)
         if counted is None:  # pragma: no cover - deleted between the two statements
