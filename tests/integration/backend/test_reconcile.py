@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from marketplace_emulator.faults import ApiFaults, FaultSettings
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, Customer, Entitlement
 from marketplace_saas.adapters.procurement import ProcurementGateway
@@ -151,7 +151,9 @@ def test_a_listing_that_fails_stops_the_sync_with_a_transient_error(
     emulator: Emulator, container: Container
 ) -> None:
     emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
-    emulator.faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[503])))
+    emulator.faults.configure(
+        FaultSettings(procurement=ProcurementFaults(error_rate=1.0, statuses=[503]))
+    )
     with pytest.raises(TransientProcurementError):
         sync_all(container)
     emulator.faults.clear()
