@@ -12,7 +12,9 @@ missed notifications:
 
 Before any of that, the mass-deletion guard (`service.procurement.sync_guard`) lists every id
 once and counts what the sync would delete; over its limits the sync stops with nothing changed
-(`SyncResult.blocked`), unless an operator confirmed (`confirm_deletions=True`).
+(`SyncResult.blocked`), unless an operator confirmed (`confirm_deletions=True`). The guard counts
+again on the listings the sync applied, before it deletes anything: an outage that begins
+between the two listings stops the sync before its deletions (the listed records were applied).
 
 One resource that fails (a refused decision, a transient error on its own call) is reported in
 `SyncResult.errors` and the sync goes on; a failure to list stops the sync (nothing is guessed).
@@ -287,6 +289,17 @@ def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = F
             return result
     listed_accounts = _sync_accounts(container, result, actor=actor)
     listed_entitlements = _sync_entitlements(container, result, actor=actor)
+    if not confirm_deletions:
+        # Once more on the listings just applied: Google may have lost the data since the
+        # guard's own listing (an outage that began meanwhile); nothing is deleted then.
+        result.blocked = sync_guard.check(
+            container,
+            listed_accounts=listed_accounts,
+            listed_entitlements=listed_entitlements,
+            actor=actor,
+        ).message
+        if result.blocked:
+            return result
     _sync_vanished(container, result, listed_accounts, listed_entitlements, actor=actor)
     sync_guard.resolve(container, actor=actor, confirmed=confirm_deletions)
     log.info(
