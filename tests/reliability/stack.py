@@ -180,7 +180,7 @@ def chaos_stack(
             stack.callback(node.stop)
             node.start()
         for node in nodes:
-            node.wait_ready(timeout=120)
+            node.wait_ready(timeout=300)  # a loaded machine starts them slowly
         yield Stack(running, nodes, receiver, database_url, env)
 
 

@@ -18,6 +18,7 @@ from tests.support import infra
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.reliability]
 
 
+@pytest.mark.timeout(900)  # about a minute on an idle machine; far longer on a loaded one
 def test_reduced_chaos_run_converges_to_the_apis_truth_with_exact_billing(
     pubsub_emulator_host: str, test_output_dir: Path
 ) -> None:
