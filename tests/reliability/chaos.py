@@ -45,6 +45,7 @@ class RunConfig:
     stable: int = 6  # entitlements that receive usage
     converge_seconds: float = 240.0
     outage: bool = True  # a Procurement outage three quarters through the events (outage.py)
+    sync_seconds: int = 20  # SYNC_INTERVAL_SECONDS of every replica
 
     @classmethod
     def from_env(cls, **values: Any) -> RunConfig:
@@ -204,7 +205,12 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
     rng = random.Random(config.seed)
     report = Report(config)
     with chaos_stack(
-        database_url, pubsub_host, folder, replicas=config.replicas, policy=config.policy
+        database_url,
+        pubsub_host,
+        folder,
+        replicas=config.replicas,
+        policy=config.policy,
+        sync_seconds=config.sync_seconds,
     ) as stack:
         mark = time.monotonic()
 

@@ -23,7 +23,7 @@ from tests.reliability import checks
 from tests.reliability.stack import PROVIDER, Stack
 
 QUIET_SECONDS = 120.0  # for the notifications in flight to settle before the outage
-REPLICA_SYNC_SECONDS = 45.0  # for a replica's periodic sync (every 20 s) to meet the outage
+REPLICA_SYNC_SECONDS = 45.0  # for a replica's periodic sync (SYNC_INTERVAL_SECONDS) to meet it
 OPERATOR_SYNC_TRIES = 5  # an injected 503 on a listing ends a sync with exit 1: try again
 
 

@@ -23,7 +23,8 @@ def test_reduced_chaos_run_converges_to_the_apis_truth_with_exact_billing(
     pubsub_emulator_host: str, test_output_dir: Path
 ) -> None:
     """A few hundred events, one replica killed: nothing lost, nothing billed twice."""
-    config = RunConfig.from_env(events=200, kills=1, converge_seconds=150.0)
+    # Syncs every 10 s: the outage meets a replica's sync sooner (the full run keeps 20 s).
+    config = RunConfig.from_env(events=200, kills=1, converge_seconds=150.0, sync_seconds=10)
     folder = test_output_dir / "reliability" / f"reduced-{config.seed}"
     with infra.postgres_database() as url:
         report = run_chaos(url, pubsub_emulator_host, folder, config)
