@@ -157,7 +157,14 @@ def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set
     signed_up = _signed_up(container)
     provider_id = container.settings.provider_id
 
+    deleted: list[str] = []
+
     def apply(uow: UnitOfWork, view: EntitlementView, ctx: records.Context) -> records.Applied:
+        row = uow.lock_entitlement(view.id)
+        if row is not None and row["deleted_at"] is not None:
+            # A listing is a snapshot: it may predate the deletion. Only a fresh GET revives.
+            deleted.append(view.id)
+            return records.UNCHANGED
         return records.apply_entitlement(
             uow, provider_id=provider_id, entitlement_id=view.id, view=view, ctx=ctx
         )
@@ -174,6 +181,7 @@ def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set
     result.entitlements_changed += changed
     for view in waiting:
         _decide(container, view, signed_up.get(view.account_id, False), result, actor=actor)
+    _sync_vanished_entitlements(container, result, deleted, actor=actor)
     result.entitlements_seen = len(listed)
     return listed
 
@@ -214,19 +222,12 @@ def _decide(
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
-def _sync_vanished(
-    container: App,
-    result: SyncResult,
-    listed_accounts: set[str],
-    listed_entitlements: set[str],
-    *,
-    actor: str,
+def _sync_vanished_entitlements(
+    container: App, result: SyncResult, ids: list[str], *, actor: str
 ) -> None:
-    """What we hold but the API did not list: confirm with a GET before believing it gone."""
-    with container.reading() as uow:
-        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
-        live_accounts = uow.accounts.live_ids() - listed_accounts
-    for entitlement_id in sorted(live_entitlements):
+    """Apply a fresh GET of each: a 404 marks it deleted, a view (an entitlement we had marked
+    deleted and Google still has) revives it."""
+    for entitlement_id in ids:
         calls = CallLog(container.now)
         try:
             view = read_entitlement(container, calls, entitlement_id)
@@ -244,6 +245,22 @@ def _sync_vanished(
             )
             calls.flush(uow, actor=actor)
         result.entitlements_deleted += int(view is None and applied.changed)
+        result.entitlements_changed += int(view is not None and applied.changed)
+
+
+def _sync_vanished(
+    container: App,
+    result: SyncResult,
+    listed_accounts: set[str],
+    listed_entitlements: set[str],
+    *,
+    actor: str,
+) -> None:
+    """What we hold but the API did not list: confirm with a GET before believing it gone."""
+    with container.reading() as uow:
+        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
+        live_accounts = uow.accounts.live_ids() - listed_accounts
+    _sync_vanished_entitlements(container, result, sorted(live_entitlements), actor=actor)
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
         try:
