@@ -8,7 +8,9 @@ missed notifications:
 - an entitlement still waiting for a decision our policies would take (approval, plan change) gets
   it, as if its notification had arrived;
 - what we hold but the API no longer lists is read once more: a 404 marks the entitlement deleted,
-  or erases the account's personal data, exactly as the deletion notifications do.
+  or erases the account's personal data, exactly as the deletion notifications do;
+- a listed entitlement that our records hold deleted is read once more too (the listing may
+  predate the deletion): only a fresh view revives it.
 
 Before any of that, the mass-deletion guard (`service.procurement.sync_guard`) lists every id
 once and counts what the sync would delete; over its limits the sync stops with nothing changed
