@@ -3,12 +3,15 @@
 The body (every key optional; `{}` clears everything):
 
     {"seed": 1,
-     "procurement":    {"errorRate": 0.2, "statuses": [429, 500, 503], "latencyMs": 0},
+     "procurement":    {"errorRate": 0.2, "statuses": [429, 500, 503], "latencyMs": 0,
+                        "forgetProviders": []},
      "servicecontrol": {"errorRate": 0, "statuses": [503], "latencyMs": 0, "reportErrorRate": 0},
      "notifications":  {"duplicateRate": 0, "reorder": false, "delayMs": 0},
      "checkErrors":    {"<consumerId>": "BILLING_DISABLED"}}
 
 Decisions come from one `random.Random(seed)` per API, so a failing run can be repeated exactly.
+`forgetProviders` is no draw: while it names a provider, Procurement answers that provider as if
+it had lost its data (`forgotten_answer`), and the state is back as soon as the fault is cleared.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ class ApiFaults(_Strict):
         return value
 
 
+class ProcurementFaults(ApiFaults):
+    # An incident, not a rate: for these providers the lists come back empty and every other
+    # call answers 404 NOT_FOUND, as if Procurement had forgotten their accounts and entitlements.
+    forget_providers: list[str] = Field(default_factory=list, alias="forgetProviders")
+
+
 class ServiceControlFaults(ApiFaults):
     report_error_rate: float = Field(0.0, alias="reportErrorRate", ge=0.0, le=1.0)
     # Not a fault but an unconfirmed rule of Google's: refuse reports whose endTime is older than
@@ -81,7 +90,7 @@ class NotificationFaults(_Strict):
 
 class FaultSettings(_Strict):
     seed: int = 0
-    procurement: ApiFaults = Field(default_factory=ApiFaults)
+    procurement: ProcurementFaults = Field(default_factory=ProcurementFaults)
     servicecontrol: ServiceControlFaults = Field(default_factory=ServiceControlFaults)
     notifications: NotificationFaults = Field(default_factory=NotificationFaults)
     check_errors: dict[str, str] = Field(default_factory=dict, alias="checkErrors")
@@ -136,6 +145,11 @@ class FaultInjector:
             if rng.random() >= faults.error_rate:
                 return None
             return rng.choice(faults.statuses)
+
+    def forgets(self, provider: str) -> bool:
+        """Whether Procurement answers `provider` as if it held none of its data."""
+        forgotten = self._settings.procurement.forget_providers
+        return bool(forgotten) and provider in forgotten
 
     def latency_seconds(self, api: Api) -> float:
         return self._api(api).latency_ms / 1000.0

@@ -4,7 +4,9 @@ For procurement calls (`/v1/providers/...`) and Service Control calls (`/v1/serv
 `/v2/services/...`), the
 middleware first waits the configured latency, then, at the configured seeded rate, answers one of
 the configured HTTP statuses in Google's error envelope instead of serving the call (the call has no
-effect). Control endpoints (`/emulator/v1/...`) and the identity endpoints are never faulted.
+effect). A Procurement call of a provider named in `forgetProviders` is answered as if the API had
+lost that provider's data (`forgotten_answer`: empty lists, 404 for the rest). Control endpoints
+(`/emulator/v1/...`) and the identity endpoints are never faulted.
 
 A plain ASGI middleware, so that unfaulted requests pay one string comparison and nothing else.
 Install it with `install_fault_middleware(app)`; it reads `app.state.emulator.faults`.
@@ -58,6 +60,28 @@ def api_of(path: str) -> Api | None:
     return None
 
 
+_PROVIDERS = "/v1/providers/"
+_LISTS = frozenset({"accounts", "entitlements"})
+
+
+def _provider_call(path: str) -> tuple[str, list[str]]:
+    """(provider, the path's segments after it) of a Procurement path."""
+    provider, _, rest = path.removeprefix(_PROVIDERS).partition("/")
+    return provider, [s for s in rest.split("/") if s]
+
+
+def forgotten_answer(method: str, path: str) -> tuple[int, bytes]:
+    """What Procurement answers about a provider whose data it lost: a list call finds nothing
+    (`{}`, as for a provider with no customers); any other call, 404 NOT_FOUND for its resource."""
+    provider, rest = _provider_call(path)
+    if method == "GET" and len(rest) == 1 and rest[0] in _LISTS:
+        return 200, b"{}"
+    kind = "Account" if rest[:1] == ["accounts"] else "Entitlement"
+    name = "/".join(rest[:2]).split(":", 1)[0]
+    message = f"{kind} providers/{provider}/{name} not found."
+    return 404, json.dumps(error_body(404, message, "NOT_FOUND")).encode()
+
+
 def injected_error(status: int) -> bytes:
     """The body of an injected error: Google's envelope, status name matching the HTTP code."""
     name = STATUS_OF_HTTP.get(status, "UNKNOWN")
@@ -82,10 +106,13 @@ class FaultMiddleware:
         if latency > 0:
             await self.sleep(latency)
         status = faults.injected_status(api)
-        if status is None:
+        if status is not None:
+            body = injected_error(status)
+        elif api == "procurement" and faults.forgets(_provider_call(scope["path"])[0]):
+            status, body = forgotten_answer(scope["method"], scope["path"])
+        else:
             await self.app(scope, receive, send)
             return
-        body = injected_error(status)
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

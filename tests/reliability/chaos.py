@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from tests.integration.backend.process_support import Process, run_cli
 from tests.reliability import checks
 from tests.reliability.marketplace import Marketplace, UsageFeed
+from tests.reliability.outage import OutageReport, procurement_outage
 from tests.reliability.stack import Stack, chaos_stack
 
 PROCUREMENT_ERROR_RATE = 0.2
@@ -43,6 +44,8 @@ class RunConfig:
     policy: str = "signup"  # APPROVAL_POLICY of every replica
     stable: int = 6  # entitlements that receive usage
     converge_seconds: float = 240.0
+    outage: bool = True  # a Procurement outage three quarters through the events (outage.py)
+    sync_seconds: int = 20  # SYNC_INTERVAL_SECONDS of every replica
 
     @classmethod
     def from_env(cls, **values: Any) -> RunConfig:
@@ -63,6 +66,7 @@ class Report:
     converge_seconds: float | None = None
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    outage: OutageReport | None = None
     exits: list[str] = field(default_factory=list)  # replicas that exited by themselves
     problems: list[str] = field(default_factory=list)
 
@@ -80,6 +84,8 @@ class Report:
             f"the last kill; the whole run took {self.seconds:.0f} s "
             f"({', '.join(f'{k} {v:.0f} s' for k, v in self.phases.items())})",
         ]
+        if self.outage is not None:
+            lines.append(f"  {self.outage.describe()}")
         if self.exits:
             lines.append(f"  replicas that exited by themselves (restarted): {len(self.exits)}")
             lines.append(f"    the last: {self.exits[-1].strip()[-300:]}")
@@ -102,21 +108,17 @@ def _count_faults(stack: Stack) -> list[int]:
     return counted
 
 
-def _set_faults(stack: Stack, seed: int) -> None:
-    answer = httpx.put(
-        f"{stack.emulator.url}/emulator/v1/faults",
-        json={
-            "seed": seed,
-            "procurement": {
-                "errorRate": PROCUREMENT_ERROR_RATE,
-                "statuses": [429, 500, 503],
-            },
-            "servicecontrol": {"errorRate": 0.1, "statuses": [503]},
-            "notifications": {"duplicateRate": 0.2, "reorder": True},
-        },
-        timeout=10,
-    )
-    answer.raise_for_status()
+def _set_faults(stack: Stack, seed: int) -> dict[str, Any]:
+    faults = {
+        "seed": seed,
+        "procurement": {"errorRate": PROCUREMENT_ERROR_RATE, "statuses": [429, 500, 503]},
+        "servicecontrol": {"errorRate": 0.1, "statuses": [503]},
+        "notifications": {"duplicateRate": 0.2, "reorder": True},
+    }
+    httpx.put(
+        f"{stack.emulator.url}/emulator/v1/faults", json=faults, timeout=10
+    ).raise_for_status()
+    return faults
 
 
 def _wait(condition: Any, what: str, timeout: float, say: Any = None) -> None:
@@ -203,7 +205,12 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
     rng = random.Random(config.seed)
     report = Report(config)
     with chaos_stack(
-        database_url, pubsub_host, folder, replicas=config.replicas, policy=config.policy
+        database_url,
+        pubsub_host,
+        folder,
+        replicas=config.replicas,
+        policy=config.policy,
+        sync_seconds=config.sync_seconds,
     ) as stack:
         mark = time.monotonic()
 
@@ -215,7 +222,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         phase("start")
         counted = _count_faults(stack)
         arrivals = _count_arrivals(stack)
-        _set_faults(stack, config.seed)
+        faults = _set_faults(stack, config.seed)
         market = Marketplace(stack, rng)
         for _ in range(config.stable):
             account = market.buy(stable=True)
@@ -227,10 +234,14 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         feed = UsageFeed(stack, market.stable, config.seed)
         feed.start()
         kill_at = {round(config.events * (i + 1) / (config.kills + 1)) for i in range(config.kills)}
+        outage_at = config.events * 3 // 4 if config.outage else None
         for event in range(config.events):
             market.act(signups=config.policy == "signup")
             if event in kill_at:
                 stack.kill_and_restart(rng)
+            if event == outage_at:
+                report.outage, problems = procurement_outage(stack, folder, faults)
+                report.problems += problems
         feed.finish()
         phase("events")
         for replica in stack.replicas:
@@ -250,6 +261,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
             report.converge_seconds = time.monotonic() - last_kill
         except AssertionError as exc:
             report.problems += [str(exc), *left[: checks.MAX_SHOWN]]
+        report.problems += checks.hooks_tell_the_true_story(stack, market.entitlements)
         phase("converge")
         report.problems += _report_usage(stack, folder, rng, arrivals)
         phase("report")

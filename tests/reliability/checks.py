@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from marketplace_emulator.procurement.exceptions import NotFound
+from marketplace_saas.domain.entitlements import IN_SERVICE, PENDING_CANCELLATION
 from marketplace_saas.domain.time import parse_rfc3339
 from tests.reliability.stack import PROVIDER, Stack
 
@@ -51,7 +54,9 @@ def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]
             continue
         want = (truth["state"], truth.get("plan"), truth.get("newPendingPlan") or None)
         have = None if row is None else (row["state"], row["plan"], row["new_pending_plan"])
-        if have != want or (row is not None and row["deleted_at"] is not None):
+        if row is not None and row["deleted_at"] is not None:
+            problems.append(f"entitlement {eid}: deleted in our records, live at the API {want}")
+        elif have != want:
             problems.append(f"entitlement {eid}: ours {have}, the API's {want}")
     for aid in accounts:
         row = ours_a.get(aid)
@@ -62,7 +67,9 @@ def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]
                 problems.append(f"account {aid}: deleted at the API, live in our records")
             continue
         have_approval = None if row is None else row["signup_approval"]
-        if have_approval != account.signup_state or (row and row["deleted_at"] is not None):
+        if row is not None and row["deleted_at"] is not None:
+            problems.append(f"account {aid}: erased in our records, live at the API")
+        elif have_approval != account.signup_state:
             problems.append(
                 f"account {aid}: ours {have_approval}, the API's {account.signup_state}"
             )
@@ -101,6 +108,81 @@ def hooks_delivered_in_order(stack: Stack) -> list[str]:
         for key, keys in raised.items()
         if first_seen[key] != keys
     ]
+    return problems
+
+
+@dataclass
+class _Story:
+    """What the provider's app believes of one entitlement, told by its hooks alone."""
+
+    on: bool = False
+    ending: bool = False  # pending cancellation
+    plan: str | None = None
+
+    def tell(self, hook: str, plan: str | None) -> bool:
+        """Apply one hook; False when the story cannot go that way."""
+        if hook in ("entitlement.active", "entitlement.restored"):
+            if self.on:
+                return False
+            self.on, self.plan = True, plan
+        elif hook in ("entitlement.cancelled", "entitlement.suspended"):
+            if not self.on:
+                return False
+            self.on = self.ending = False
+        elif hook == "entitlement.pending_cancellation":
+            if not self.on or self.ending:
+                return False
+            self.ending = True
+        elif hook == "entitlement.cancellation_reverted":
+            if not self.on or not self.ending:
+                return False
+            self.ending = False
+        elif hook == "entitlement.plan_changed":
+            if not self.on:
+                return False
+            self.plan = plan
+        elif hook == "entitlement.renewed":
+            return self.on
+        return True
+
+    def ends(self) -> tuple[bool, bool, str | None]:
+        return self.on, self.ending, self.plan if self.on else None
+
+
+def hooks_tell_the_true_story(stack: Stack, entitlements: list[str]) -> list[str]:
+    """Per entitlement, the hooks in the order raised tell a story the provider's app can follow
+    (turned on only when off, a pending cancellation only once and reverted only when pending, a
+    plan change only while on), and it ends where the API is: on or off, pending cancellation or
+    not, the plan served. A sync repairs our records but never a hook raised from a stale read,
+    so this is where two replicas applying one entitlement's changes at once would show."""
+    outbox = _rows(
+        stack.database_url,
+        "SELECT hook, ordering_key, payload FROM hook_outbox "
+        "WHERE hook LIKE 'entitlement.%' ORDER BY id",
+    )
+    told: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    for row in outbox:
+        payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+        told[row["ordering_key"]].append((row["hook"], payload.get("plan")))
+    api = stack.emulator.emulator.procurement
+    problems: list[str] = []
+    for eid in entitlements:
+        story, hooks = _Story(), told.get(eid, [])
+        wrong = next((hook for hook, plan in hooks if not story.tell(hook, plan)), None)
+        if wrong is not None:
+            problems.append(f"entitlement {eid}: {wrong} out of turn in {[h for h, _ in hooks]}")
+            continue
+        try:
+            truth = api.get_entitlement(PROVIDER, eid).to_json()
+        except NotFound:
+            truth = {"state": "deleted"}
+        on = truth["state"] in IN_SERVICE
+        want = (on, truth["state"] == PENDING_CANCELLATION, truth.get("plan") if on else None)
+        if story.ends() != want:
+            problems.append(
+                f"entitlement {eid}: the hooks end (on, ending, plan) = {story.ends()}, the API "
+                f"is {truth['state']} {truth.get('plan')}: {[h for h, _ in hooks]}"
+            )
     return problems
 
 
@@ -152,7 +234,7 @@ def ledger_matches_usage(
 
 
 def unsettled(stack: Stack) -> list[str]:
-    """Work left: notifications not settled, hooks not delivered, windows not sent."""
+    """Work left: notifications not settled, hooks not delivered, a sync block not cleared."""
     inbox = _rows(
         stack.database_url,
         "SELECT status, count(*) AS n FROM inbox WHERE status NOT IN "
@@ -162,6 +244,9 @@ def unsettled(stack: Stack) -> list[str]:
         stack.database_url,
         "SELECT status, count(*) AS n FROM hook_outbox WHERE status <> 'delivered' GROUP BY status",
     )
-    return [f"inbox {r['status']}: {r['n']}" for r in inbox] + [
-        f"hooks {r['status']}: {r['n']}" for r in hooks
-    ]
+    blocks = _rows(stack.database_url, "SELECT id FROM sync_blocks WHERE resolved_at IS NULL")
+    return (
+        [f"inbox {r['status']}: {r['n']}" for r in inbox]
+        + [f"hooks {r['status']}: {r['n']}" for r in hooks]
+        + [f"a sync block still open (the console's banner): {r['id']}" for r in blocks]
+    )

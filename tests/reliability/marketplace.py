@@ -89,6 +89,8 @@ class Marketplace:
         if signups and self.unsigned and roll < 0.45:
             self.sign_up(self.unsigned.pop(self.rng.randrange(len(self.unsigned))))
             return
+        if roll < 0.55 and self._burst():
+            return
         deletable = [a for a in self.accounts if a not in self.stable_accounts]
         if roll > 0.985 and deletable:
             account = self.rng.choice(deletable)
@@ -126,6 +128,36 @@ class Marketplace:
             self._customer(f"{path}:cancelPlanChange", {}, "plan_change_cancelled")
         elif state == "ACTIVATION_REQUESTED" and self.rng.random() < 0.3:
             self._customer(f"{path}:cancel", {"atTermEnd": False}, "abort")
+
+    def _burst(self) -> bool:
+        """A customer who keeps changing their mind: 3 to 6 changes of one active entitlement
+        within a second or so (cancel at term end, revert, change plan; half the time a
+        cancellation to end it), so that the replicas handle its notifications at once while
+        the API's state still moves, each reading a different one. False when no active
+        entitlement was found."""
+        candidates = [e for e in self.entitlements if e not in self.stable]
+        picks = self.rng.sample(candidates, min(5, len(candidates)))
+        entitlement = next((e for e in picks if self.state(e) == "ACTIVE"), None)
+        if entitlement is None:
+            return False
+        path = f"entitlements/{entitlement}"
+        steps = self.rng.randint(3, 6)
+        for step in range(steps):
+            time.sleep(self.rng.uniform(0.0, 0.3))  # the replicas read the API in between
+            state = self.state(entitlement)
+            if step == steps - 1 and state == "ACTIVE" and self.rng.random() < 0.5:
+                self._customer(f"{path}:cancel", {"atTermEnd": False}, "burst: cancel")
+            elif state == "ACTIVE" and self.rng.random() < 0.7:
+                self._customer(f"{path}:cancel", {"atTermEnd": True}, "burst: cancel_at_term_end")
+            elif state == "ACTIVE":
+                plan = self.rng.choice(PLANS)
+                self._customer(f"{path}:changePlan", {"plan": plan}, "burst: plan_change")
+            elif state == "PENDING_CANCELLATION":
+                self._customer(f"{path}:revertCancellation", {}, "burst: revert")
+            else:  # a plan change waiting for the backend's approval: let it work
+                time.sleep(0.05)
+        self.actions["burst"] += 1
+        return True
 
     def _customer(self, path: str, body: dict[str, Any], name: str) -> bool:
         answer = control(self.stack, f"providers/{PROVIDER}/{path}", body)

@@ -34,7 +34,12 @@ HOOK_SECRET = "chaos-webhook-secret-0123456789abcdef0123"
 
 
 def replica_env(
-    emulator: RunningEmulator, database_url: str, folder: Path, policy: str, hooks: str
+    emulator: RunningEmulator,
+    database_url: str,
+    folder: Path,
+    policy: str,
+    hooks: str,
+    sync_seconds: int = 20,
 ) -> dict[str, str]:
     """A production configuration (no sandbox) aimed at the emulator."""
     key = emulator.emulator.oauth.create_key(f"{emulator.url}/token", providers=[PROVIDER])
@@ -62,7 +67,7 @@ def replica_env(
             "APPROVAL_POLICY": policy,
             "PLAN_CHANGE_POLICY": "auto",
             "MAX_DELIVERY_ATTEMPTS": "20",
-            "SYNC_INTERVAL_SECONDS": "20",
+            "SYNC_INTERVAL_SECONDS": str(sync_seconds),
             "HOOK_RECEIVERS": hooks,
             "HOOK_WEBHOOK_SECRET": HOOK_SECRET,
             "HOOK_MAX_ATTEMPTS": "100",
@@ -156,7 +161,13 @@ class Stack:
 
 @contextmanager
 def chaos_stack(
-    database_url: str, pubsub_host: str, folder: Path, *, replicas: int, policy: str
+    database_url: str,
+    pubsub_host: str,
+    folder: Path,
+    *,
+    replicas: int,
+    policy: str,
+    sync_seconds: int = 20,
 ) -> Iterator[Stack]:
     """The emulator (publishing to the Pub/Sub emulator), the subscription, the receiver and
     `replicas` serve processes, all started and ready; everything stopped afterwards."""
@@ -170,7 +181,7 @@ def chaos_stack(
         stack.callback(emulator.close)
         stack.callback(running.stop)
         receiver = stack.enter_context(webhook_server(WebhookServer(secret=HOOK_SECRET)))
-        env = replica_env(running, database_url, folder, policy, receiver.url)
+        env = replica_env(running, database_url, folder, policy, receiver.url, sync_seconds)
         env["PUBSUB_EMULATOR_HOST"] = pubsub_host
         for command in (["db", "upgrade"], ["pubsub", "create-subscription"]):
             done = run_cli(command, env, timeout=120)
@@ -180,7 +191,7 @@ def chaos_stack(
             stack.callback(node.stop)
             node.start()
         for node in nodes:
-            node.wait_ready(timeout=120)
+            node.wait_ready(timeout=300)  # a loaded machine starts them slowly
         yield Stack(running, nodes, receiver, database_url, env)
 
 

@@ -269,11 +269,11 @@ def test_a_transient_google_answer_is_reported_but_does_not_stop_serve(world: Wo
     """Procurement answering 429 is no verdict on the provider id: `doctor` reports the check as
     failed and transient, `serve`'s preflight lets the start go on (a replica restarting into
     an overloaded API must come up); a real refusal (another provider) still stops it."""
-    from marketplace_emulator.faults import ApiFaults, FaultSettings
+    from marketplace_emulator.faults import FaultSettings, ProcurementFaults
     from marketplace_saas.entrypoints.golive import preflight
 
     faults = world.running.emulator.faults
-    faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[429])))
+    faults.configure(FaultSettings(procurement=ProcurementFaults(error_rate=1.0, statuses=[429])))
     try:
         provider = failed(world.doctor())["provider"]
         assert provider.transient

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from marketplace_emulator.faults import ApiFaults, FaultSettings
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
 from marketplace_saas.bootstrap import Container, bootstrap
@@ -134,7 +134,9 @@ def test_an_api_outage_nacks_counts_attempts_then_parks_and_replay_recovers(
         for p in emulator.notifications(PROVIDER)
         if p["eventType"] == "ENTITLEMENT_CREATION_REQUESTED"
     )
-    emulator.faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[503])))
+    emulator.faults.configure(
+        FaultSettings(procurement=ProcurementFaults(error_rate=1.0, statuses=[503]))
+    )
     data = encode(creation)
     event_id = str(creation["eventId"])
     assert handle_message(container, data) is Disposition.NACK

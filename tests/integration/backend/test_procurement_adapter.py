@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace_emulator.faults import ApiFaults, FaultSettings
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.procurement import ProcurementGateway
 from marketplace_saas.adapters.procurement_errors import (
@@ -57,7 +57,9 @@ def test_injected_server_errors_are_retried_then_reported_as_transient(
     emulator: Emulator, container: Container
 ) -> None:
     """With every call failing, the bounded retries end in TransientProcurementError."""
-    emulator.faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[503])))
+    emulator.faults.configure(
+        FaultSettings(procurement=ProcurementFaults(error_rate=1.0, statuses=[503]))
+    )
     with pytest.raises(TransientProcurementError) as caught:
         container.procurement.get_account("anything")
     assert caught.value.status_code == 503

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from marketplace_emulator.errors import ApiError
-from marketplace_emulator.faults import ApiFaults, FaultSettings
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, Entitlement
 from marketplace_saas.adapters.procurement import ProcurementGateway
@@ -209,7 +209,7 @@ def test_random_histories_end_equal_to_the_procurement_api(
     emulator.faults.configure(
         FaultSettings(
             seed=data.draw(st.integers(0, 1000)),
-            procurement=ApiFaults(error_rate=error_rate, statuses=[429, 500, 503]),
+            procurement=ProcurementFaults(error_rate=error_rate, statuses=[429, 500, 503]),
         )
     )
     config = backend_settings(

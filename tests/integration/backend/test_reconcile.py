@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from marketplace_emulator.faults import ApiFaults, FaultSettings
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import Account, Customer, Entitlement
 from marketplace_saas.adapters.procurement import ProcurementGateway
@@ -151,8 +151,58 @@ def test_a_listing_that_fails_stops_the_sync_with_a_transient_error(
     emulator: Emulator, container: Container
 ) -> None:
     emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
-    emulator.faults.configure(FaultSettings(procurement=ApiFaults(error_rate=1.0, statuses=[503])))
+    emulator.faults.configure(
+        FaultSettings(procurement=ProcurementFaults(error_rate=1.0, statuses=[503]))
+    )
     with pytest.raises(TransientProcurementError):
         sync_all(container)
     emulator.faults.clear()
     assert sync_all(container).entitlements_seen == 1
+
+
+class _DeletedWhileListing:
+    """The gateway, and a customer who cancels and deletes the entitlement just after the sync's
+    own listing was read (the guard lists first): the listener hears of it and marks it deleted
+    before the sync applies its now stale listing."""
+
+    def __init__(self, container: Container, emulator: Emulator, entitlement_id: str) -> None:
+        self._gateway = container.procurement
+        self._container = container
+        self._emulator = emulator
+        self._entitlement_id = entitlement_id
+        self.listings = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._gateway, name)
+
+    def list_entitlements(self, filter: str | None = None) -> object:
+        listing = list(self._gateway.list_entitlements(filter))
+        self.listings += 1
+        if self.listings == 2:
+            self._emulator.procurement.cancel(PROVIDER, self._entitlement_id, at_term_end=False)
+            self._emulator.procurement.delete_entitlement(PROVIDER, self._entitlement_id)
+            Feed(self._emulator, self._container).deliver()
+        return iter(listing)
+
+
+def test_a_stale_listing_does_not_revive_an_entitlement_deleted_meanwhile(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """Deleted between the sync's listing and its apply: it stays deleted, and the provider's
+    app is not told `entitlement.active` again (found by the chaos run)."""
+    container = make_container(approval_policy="auto")
+    feed = Feed(emulator, container)
+    _, bought = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+    feed.deliver()
+    emulator.procurement.cancel(PROVIDER, bought.id, at_term_end=True)
+    feed.deliver()
+    container.procurement = _DeletedWhileListing(container, emulator, bought.id)  # type: ignore[assignment]
+
+    sync_all(container)
+
+    assert entitlement_row(container, bought.id).deleted_at is not None
+    assert hooks(container, bought.id) == [
+        "entitlement.active",
+        "entitlement.pending_cancellation",
+        "entitlement.cancelled",
+    ]

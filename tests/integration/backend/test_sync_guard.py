@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import (
     Account,
@@ -145,6 +146,46 @@ def test_an_operator_confirms_and_the_deletions_happen_and_the_banner_goes(
     assert (block.resolution, block.resolved_by) == ("confirmed", "operator:olga")
     assert sync_guard.banner(container) is None
     assert _metric("marketplace_sync_blocked") == 0.0
+
+
+class _OutageAfterTheGuard:
+    """The Procurement gateway, and an outage that begins just after the guard's own listing:
+    the sync's listings then find nothing and every GET answers 404 (`forgetProviders`)."""
+
+    def __init__(self, gateway: Any, emulator: Emulator) -> None:
+        self._gateway = gateway
+        self._emulator = emulator
+        self.listings = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+    def list_accounts(self) -> Any:
+        self.listings += 1
+        if self.listings == 2:  # the guard listed first; the sync's pass lists now
+            forget = ProcurementFaults(forget_providers=[PROVIDER])
+            self._emulator.faults.configure(FaultSettings(procurement=forget))
+        return self._gateway.list_accounts()
+
+
+def test_an_outage_that_begins_after_the_guard_listed_still_deletes_nothing(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """The deletions are checked against the listing the sync applies, not only the guard's
+    first one: Google losing the data between the two stops the sync all the same."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 6)
+    before = _snapshot(container)
+    outage = _OutageAfterTheGuard(container.procurement, emulator)
+    container.procurement = outage
+
+    result = sync_all(container, actor="sync")
+
+    assert outage.listings == 2
+    assert "would mark deleted 6 of 6 accounts (100%) and 6 of 6 entitlements" in result.blocked
+    assert (result.entitlements_deleted, result.accounts_deleted) == (0, 0)
+    assert _snapshot(container) == before
+    assert len(_blocks(container)) == 1
 
 
 @pytest.mark.parametrize(

@@ -91,3 +91,33 @@ def test_control_endpoints_still_answer_while_every_api_call_fails(
     shown = requests.get(f"{running.url}/emulator/v1/faults", timeout=5)
     assert shown.json()["procurement"]["errorRate"] == 1
     assert outcomes(procurement, 1) == [503]
+
+
+def test_a_forgotten_provider_lists_nothing_and_finds_nothing_until_cleared(
+    running: RunningEmulator, procurement: Any
+) -> None:
+    """`forgetProviders`: Procurement answers as if it had lost the provider's data (an
+    incident a sync must survive); the data is all there again once the fault is cleared."""
+    bought = running.emulator.procurement.purchase(PROVIDER, "example-product", "basic")
+    account, entitlement = (resource.to_json()["name"] for resource in bought)
+    parent = f"providers/{PROVIDER}"
+    put_faults(running, {"procurement": {"forgetProviders": [PROVIDER]}})
+    assert procurement.providers().accounts().list(parent=parent).execute() == {}
+    assert procurement.providers().entitlements().list(parent=parent).execute() == {}
+    for call in (
+        procurement.providers().entitlements().get(name=entitlement),
+        procurement.providers().accounts().get(name=account),
+        procurement.providers().entitlements().approve(name=entitlement, body={}),
+    ):
+        with pytest.raises(HttpError) as caught:
+            call.execute()
+        assert caught.value.resp.status == 404
+        assert b'"NOT_FOUND"' in caught.value.content
+        assert caught.value.content.count(b"not found.") == 1
+    put_faults(running, {"procurement": {"forgetProviders": ["DEMO-another"]}})
+    assert procurement.providers().entitlements().get(name=entitlement).execute()["name"] == (
+        entitlement
+    )
+    put_faults(running, {})
+    listed = procurement.providers().accounts().list(parent=parent).execute()
+    assert [a["name"] for a in listed["accounts"]] == [account]

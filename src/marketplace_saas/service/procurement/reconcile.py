@@ -8,11 +8,15 @@ missed notifications:
 - an entitlement still waiting for a decision our policies would take (approval, plan change) gets
   it, as if its notification had arrived;
 - what we hold but the API no longer lists is read once more: a 404 marks the entitlement deleted,
-  or erases the account's personal data, exactly as the deletion notifications do.
+  or erases the account's personal data, exactly as the deletion notifications do;
+- a listed entitlement that our records hold deleted is read once more too (the listing may
+  predate the deletion): only a fresh view revives it.
 
 Before any of that, the mass-deletion guard (`service.procurement.sync_guard`) lists every id
 once and counts what the sync would delete; over its limits the sync stops with nothing changed
-(`SyncResult.blocked`), unless an operator confirmed (`confirm_deletions=True`).
+(`SyncResult.blocked`), unless an operator confirmed (`confirm_deletions=True`). The guard counts
+again on the listings the sync applied, before it deletes anything: an outage that begins
+between the two listings stops the sync before its deletions (the listed records were applied).
 
 One resource that fails (a refused decision, a transient error on its own call) is reported in
 `SyncResult.errors` and the sync goes on; a failure to list stops the sync (nothing is guessed).
@@ -155,7 +159,14 @@ def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set
     signed_up = _signed_up(container)
     provider_id = container.settings.provider_id
 
+    deleted: list[str] = []
+
     def apply(uow: UnitOfWork, view: EntitlementView, ctx: records.Context) -> records.Applied:
+        row = uow.lock_entitlement(view.id)
+        if row is not None and row["deleted_at"] is not None:
+            # A listing is a snapshot: it may predate the deletion. Only a fresh GET revives.
+            deleted.append(view.id)
+            return records.UNCHANGED
         return records.apply_entitlement(
             uow, provider_id=provider_id, entitlement_id=view.id, view=view, ctx=ctx
         )
@@ -172,6 +183,7 @@ def _sync_entitlements(container: App, result: SyncResult, *, actor: str) -> set
     result.entitlements_changed += changed
     for view in waiting:
         _decide(container, view, signed_up.get(view.account_id, False), result, actor=actor)
+    _sync_vanished_entitlements(container, result, deleted, actor=actor)
     result.entitlements_seen = len(listed)
     return listed
 
@@ -212,19 +224,12 @@ def _decide(
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
 
 
-def _sync_vanished(
-    container: App,
-    result: SyncResult,
-    listed_accounts: set[str],
-    listed_entitlements: set[str],
-    *,
-    actor: str,
+def _sync_vanished_entitlements(
+    container: App, result: SyncResult, ids: list[str], *, actor: str
 ) -> None:
-    """What we hold but the API did not list: confirm with a GET before believing it gone."""
-    with container.reading() as uow:
-        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
-        live_accounts = uow.accounts.live_ids() - listed_accounts
-    for entitlement_id in sorted(live_entitlements):
+    """Apply a fresh GET of each: a 404 marks it deleted, a view (an entitlement we had marked
+    deleted and Google still has) revives it."""
+    for entitlement_id in ids:
         calls = CallLog(container.now)
         try:
             view = read_entitlement(container, calls, entitlement_id)
@@ -242,6 +247,22 @@ def _sync_vanished(
             )
             calls.flush(uow, actor=actor)
         result.entitlements_deleted += int(view is None and applied.changed)
+        result.entitlements_changed += int(view is not None and applied.changed)
+
+
+def _sync_vanished(
+    container: App,
+    result: SyncResult,
+    listed_accounts: set[str],
+    listed_entitlements: set[str],
+    *,
+    actor: str,
+) -> None:
+    """What we hold but the API did not list: confirm with a GET before believing it gone."""
+    with container.reading() as uow:
+        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
+        live_accounts = uow.accounts.live_ids() - listed_accounts
+    _sync_vanished_entitlements(container, result, sorted(live_entitlements), actor=actor)
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
         try:
@@ -287,6 +308,17 @@ def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = F
             return result
     listed_accounts = _sync_accounts(container, result, actor=actor)
     listed_entitlements = _sync_entitlements(container, result, actor=actor)
+    if not confirm_deletions:
+        # Once more on the listings just applied: Google may have lost the data since the
+        # guard's own listing (an outage that began meanwhile); nothing is deleted then.
+        result.blocked = sync_guard.check(
+            container,
+            listed_accounts=listed_accounts,
+            listed_entitlements=listed_entitlements,
+            actor=actor,
+        ).message
+        if result.blocked:
+            return result
     _sync_vanished(container, result, listed_accounts, listed_entitlements, actor=actor)
     sync_guard.resolve(container, actor=actor, confirmed=confirm_deletions)
     log.info(
