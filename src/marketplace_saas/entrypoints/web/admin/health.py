@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 TIMEOUT = 2.0
 CACHE_SECONDS = 15.0
-SETTLE_SECONDS = 60.0  # how long closing a container waits for its checks still running
+# How long closing a container waits for its checks still running: less than a Procurement
+# probe may take (4 attempts of 20 s), so that `serve` still stops within its grace period.
+SETTLE_SECONDS = 30.0
 PROBE_ACCOUNT = "health-check-probe"
 
 _pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="admin-health")
