@@ -6,9 +6,10 @@
 
 This is the only place that builds and instruments adapters. Gateways are built on first use, so
 commands that never call Google (`db upgrade`, `events list`) need no credentials. `close()`
-releases what the container created (not what it was given). The container is the use cases'
-`service.unit_of_work.App`: `unit_of_work()`, `reading()` and `writes` hand out
-`adapters.db.unit_of_work.SqlUnitOfWork`s.
+first runs what was registered with `before_close()` (work still using the container, such as
+the admin overview's health checks, finishes), then releases what the container created (not
+what it was given). The container is the use cases' `service.unit_of_work.App`:
+`unit_of_work()`, `reading()` and `writes` hand out `adapters.db.unit_of_work.SqlUnitOfWork`s.
 The Google credentials (`adapters.credentials`) are made here, once, and loaded on first use;
 each gateway the container builds signs with its API's scoped copy.
 """
@@ -85,6 +86,7 @@ class Container:
         self._clock: Clock = clock or system_clock
         self._owns_engine = owns_engine
         self._instrument = instrument
+        self._before_close: list[Callable[[], None]] = []
 
     def unit_of_work(self) -> AbstractContextManager[sql_uow.SqlUnitOfWork]:
         """A write transaction: committed when the block ends, rolled back on an error."""
@@ -153,8 +155,17 @@ class Container:
     def servicecontrol(self, gateway: ServiceControlApi) -> None:
         self._servicecontrol = gateway
 
+    def before_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when `close()` starts, before anything is closed: e.g. to wait for
+        background work that still uses the engine or a gateway."""
+        self._before_close.append(callback)
+
     def close(self) -> None:
-        """Close the gateways and the engine this container made (not those it was given)."""
+        """Close the gateways and the engine this container made (not those it was given),
+        once the `before_close` callbacks have run."""
+        callbacks, self._before_close = self._before_close, []
+        for callback in callbacks:
+            callback()
         for gateway in self._owned_gateways:
             close = getattr(gateway, "close", None)
             if callable(close):

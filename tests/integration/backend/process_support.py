@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,7 +53,9 @@ class Process:
         command: list[str] = CLI,
         group: bool = False,
     ) -> None:
-        """`group`: in a process group of its own, so `kill_group()` kills all of it."""
+        """`group`: in a process group of its own, so `kill_group()` and `kill()` kill all of it
+        (what it started too: `serve` in the sandbox starts the example provider app)."""
+        self.group = group
         folder.mkdir(parents=True, exist_ok=True)
         self.stdout_path = folder / f"{name}.out"
         self.stderr_path = folder / f"{name}.err"
@@ -80,13 +83,18 @@ class Process:
         return self.popen.wait(timeout=timeout)
 
     def kill_group(self) -> None:
-        """SIGKILL the process group (`group=True`), as `kill -9 -PGID` does."""
-        if self.popen.poll() is None:
+        """SIGKILL the process group (`group=True`), as `kill -9 -PGID` does: its children too,
+        even once the process itself has ended."""
+        # While any member lives, no other process can take the group's id.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=30)
 
     def kill(self) -> None:
-        if self.popen.poll() is None:
+        """SIGKILL the process, and its whole group when it has one (`group=True`)."""
+        if self.group:
+            self.kill_group()
+        elif self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(timeout=30)
 

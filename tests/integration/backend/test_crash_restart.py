@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -45,6 +45,7 @@ class Marketplace:
     database_url: str
     folder: Path
     starts: int = 0
+    listeners: list[Process] = field(default_factory=list)  # killed at teardown, if still alive
 
     def purchase(self) -> str:
         answer = self.api.post(
@@ -84,6 +85,7 @@ class Marketplace:
             command=[str(BIN / "marketplace-saas")],
             group=True,
         )
+        self.listeners.append(process)
         wait_for(process.said("listener.started"), timeout=30, what="the listener's start")
         return process
 
@@ -126,7 +128,10 @@ def marketplace(
         wait_for(_answers(api), timeout=30, what="the emulator")
         created = run_cli(["pubsub", "create-subscription"], env)
         assert created.returncode == 0, created.stderr
-        yield Marketplace(api, provider, env, migrated_database_url, tmp_path)
+        marketplace = Marketplace(api, provider, env, migrated_database_url, tmp_path)
+        yield marketplace
+        for listener in marketplace.listeners:  # a failed test may leave one running
+            listener.kill_group()
     finally:
         api.close()
         emulator.kill_group()

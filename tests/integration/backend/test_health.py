@@ -1,10 +1,13 @@
-"""`/healthz`, `/readyz` (database reachable and migrated) and `/metrics` (Prometheus)."""
+"""`/healthz`, `/readyz` (database reachable and migrated), `/metrics` (Prometheus), and the
+admin overview's health checks when their container closes."""
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +17,9 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.procurement import ProcurementGateway
 from marketplace_saas.bootstrap import Container, bootstrap
+from marketplace_saas.entrypoints.web.admin import health
 from marketplace_saas.entrypoints.web.app import create_app
-from tests.integration.backend.conftest import PROVIDER, backend_settings
+from tests.integration.backend.conftest import PROVIDER, ContainerFactory, backend_settings
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +128,47 @@ def test_metrics_count_notifications_by_type_and_time_api_calls(
     )
     assert "marketplace_api_call_seconds_bucket" in text
     assert entitlement.id
+
+
+class HeldProbe:
+    """The Procurement gateway, with the health check's `get_account` held until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.release = threading.Event()
+        self.answered = threading.Event()
+        self.events: list[str] = []
+
+    def get_account(self, account_id: str) -> Any:
+        self.release.wait(60)
+        answer = self.inner.get_account(account_id)
+        self.events.append("probe answered")
+        self.answered.set()
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_closing_the_container_waits_for_a_health_check_still_running(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """A check the overview stopped waiting for ("no answer") ends before the container closes
+    its engine and gateways: run after, it would open a connection that nothing closes."""
+    container = make_container()
+    probe = HeldProbe(container.procurement)
+    container.procurement = probe
+    checks = {check.name: check for check in health.run_checks(container, timeout=0.05)}
+    assert checks["Procurement API"].status == "unknown"
+
+    def close() -> None:
+        container.close()
+        probe.events.append("closed")
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(2)  # gives a close() that does not wait the time to end first
+    probe.release.set()
+    assert probe.answered.wait(60)
+    closer.join(60)
+    assert probe.events == ["probe answered", "closed"]

@@ -81,7 +81,7 @@ def test_serve_keeps_the_admin_password_and_says_where_across_restarts(tmp_path:
     for run in range(2):
         port = free_port()
         args = ["serve", "--port", str(port), "--emulator-port", str(free_port())]
-        with Process(args, env, tmp_path, f"serve-{run}") as server:
+        with Process(args, env, tmp_path, f"serve-{run}", group=True) as server:
             wait_for(lambda: "Stop with Ctrl-C" in server.stdout, timeout=60, what="the banner")
             banners.append(server.stdout)
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", cookies=cookies) as http:

@@ -55,7 +55,7 @@ def entitlement_states(database_url: str) -> dict[str, str]:
 def serve_and_purchase(env: dict[str, str], tmp_path: Path, name: str) -> None:
     port, emulator_port = free_port(), free_port()
     args = ["serve", "--port", str(port), "--emulator-port", str(emulator_port)]
-    with Process(args, env, tmp_path, name) as server:
+    with Process(args, env, tmp_path, name, group=True) as server:
         wait_for(lambda: "Stop with Ctrl-C" in server.stdout, timeout=60, what="the banner")
         banner = server.stdout
         assert "SANDBOX" in banner

@@ -2,8 +2,11 @@
 
 Each check runs in a worker thread and the page waits at most `TIMEOUT` seconds for all of
 them together: a check that has not answered by then is shown as "no answer" (it finishes in the
-background). Results are cached for `CACHE_SECONDS` per container, so reloading the overview
-does not call Google each time. The overview loads this as a fragment after the page itself.
+background). Closing the container waits (at most `SETTLE_SECONDS`) for its checks still
+running: a check that went on after it would open a connection on the closed engine or gateway
+that nothing ever closes. Results are cached for `CACHE_SECONDS` per container, so reloading the
+overview does not call Google each time. The overview loads this as a fragment after the page
+itself.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,12 +28,17 @@ if TYPE_CHECKING:
 
 TIMEOUT = 2.0
 CACHE_SECONDS = 15.0
+# How long closing a container waits for its checks still running: less than a Procurement
+# probe may take (4 attempts of 20 s), so that `serve` still stops within its grace period.
+SETTLE_SECONDS = 30.0
 PROBE_ACCOUNT = "health-check-probe"
 
 _pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="admin-health")
 _cache: weakref.WeakKeyDictionary[Container, tuple[float, list[Check]]] = (
     weakref.WeakKeyDictionary()
 )
+# The checks of each container that have not finished yet (`_settle` waits for them).
+_running: weakref.WeakKeyDictionary[Container, set[Future[Check]]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -97,6 +105,7 @@ def run_checks(container: Container, *, timeout: float = TIMEOUT) -> list[Check]
     if cached is not None and now - cached[0] < CACHE_SECONDS:
         return cached[1]
     futures = [_pool.submit(_guarded, name, check, container) for name, check in CHECKS]
+    _track(container, futures)
     wait(futures, timeout=timeout)
     results = [
         future.result() if future.done() else Check(name, "unknown", f"no answer in {timeout:g} s")
@@ -105,3 +114,27 @@ def run_checks(container: Container, *, timeout: float = TIMEOUT) -> list[Check]
     with _lock:
         _cache[container] = (now, results)
     return results
+
+
+def _track(container: Container, futures: list[Future[Check]]) -> None:
+    """Remember `futures` until they finish; the container's first checks register `_settle`."""
+    with _lock:
+        running = _running.get(container)
+        if running is None:
+            running = _running[container] = set()
+            container.before_close(lambda: _settle(running))
+        running.update(futures)
+    for future in futures:
+        future.add_done_callback(lambda done: _forget(running, done))
+
+
+def _forget(running: set[Future[Check]], future: Future[Check]) -> None:
+    with _lock:
+        running.discard(future)
+
+
+def _settle(running: set[Future[Check]]) -> None:
+    """Wait for the checks still running (a closing container's)."""
+    with _lock:
+        pending = list(running)
+    wait(pending, timeout=SETTLE_SECONDS)
