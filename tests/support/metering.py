@@ -135,3 +135,16 @@ def emulator_entitlement(
     return SeededEntitlement(
         entitlement.id, plan, view.periods[0].start, entitlement.usage_reporting_id
     )
+
+
+def to_half_past(emulator: Any) -> None:
+    """Move the emulator's clock on to the next half hour (hh:30:00), at most an hour ahead.
+
+    A test that buys at the emulator's "now", advances N hours and expects N windows closed
+    depends on where in the hour it started: started in an hour's first minute (within
+    `USAGE_GRACE_SECONDS`), its last window is not yet due. Starting at half past takes the wall
+    clock out of it.
+    """
+    now = emulator.clock.now()
+    past = (now - now.replace(minute=0, second=0, microsecond=0)).total_seconds()
+    emulator.advance_clock((1800 - past) % 3600)

@@ -25,7 +25,7 @@ from marketplace_saas.entrypoints.cli import main
 from marketplace_saas.service.metering.ingest import record_usage
 from marketplace_saas.service.metering.report import ANOTHER_RUN, ReportSummary, report_usage
 from tests.integration.backend.conftest import backend_settings
-from tests.support.metering import emulator_entitlement, seed_entitlements
+from tests.support.metering import emulator_entitlement, seed_entitlements, to_half_past
 
 SERVICE = "example-product.endpoints.sandbox.cloud.goog"
 WAIT = 30  # seconds; only a bound against a hang, never a timing assertion
@@ -46,6 +46,13 @@ class HeldGateway:
 
     def report(self, service: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
         return self.inner.report(service, operations)
+
+
+@pytest.fixture(autouse=True)
+def _half_past(emulator: Emulator) -> None:
+    """Every test here starts at half past an hour (`to_half_past`): its windows' count does not
+    depend on the minute the suite reaches it."""
+    to_half_past(emulator)
 
 
 @pytest.fixture

@@ -23,10 +23,22 @@ from marketplace_saas.config import Settings
 from marketplace_saas.domain.usage import floor_hour, operation_id
 from marketplace_saas.service.metering.ingest import record_usage
 from marketplace_saas.service.metering.report import report_usage
-from tests.support.metering import SeededEntitlement, emulator_entitlement, seed_entitlements
+from tests.support.metering import (
+    SeededEntitlement,
+    emulator_entitlement,
+    seed_entitlements,
+    to_half_past,
+)
 
 SERVICE = "example-product.endpoints.sandbox.cloud.goog"
 H = timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def _half_past(emulator: Emulator) -> None:
+    """Every test here starts at half past an hour (`to_half_past`): its windows' count does not
+    depend on the minute the suite reaches it."""
+    to_half_past(emulator)
 
 
 @pytest.fixture
