@@ -22,10 +22,11 @@ from marketplace_saas.adapters.db.models import (
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.entrypoints import jobs
 from marketplace_saas.service.procurement import sync_guard
+from marketplace_saas.service.procurement.inbox import handle_message
 from marketplace_saas.service.procurement.reconcile import sync_all
 from tests.integration.backend.cli_support import Cli, cli_fixture
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
-from tests.integration.backend.lifecycle_support import Feed
+from tests.integration.backend.lifecycle_support import Feed, encode
 
 pytestmark = pytest.mark.integration
 __all__ = ["cli_fixture"]
@@ -273,3 +274,29 @@ def test_cli_sync_exits_2_when_stopped_and_0_once_confirmed(
     assert stopped.json()["blocked"]
     assert confirmed.code == 0, confirmed.err
     assert confirmed.json()["entitlements_deleted"] == len(bought)
+
+
+def test_notifications_met_by_404s_in_an_outage_delete_nothing(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """During an incident every read answers 404: account and entitlement notifications that are
+    not deletions (here each customer's own, delivered again under new event ids, as after a
+    redelivery) leave every record as it was; deletions are the deletion notifications' and the
+    guarded sync's to make."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 4)
+    replay = [
+        {**payload, "eventId": f"replayed-{n}"}
+        for n, payload in enumerate(emulator.notifications(PROVIDER))
+        if payload.get("eventType") not in ("ACCOUNT_DELETED", "ENTITLEMENT_DELETED")
+    ]
+    assert {p["eventType"] for p in replay} >= {"ACCOUNT_ACTIVE", "ENTITLEMENT_ACTIVE"}
+    before = _snapshot(container)
+    emulator.faults.configure(
+        FaultSettings(procurement=ProcurementFaults(forget_providers=[PROVIDER]))
+    )
+
+    for payload in replay:
+        handle_message(container, encode(payload))
+
+    assert _snapshot(container) == before

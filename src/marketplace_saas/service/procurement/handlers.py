@@ -80,8 +80,20 @@ def _known_account(container: App, account_id: str) -> _Known:
 # -- entitlement handlers -----------------------------------------------------------------------
 
 
+# A 404 met by a notification that is not a deletion deletes nothing: during a Google incident
+# (every read answering 404) such notifications would otherwise mark entitlements deleted and
+# erase accounts one by one, past the mass-deletion guard. Deletions come from ENTITLEMENT_DELETED
+# and ACCOUNT_DELETED, and from the sync, which confirms with a GET and is guarded.
+LEFT_TO_SYNC = "the API answers 404: not a deletion notification, left to the (guarded) sync"
+
+
 def _refresh_entitlement(
-    container: App, note: Notification, calls: CallLog, stored: Stored | None = None
+    container: App,
+    note: Notification,
+    calls: CallLog,
+    stored: Stored | None = None,
+    *,
+    deletion: bool = False,
 ) -> Effects:
     """GET the entitlement, take the decisions its state and our policies call for, record it."""
     eid = note.subject_id
@@ -90,6 +102,8 @@ def _refresh_entitlement(
         return Effects(detail="stale: a newer version is already applied")
     view = read_entitlement(container, calls, eid)
     if view is None:
+        if not deletion:
+            return Effects(detail=LEFT_TO_SYNC)
         return Effects(
             detail="deleted: the API answers 404",
             writes=[write_entitlement(container, eid, None)],
@@ -198,7 +212,7 @@ def on_entitlement_deleted(
     container: App, note: Notification, calls: CallLog, stored: Stored | None = None
 ) -> Effects:
     """Google deleted the entitlement (GET answers 404): mark it deleted, keep it for billing."""
-    return _refresh_entitlement(container, note, calls, stored)
+    return _refresh_entitlement(container, note, calls, stored, deletion=True)
 
 
 # -- account handlers -------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def on_account_active(
         return Effects(detail="stale: a newer version is already applied")
     view = read_account(container, calls, account_id)
     if view is None:
-        return Effects(detail="deleted: the API answers 404", writes=[erase_account(account_id)])
+        return Effects(detail=LEFT_TO_SYNC)
     return apply_account_policy(container, calls, view, signed_up=known.signed_up)
 
 
