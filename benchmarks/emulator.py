@@ -64,14 +64,21 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(
+    process: subprocess.Popen[Any],
+    sig: signal.Signals = signal.SIGTERM,
+    *,
+    timeout: float = 10,
+    kill_timeout: float = 10,
+) -> None:
+    """Signal the process's group with `sig`; SIGKILL it if it has not ended within `timeout`."""
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, sig)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            process.wait(timeout=kill_timeout)
 
 
 @contextmanager

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import RESULTS_DIR, machine
+from benchmarks.emulator import stop
 
 READY = "Stop with Ctrl-C."
 PROJECT_VARIABLES = (
@@ -114,13 +115,7 @@ def one_round(repo: Path, *, cold: bool) -> dict[str, Any]:
                     raise RuntimeError(f"make run did not get ready:\n{text[-3000:]}")
                 time.sleep(0.05)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=30)
+            stop(process, signal.SIGINT, timeout=60, kill_timeout=30)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         return {
