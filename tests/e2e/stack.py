@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketplace_emulator.server import Emulator, RunningEmulator, free_port, run_in_thread
+from marketplace_saas.adapters.operators import hash_password
 from marketplace_saas.adapters.procurement import ProcurementGateway
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.config import Settings
@@ -64,3 +65,16 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 20.0) -
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+PASSWORD = "correct horse battery staple"  # of the operator `olga` of `operator_stack`
+
+
+@contextmanager
+def operator_stack(database_url: str, provider: str, **settings: Any) -> Iterator[Stack]:
+    """`start_stack` with the test's `settings` and one operator, olga, signing in with PASSWORD."""
+    operators = f"olga:operator:{hash_password(PASSWORD)}"
+    with start_stack(
+        database_url, provider, lambda _emulator_url: {**settings, "admin_operators": operators}
+    ) as running:
+        yield running

@@ -21,27 +21,19 @@ import pytest
 import sqlalchemy as sa
 
 from marketplace_saas.adapters.db.models import Customer, Entitlement, InboxMessage, UsageRecord
-from marketplace_saas.adapters.operators import hash_password
-from tests.e2e.stack import Stack, start_stack, wait_until
+from tests.e2e.stack import PASSWORD, Stack, operator_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PROVIDER = "DEMO-sandbox"
-PASSWORD = "correct horse battery staple"
 HOSTILE = "<img src=x onerror=\"window.__pwned=1;alert('x')\"><script>window.__pwned=2</script>"
 
 
 @pytest.fixture
 def stack(migrated_database_url: str) -> Iterator[Stack]:
     """Emulator and backend on real ports; operators decide approvals and plan changes."""
-    with start_stack(
-        migrated_database_url,
-        PROVIDER,
-        lambda _emulator_url: {
-            "approval_policy": "manual",
-            "plan_change_policy": "manual",
-            "admin_operators": f"olga:operator:{hash_password(PASSWORD)}",
-        },
+    with operator_stack(
+        migrated_database_url, PROVIDER, approval_policy="manual", plan_change_policy="manual"
     ) as running:
         yield running
 

@@ -14,23 +14,17 @@ from typing import Any
 import pytest
 
 from marketplace_saas.adapters.db.models import AuditLog, UsageRecord, UsageReport
-from marketplace_saas.adapters.operators import hash_password
-from tests.e2e.stack import Stack, start_stack
+from tests.e2e.stack import PASSWORD, Stack, operator_stack
 from tests.support.metering import SeededEntitlement, seed_entitlements
 
 pytestmark = pytest.mark.e2e
 
 PROVIDER = "DEMO-sandbox"
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def stack(migrated_database_url: str) -> Iterator[Stack]:
-    with start_stack(
-        migrated_database_url,
-        PROVIDER,
-        lambda _url: {"admin_operators": f"olga:operator:{hash_password(PASSWORD)}"},
-    ) as running:
+    with operator_stack(migrated_database_url, PROVIDER) as running:
         yield running
 
 

@@ -14,27 +14,18 @@ from typing import Any
 import pytest
 
 from marketplace_saas.adapters.db.models import Entitlement
-from marketplace_saas.adapters.operators import hash_password
 from marketplace_saas.entrypoints import jobs
 from marketplace_saas.service.procurement.reconcile import sync_all
-from tests.e2e.stack import Stack, start_stack, wait_until
+from tests.e2e.stack import PASSWORD, Stack, operator_stack, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PROVIDER = "DEMO-sandbox"
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def stack(migrated_database_url: str) -> Iterator[Stack]:
-    with start_stack(
-        migrated_database_url,
-        PROVIDER,
-        lambda _emulator_url: {
-            "approval_policy": "auto",
-            "admin_operators": f"olga:operator:{hash_password(PASSWORD)}",
-        },
-    ) as running:
+    with operator_stack(migrated_database_url, PROVIDER, approval_policy="auto") as running:
         yield running
 
 
