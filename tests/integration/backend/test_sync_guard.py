@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from marketplace_saas.adapters.db.models import (
 from marketplace_saas.bootstrap import Container
 from marketplace_saas.entrypoints import jobs
 from marketplace_saas.service.procurement import sync_guard
-from marketplace_saas.service.procurement.inbox import handle_message
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
 from marketplace_saas.service.procurement.reconcile import sync_all
 from tests.integration.backend.cli_support import Cli, cli_fixture
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
@@ -300,3 +301,133 @@ def test_notifications_met_by_404s_in_an_outage_delete_nothing(
         handle_message(container, encode(payload))
 
     assert _snapshot(container) == before
+
+
+def _outage(emulator: Emulator, *, on: bool = True) -> None:
+    """Google's side answers as if it had lost this provider's data (or answers again)."""
+    forget = ProcurementFaults(forget_providers=[PROVIDER] if on else [])
+    emulator.faults.configure(FaultSettings(procurement=forget))
+
+
+class _OutageAfterCall:
+    """The Procurement gateway; the `at`-th call of `name` goes through, `meanwhile()` runs,
+    then the outage begins: before the read that follows a decision, or just after a listing."""
+
+    def __init__(
+        self, gateway: Any, emulator: Emulator, name: str, *, at: int = 1, meanwhile: Any = None
+    ) -> None:
+        self._gateway, self._emulator = gateway, emulator
+        self._name, self._at, self._meanwhile = name, at, meanwhile
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._gateway, name)
+        if name != self._name:
+            return real
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            answer = real(*args, **kwargs)
+            if self.calls == self._at:
+                if name.startswith("list_"):
+                    answer = list(answer)  # the listing is read whole before the outage
+                if self._meanwhile is not None:
+                    self._meanwhile()
+                _outage(self._emulator)
+            return answer
+
+        return call
+
+
+def test_a_purchase_stored_during_the_sync_listings_is_not_erased_by_an_outage_after_them(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """A customer who buys while the sync lists, stored by the listener before the sync's
+    deletions, is not in the listings: a GET made during an incident (404) must not erase it
+    (one of many is within the guard's limits). The next sync, the outage over, lists it."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 12)
+    feed = Feed(emulator, container)
+    feed.seen = len(emulator.notifications(PROVIDER))
+    newcomer: list[tuple[str, str]] = []
+
+    def purchase_meanwhile() -> None:
+        account, entitlement = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+        feed.deliver()
+        newcomer.append((account.id, entitlement.id))
+
+    # The guard lists first (call 1); the sync's own listing of entitlements is call 2.
+    gateway = _OutageAfterCall(
+        container.procurement, emulator, "list_entitlements", at=2, meanwhile=purchase_meanwhile
+    )
+    container.procurement = gateway
+
+    result = sync_all(container, actor="sync")
+
+    assert gateway.calls == 2
+    [(account_id, entitlement_id)] = newcomer
+    assert (result.entitlements_deleted, result.accounts_deleted) == (0, 0), result
+    with container.sessions() as session:
+        account = session.get(Account, account_id)
+        entitlement = session.get(Entitlement, entitlement_id)
+        assert account is not None
+        assert entitlement is not None
+        assert (account.deleted_at, entitlement.deleted_at) == (None, None)
+        assert entitlement.state == "ENTITLEMENT_ACTIVE"
+    assert "account.deleted" not in [hook for hook, _ in _snapshot(container)["hooks"]]
+
+    _outage(emulator, on=False)
+    assert sync_all(container, actor="sync").ok
+
+
+@pytest.mark.parametrize(
+    ("decision", "event_type"),
+    [
+        ("approve_account", "ACCOUNT_ACTIVE"),
+        ("approve_entitlement", "ENTITLEMENT_CREATION_REQUESTED"),
+    ],
+)
+def test_a_404_read_after_a_decision_deletes_nothing_and_a_retry_applies(
+    emulator: Emulator, make_container: ContainerFactory, decision: str, event_type: str
+) -> None:
+    """The read that follows an approval answers 404 (an incident began between the two calls):
+    the account is not erased, the entitlement not marked deleted; the notification is retried
+    and, the outage over, applied."""
+    container = make_container(approval_policy="signup")
+    account, entitlement = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+    feed = Feed(emulator, container)
+    feed.deliver()  # recorded, waiting for the sign-up
+    with container.sessions.begin() as session:
+        row = session.get(Account, account.id)
+        assert row is not None
+        row.signed_up_at = datetime.now(UTC)
+    if decision == "approve_entitlement":  # the account's approval is already granted
+        emulator.procurement.approve_account(PROVIDER, account.id, "signup")
+    before = _snapshot(container)
+    gateway = _OutageAfterCall(container.procurement, emulator, decision)
+    container.procurement = gateway
+    # The customer's own notification again (a redelivery): the lifecycle approves now.
+    [creation] = [p for p in emulator.notifications(PROVIDER) if p.get("eventType") == event_type]
+
+    first = handle_message(container, encode({**creation, "eventId": "again-1"}))
+
+    assert gateway.calls == 1
+    assert first is Disposition.NACK
+    assert _snapshot(container) == before
+    _outage(emulator, on=False)
+    again = handle_message(container, encode({**creation, "eventId": "again-1"}))
+
+    assert again is Disposition.ACK
+    with container.sessions() as session:
+        stored_account = session.get(Account, account.id)
+        stored = session.get(Entitlement, entitlement.id)
+    assert stored_account is not None
+    assert stored is not None
+    assert (stored_account.deleted_at, stored.deleted_at) == (None, None)
+    if decision == "approve_account":
+        assert stored_account.signup_approval == "APPROVED"
+    else:
+        assert stored.state == "ENTITLEMENT_ACTIVE"
+        assert emulator.procurement.get_entitlement(PROVIDER, entitlement.id).state == (
+            "ENTITLEMENT_ACTIVE"
+        )

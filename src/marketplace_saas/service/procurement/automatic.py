@@ -12,6 +12,7 @@ Whether a policy approves is `domain.policies`; each approval is taken as `decis
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import structlog
 
@@ -36,7 +37,7 @@ from marketplace_saas.service.procurement.decision_flow import (
     save_calls,
 )
 from marketplace_saas.service.procurement.decisions import approve_account, approve_entitlement
-from marketplace_saas.service.procurement.effects import Effects, erase_account, write_account
+from marketplace_saas.service.procurement.effects import Effects, write_account
 from marketplace_saas.service.procurement.provisioning import (
     begin_provisioning,
     provision_instead_of_approving,
@@ -45,10 +46,24 @@ from marketplace_saas.service.unit_of_work import App
 
 log = structlog.get_logger(__name__)
 HOOKS_ACTOR = "hooks"
+V = TypeVar("V", AccountView, EntitlementView)
 
 
 class DecisionNotTaken(RuntimeError):
-    """Google refused a decision as already taken, yet the resource still waits for it."""
+    """A decision whose outcome cannot be confirmed: Google refused it as already taken yet the
+    resource still waits for it, or the read after it answered 404. The caller records nothing
+    of the resource and tries again later (the inbox: a retry; the sync: an error reported)."""
+
+
+def _reread(resource: str, resource_id: str, latest: V | None) -> V:
+    """The read that follows a decision: a 404 there is not a deletion. Only the deletion
+    notifications and the guarded sync delete; during an incident (every read 404) this read
+    would otherwise mark the entitlement deleted or erase the account past the guard."""
+    if latest is None:
+        raise DecisionNotTaken(
+            f"{resource} {resource_id} answers 404 after the decision: left to a retry or the sync"
+        )
+    return latest
 
 
 # -- approvals that follow the sign-up and provisioning ----------------------------------------
@@ -147,12 +162,14 @@ def needs_decision(container: App, view: EntitlementView, *, signed_up: bool) ->
 
 def apply_policies(
     container: App, calls: CallLog, view: EntitlementView, *, signed_up: bool
-) -> tuple[EntitlementView | None, Effects]:
-    """Take the decisions the policies allow on `view`; the latest view, and what to record."""
+) -> tuple[EntitlementView, Effects]:
+    """Take the decisions the policies allow on `view`; the latest view, and what to record.
+
+    Raises `DecisionNotTaken` when a decision's outcome cannot be confirmed."""
     settings = container.settings
     eid = view.id
     effects = Effects()
-    latest: EntitlementView | None = view
+    latest = view
     approval = entitlement_decision(settings.approval_policy, view, signed_up=signed_up)
     if approval is Decision.APPROVE:
         # Before approving an entitlement, the account's `signup` approval must be granted.
@@ -168,16 +185,16 @@ def apply_policies(
         approve = container.procurement.approve_entitlement
         _call_google(calls, "approve_entitlement", lambda: approve(eid), entitlement_id=eid)
         effects.decisions.append("approve_entitlement")
-        latest = read_entitlement(container, calls, eid)
-        if latest is not None and awaits_approval(latest):
+        latest = _reread("entitlement", eid, read_entitlement(container, calls, eid))
+        if awaits_approval(latest):
             raise DecisionNotTaken(f"entitlement {eid} is still waiting for approval")
     elif plan_change_decision(settings.plan_change_policy, view) is Decision.APPROVE:
         pending = view.new_pending_plan or ""
         change = container.procurement.approve_plan_change
         _call_google(calls, "approve_plan_change", lambda: change(eid, pending), entitlement_id=eid)
         effects.decisions.append(f"approve_plan_change:{pending}")
-        latest = read_entitlement(container, calls, eid)
-        if latest is not None and latest.new_pending_plan == pending and awaits_plan_change(latest):
+        latest = _reread("entitlement", eid, read_entitlement(container, calls, eid))
+        if latest.new_pending_plan == pending and awaits_plan_change(latest):
             raise DecisionNotTaken(f"the plan change of {eid} to {pending} is still pending")
     return latest, effects
 
@@ -191,9 +208,11 @@ def needs_account_decision(container: App, view: AccountView, *, signed_up: bool
 def apply_account_policy(
     container: App, calls: CallLog, view: AccountView, *, signed_up: bool
 ) -> Effects:
-    """Approve the account's `signup` if the policy allows it now; record what the API says."""
+    """Approve the account's `signup` if the policy allows it now; record what the API says.
+
+    Raises `DecisionNotTaken` when the read after the approval answers 404."""
     effects = Effects(detail=f"signup {view.signup_state or 'unknown'}")
-    latest: AccountView | None = view
+    latest = view
     if (
         needs_account_decision(container, view, signed_up=signed_up)
         and view.signup_state != APPROVAL_APPROVED
@@ -203,11 +222,7 @@ def apply_account_policy(
             calls, "approve_account", lambda: approve(view.id, "signup"), account_id=view.id
         )
         effects.decisions.append("approve_account")
-        latest = read_account(container, calls, view.id)
-    if latest is None:
-        effects.detail = "deleted: the API answers 404"
-        effects.writes.append(erase_account(view.id))
-    else:
-        effects.detail = f"signup {latest.signup_state or 'unknown'}"
-        effects.writes.append(write_account(container, latest))
+        latest = _reread("account", view.id, read_account(container, calls, view.id))
+    effects.detail = f"signup {latest.signup_state or 'unknown'}"
+    effects.writes.append(write_account(container, latest))
     return effects

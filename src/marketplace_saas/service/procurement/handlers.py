@@ -120,7 +120,7 @@ def _refresh_entitlement(
         if account is not None:
             effects.writes.append(write_account(container, account))
     effects.writes.append(write_entitlement(container, eid, latest))
-    effects.detail = latest.state if latest is not None else "deleted: the API answers 404"
+    effects.detail = latest.state
     return effects
 
 

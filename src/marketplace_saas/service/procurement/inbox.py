@@ -38,6 +38,7 @@ from marketplace_saas.domain.notifications import (
 )
 from marketplace_saas.service.audit import CallLog
 from marketplace_saas.service.procurement import handlers, records
+from marketplace_saas.service.procurement.automatic import DecisionNotTaken
 from marketplace_saas.service.procurement.effects import Effects
 from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
@@ -51,6 +52,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TransientProcurementError,
     OperationalError,  # database unreachable, locked, serialization failure
     IntegrityError,  # a concurrent worker inserted the same row first: the retry sees it
+    DecisionNotTaken,  # a decision Google has not confirmed yet (still waiting, or 404 after it)
 )
 
 

@@ -7,8 +7,9 @@ missed notifications:
   nothing), in batches, one short transaction per batch;
 - an entitlement still waiting for a decision our policies would take (approval, plan change) gets
   it, as if its notification had arrived;
-- what we hold but the API no longer lists is read once more: a 404 marks the entitlement deleted,
-  or erases the account's personal data, exactly as the deletion notifications do;
+- what we held before the listings began but the API no longer lists is read once more: a 404
+  marks the entitlement deleted, or erases the account's personal data, exactly as the deletion
+  notifications do (a record first stored during the listings waits for the next sync);
 - a listed entitlement that our records hold deleted is read once more too (the listing may
   predate the deletion): only a fresh view revives it.
 
@@ -194,7 +195,7 @@ def _decide_account(
     calls = CallLog(container.now)
     try:
         effects = apply_account_policy(container, calls, view, signed_up=signed_up)
-    except ProcurementError as exc:
+    except (ProcurementError, DecisionNotTaken) as exc:
         result.errors.append(f"account {view.id}: {exc}")
         effects = Effects(writes=[write_account(container, view)])
     ctx = records.Context(actor=actor, now=container.now())
@@ -222,6 +223,14 @@ def _decide(
             result.entitlements_changed += int(write(uow, ctx).changed)
         calls.flush(uow, actor=actor)
     result.decisions += [f"{view.id}:{decision}" for decision in effects.decisions]
+
+
+@dataclass(frozen=True)
+class _Live:
+    """Account and entitlement ids: those we hold live, or those the API listed."""
+
+    accounts: set[str]
+    entitlements: set[str]
 
 
 def _sync_vanished_entitlements(
@@ -253,15 +262,18 @@ def _sync_vanished_entitlements(
 def _sync_vanished(
     container: App,
     result: SyncResult,
-    listed_accounts: set[str],
-    listed_entitlements: set[str],
+    listed: _Live,
+    known: _Live,
     *,
     actor: str,
 ) -> None:
-    """What we hold but the API did not list: confirm with a GET before believing it gone."""
+    """What we held before the listings began and the API did not list: confirm with a GET
+    before believing it gone. A record first stored during the listings (a purchase meanwhile)
+    is not expected in them: the next sync sees it listed. Read once its listing is past, a 404
+    would be believed from a GET alone, during an incident too."""
     with container.reading() as uow:
-        live_entitlements = uow.entitlements.live_ids() - listed_entitlements
-        live_accounts = uow.accounts.live_ids() - listed_accounts
+        live_entitlements = (uow.entitlements.live_ids() & known.entitlements) - listed.entitlements
+        live_accounts = (uow.accounts.live_ids() & known.accounts) - listed.accounts
     _sync_vanished_entitlements(container, result, sorted(live_entitlements), actor=actor)
     for account_id in sorted(live_accounts):
         calls = CallLog(container.now)
@@ -306,6 +318,8 @@ def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = F
         result.blocked = _guard(container, actor=actor).message
         if result.blocked:
             return result
+    with container.reading() as uow:  # what we hold before the listings begin
+        known = _Live(uow.accounts.live_ids(), uow.entitlements.live_ids())
     listed_accounts = _sync_accounts(container, result, actor=actor)
     listed_entitlements = _sync_entitlements(container, result, actor=actor)
     if not confirm_deletions:
@@ -319,7 +333,8 @@ def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = F
         ).message
         if result.blocked:
             return result
-    _sync_vanished(container, result, listed_accounts, listed_entitlements, actor=actor)
+    listed = _Live(listed_accounts, listed_entitlements)
+    _sync_vanished(container, result, listed, known, actor=actor)
     sync_guard.resolve(container, actor=actor, confirmed=confirm_deletions)
     log.info(
         "sync.done",
