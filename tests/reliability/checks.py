@@ -28,6 +28,16 @@ def _rows(database_url: str, query: str) -> list[dict[str, Any]]:
         engine.dispose()
 
 
+def _deleted_by(database_url: str, column: str, record_id: str) -> str:
+    """Who marked a record deleted, from our audit log: what a failure report needs to say."""
+    rows = _rows(
+        database_url,
+        f"SELECT at, actor, action, event_id FROM audit_log WHERE kind = 'change' "
+        f"AND action LIKE '%delet%' AND {column} = '{record_id}' ORDER BY id",
+    )
+    return "; ".join(f"{r['action']} by {r['actor']} (event {r['event_id']})" for r in rows)
+
+
 def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]) -> list[str]:
     """Every account and entitlement the customers ever had: our row equals the API's truth
     (state, plan, pending plan, deleted or not; the account's sign-up approval and deletion)."""
@@ -55,7 +65,10 @@ def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]
         want = (truth["state"], truth.get("plan"), truth.get("newPendingPlan") or None)
         have = None if row is None else (row["state"], row["plan"], row["new_pending_plan"])
         if row is not None and row["deleted_at"] is not None:
-            problems.append(f"entitlement {eid}: deleted in our records, live at the API {want}")
+            who = _deleted_by(stack.database_url, "entitlement_id", eid)
+            problems.append(
+                f"entitlement {eid}: deleted in our records, live at the API {want}: {who}"
+            )
         elif have != want:
             problems.append(f"entitlement {eid}: ours {have}, the API's {want}")
     for aid in accounts:
@@ -68,7 +81,8 @@ def records_match_api(stack: Stack, accounts: list[str], entitlements: list[str]
             continue
         have_approval = None if row is None else row["signup_approval"]
         if row is not None and row["deleted_at"] is not None:
-            problems.append(f"account {aid}: erased in our records, live at the API")
+            who = _deleted_by(stack.database_url, "account_id", aid)
+            problems.append(f"account {aid}: erased in our records, live at the API: {who}")
         elif have_approval != account.signup_state:
             problems.append(
                 f"account {aid}: ours {have_approval}, the API's {account.signup_state}"
