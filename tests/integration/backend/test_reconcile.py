@@ -206,3 +206,31 @@ def test_a_stale_listing_does_not_revive_an_entitlement_deleted_meanwhile(
         "entitlement.pending_cancellation",
         "entitlement.cancelled",
     ]
+
+
+def test_wrong_deletions_and_revivals_each_tell_the_providers_app(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """Twice, an operator confirms deletions during an incident (every read 404) and the
+    entitlement is marked deleted; each time Google answers again, the sync revives it with the
+    same `updateTime`. The provider's app hears every one of these facts: none has the hook key
+    of an earlier one (which the outbox would drop as a repeat)."""
+    container = make_container(approval_policy="auto")
+    _, bought = emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+    Feed(emulator, container).deliver()
+    outage = FaultSettings(procurement=ProcurementFaults(forget_providers=[PROVIDER]))
+
+    for _ in range(2):
+        emulator.faults.configure(outage)
+        assert sync_all(container, confirm_deletions=True).entitlements_deleted == 1
+        emulator.faults.configure(FaultSettings())
+        assert sync_all(container).entitlements_changed == 1
+
+    assert entitlement_row(container, bought.id).deleted_at is None
+    assert hooks(container, bought.id) == [
+        "entitlement.active",
+        "entitlement.cancelled",
+        "entitlement.active",
+        "entitlement.cancelled",
+        "entitlement.active",
+    ]

@@ -187,6 +187,8 @@ def apply_entitlement(
             details={"changes": changes, "hooks": [h.value for h in hooks]},
         )
     version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
+    if "deleted_at" in changes:  # revived: the same updateTime may have been told before
+        version = f"{version}:revived:{ctx.now.isoformat()}"
     enqueue_change_hooks(
         uow,
         hooks,
@@ -220,7 +222,9 @@ def _apply_deleted(uow: UnitOfWork, row: dict[str, Any] | None, ctx: Context) ->
         event_id=ctx.event_id,
         details={"hooks": [h.value for h in transition.hooks]},
     )
-    enqueue_change_hooks(uow, transition.hooks, row, event_id=ctx.event_id, version="deleted")
+    # Keyed by when: a revived entitlement may be deleted again, a new fact with its own hook.
+    version = f"deleted:{ctx.now.isoformat()}"
+    enqueue_change_hooks(uow, transition.hooks, row, event_id=ctx.event_id, version=version)
     return Applied(
         changed=True, hooks=tuple(h.value for h in transition.hooks), changes=("deleted_at",)
     )
