@@ -17,15 +17,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from google.auth.exceptions import DefaultCredentialsError
-from pydantic import ValidationError
-
-from marketplace_saas.adapters.credentials import CredentialsError
-from marketplace_saas.adapters.procurement_errors import (
-    ProcurementError,
-    TransientProcurementError,
-)
-from marketplace_saas.config import ConfigurationError, describe_invalid
 from marketplace_saas.domain.errors import MarketplaceError, ResourceNotFound
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
@@ -100,6 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def explain(exc: Exception) -> tuple[str, int] | None:
     """The one line and exit code for an error a user can act on; None for a bug."""
+    # Imported here, not at the top: `--help` and the light commands start without pydantic,
+    # the settings and google-auth (a command that raised one of these has loaded them anyway).
+    from google.auth.exceptions import DefaultCredentialsError
+    from pydantic import ValidationError
+
+    from marketplace_saas.adapters.credentials import CredentialsError
+    from marketplace_saas.adapters.procurement_errors import (
+        ProcurementError,
+        TransientProcurementError,
+    )
+    from marketplace_saas.config import ConfigurationError, describe_invalid
+
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
     if isinstance(exc, ResourceNotFound):

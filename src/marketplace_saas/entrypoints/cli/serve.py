@@ -18,31 +18,25 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from marketplace_saas.adapters.db import migrate
-from marketplace_saas.adapters.db.engine import check_database
 from marketplace_saas.adapters.operators import (
     OperatorDirectory,
     sandbox_password,
     use_sandbox_password,
 )
-from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     CliError,
     open_container,
     stop_on_signals,
 )
-from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
-from marketplace_saas.entrypoints.jobs import jobs
-from marketplace_saas.entrypoints.sandbox import require_loopback
-from marketplace_saas.entrypoints.scheduler import Scheduler
-from marketplace_saas.entrypoints.web.app import create_app
-from marketplace_saas.entrypoints.web.push import push_auth_missing
 
 if TYPE_CHECKING:
+    from marketplace_saas.config import Settings
+    from marketplace_saas.entrypoints.example_provider import ExampleProvider
     from marketplace_saas.entrypoints.listener import Listener
+
+# What only `serve` needs (uvicorn, the web app, Alembic, the example app, the scheduler) is
+# imported inside `run`: the other commands, `--help` and a configuration error start without it.
 
 
 def register(subparsers: Any) -> None:
@@ -72,6 +66,8 @@ class WebServer:
     """uvicorn in a background thread; the main thread keeps the signals."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="off", server_header=False
         )
@@ -102,6 +98,16 @@ def _local_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from marketplace_saas.adapters.db import migrate
+    from marketplace_saas.adapters.db.engine import check_database
+    from marketplace_saas.config import Settings
+    from marketplace_saas.entrypoints.example_provider import attach_example_provider
+    from marketplace_saas.entrypoints.jobs import jobs
+    from marketplace_saas.entrypoints.sandbox import require_loopback
+    from marketplace_saas.entrypoints.scheduler import Scheduler
+    from marketplace_saas.entrypoints.web.app import create_app
+    from marketplace_saas.entrypoints.web.push import push_auth_missing
+
     stop = stop_on_signals()
     settings = Settings()
     disabled = push_auth_missing(settings)
@@ -213,6 +219,8 @@ def banner(
     provider_app: ExampleProvider | None = None,
     state: str | None = None,
 ) -> str:
+    from marketplace_saas.entrypoints.web.push import push_auth_missing
+
     lines = [
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
         f"  sign-up page   {url}/signup",
