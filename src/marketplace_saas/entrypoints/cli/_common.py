@@ -85,11 +85,12 @@ def open_container(
 ) -> Iterator[Container]:
     """The container for a command: bootstrap(), with the Google API calls measured (and the
     Procurement gateway wrapped by `wrap_procurement`, e.g. to show a listing's progress)."""
-    settings = settings or load_settings()  # a configuration error stops here, before the imports
     from marketplace_saas.adapters.db.engine import check_database
-    from marketplace_saas.bootstrap import bootstrap
 
+    settings = settings or load_settings()
     check_database(settings.database_url)
+    from marketplace_saas.bootstrap import bootstrap  # after the checks: a second of imports
+
     container = bootstrap(settings, instrument=True)
     if wrap_procurement is not None:
         container.procurement = wrap_procurement(container.procurement)

@@ -98,24 +98,22 @@ def _local_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marketplace_saas.adapters.db import migrate
     from marketplace_saas.adapters.db.engine import check_database
     from marketplace_saas.config import Settings
-    from marketplace_saas.entrypoints.example_provider import attach_example_provider
-    from marketplace_saas.entrypoints.jobs import jobs
     from marketplace_saas.entrypoints.sandbox import require_loopback
-    from marketplace_saas.entrypoints.scheduler import Scheduler
-    from marketplace_saas.entrypoints.web.app import create_app
-    from marketplace_saas.entrypoints.web.push import push_auth_missing
 
     stop = stop_on_signals()
     settings = Settings()
-    disabled = push_auth_missing(settings)
-    if args.no_listener and disabled is not None:
-        raise CliError(
-            f"refusing to serve with --no-listener: {disabled}. Set them, or drop --no-listener "
-            "to receive notifications by pull (the push endpoint then stays disabled)"
-        )
+    if args.no_listener:
+        from marketplace_saas.entrypoints.web.push import push_auth_missing
+
+        disabled = push_auth_missing(settings)
+        if disabled is not None:
+            raise CliError(
+                f"refusing to serve with --no-listener: {disabled}. Set them, or drop "
+                "--no-listener to receive notifications by pull (the push endpoint then stays "
+                "disabled)"
+            )
     backend_url = _local_url(args.host, args.port)
     state_line = None
     if settings.sandbox:
@@ -126,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     settings.require_session_secret()
     if not settings.sandbox:
         refuse_unless_ready(settings, pull=not args.no_listener)
+    # Checked and refused above before these load (the web app, Alembic: seconds of imports).
+    from marketplace_saas.adapters.db import migrate
+    from marketplace_saas.entrypoints.example_provider import attach_example_provider
+    from marketplace_saas.entrypoints.jobs import jobs
+    from marketplace_saas.entrypoints.scheduler import Scheduler
+    from marketplace_saas.entrypoints.web.app import create_app
+
     with ExitStack() as stack:
         # The example app (its own process) starts while the emulator and the migrations do.
         settings, provider_app = attach_example_provider(settings, backend_url, wait=False)
