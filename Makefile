@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python
 # What `make test` installs is also compiled to bytecode (uv does not by default): where
-# PYTHONDONTWRITEBYTECODE is set (containers often set it; this machine and CI do), Python never
+# PYTHONDONTWRITEBYTECODE is set (containers often set it; this machine does), Python never
 # writes a .pyc, so every process compiled each module it imported, every time: about 2 s of CPU
 # per start of `marketplace-saas`, and the suite starts hundreds of processes. (`make run` starts
 # one: compiling every installed module would cost it more than it saves.) uv compiles only what
