@@ -7,6 +7,11 @@ The parser is built from the modules in `COMMAND_MODULES`; each module under
 the parsed arguments returning an exit code). Errors end as one line on stderr and a non-zero
 exit: 1 for a refusal or an unknown id, 2 for bad usage or configuration, 75 when Google is
 unavailable (try again later). `--debug` adds the traceback behind the line.
+
+Building the parser imports every command module, so those import only the standard library and
+light modules at the top; what one command needs (SQLAlchemy through `open_container`, Alembic,
+uvicorn, the web app, Google's clients) is imported inside its `run`, after its settings are
+checked: `--help` and a configuration error start in a fraction of a second.
 """
 
 from __future__ import annotations
