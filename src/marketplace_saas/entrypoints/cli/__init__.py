@@ -7,6 +7,11 @@ The parser is built from the modules in `COMMAND_MODULES`; each module under
 the parsed arguments returning an exit code). Errors end as one line on stderr and a non-zero
 exit: 1 for a refusal or an unknown id, 2 for bad usage or configuration, 75 when Google is
 unavailable (try again later). `--debug` adds the traceback behind the line.
+
+Building the parser imports every command module, so those import only the standard library and
+light modules at the top; what one command needs (SQLAlchemy through `open_container`, Alembic,
+uvicorn, the web app, Google's clients) is imported inside its `run`, after its settings are
+checked: `--help` and a configuration error start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -17,15 +22,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from google.auth.exceptions import DefaultCredentialsError
-from pydantic import ValidationError
-
-from marketplace_saas.adapters.credentials import CredentialsError
-from marketplace_saas.adapters.procurement_errors import (
-    ProcurementError,
-    TransientProcurementError,
-)
-from marketplace_saas.config import ConfigurationError, describe_invalid
 from marketplace_saas.domain.errors import MarketplaceError, ResourceNotFound
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
@@ -100,6 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def explain(exc: Exception) -> tuple[str, int] | None:
     """The one line and exit code for an error a user can act on; None for a bug."""
+    # Imported here, not at the top: `--help` and the light commands start without pydantic,
+    # the settings and google-auth (a command that raised one of these has loaded them anyway).
+    from google.auth.exceptions import DefaultCredentialsError
+    from pydantic import ValidationError
+
+    from marketplace_saas.adapters.credentials import CredentialsError
+    from marketplace_saas.adapters.procurement_errors import (
+        ProcurementError,
+        TransientProcurementError,
+    )
+    from marketplace_saas.config import ConfigurationError, describe_invalid
+
     if isinstance(exc, CliError):
         return str(exc), exc.exit_code
     if isinstance(exc, ResourceNotFound):

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from marketplace_saas.adapters.logging import configure_logging
-from marketplace_saas.config import Settings
 
 if TYPE_CHECKING:
     from marketplace_saas.bootstrap import Container
+    from marketplace_saas.config import Settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -69,6 +69,8 @@ def setup_logging(args: argparse.Namespace) -> None:
 
 def load_settings() -> Settings:
     """The settings from the environment; in the sandbox, aimed at the sandbox's emulator."""
+    from marketplace_saas.config import Settings
+
     settings = Settings()
     if settings.sandbox and not settings.procurement_api_endpoint:
         from marketplace_saas.entrypoints.sandbox import client_settings
@@ -84,10 +86,11 @@ def open_container(
     """The container for a command: bootstrap(), with the Google API calls measured (and the
     Procurement gateway wrapped by `wrap_procurement`, e.g. to show a listing's progress)."""
     from marketplace_saas.adapters.db.engine import check_database
-    from marketplace_saas.bootstrap import bootstrap
 
     settings = settings or load_settings()
     check_database(settings.database_url)
+    from marketplace_saas.bootstrap import bootstrap  # after the checks: a second of imports
+
     container = bootstrap(settings, instrument=True)
     if wrap_procurement is not None:
         container.procurement = wrap_procurement(container.procurement)

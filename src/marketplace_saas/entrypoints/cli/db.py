@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from marketplace_saas.adapters.db import migrate
-from marketplace_saas.adapters.db.engine import create_engine
-from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
 
@@ -20,6 +17,11 @@ def register(subparsers: Any) -> None:
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
+    # Alembic and SQLAlchemy (~1.5 s to import) load only when this command runs.
+    from marketplace_saas.adapters.db import migrate
+    from marketplace_saas.adapters.db.engine import create_engine
+    from marketplace_saas.config import Settings
+
     settings = Settings()
     migrate.upgrade(settings.database_url)
     engine = create_engine(settings.database_url)

@@ -17,7 +17,6 @@ from marketplace_saas.entrypoints.cli._common import (
 )
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 from marketplace_saas.service.hooks import admin as hooks_admin
-from marketplace_saas.service.hooks.dispatch import build_dispatcher
 
 COLUMNS = [
     ("ID", "id"),
@@ -121,6 +120,8 @@ def run_discard(args: argparse.Namespace) -> int:
 
 
 def run_dispatcher(args: argparse.Namespace) -> int:
+    from marketplace_saas.service.hooks.dispatch import build_dispatcher  # httpx, the lifecycle
+
     stop = stop_on_signals()
     with open_container() as container:
         dispatcher = build_dispatcher(container, concurrency=args.concurrency)

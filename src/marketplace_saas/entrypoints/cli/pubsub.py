@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import CliError
 from marketplace_saas.entrypoints.cli._output import add_json_flag, emit
 
@@ -23,6 +22,7 @@ def register(subparsers: Any) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     from marketplace_saas.adapters import pubsub  # Google's Pub/Sub client, when it is used
+    from marketplace_saas.config import Settings
 
     settings = Settings()
     try:

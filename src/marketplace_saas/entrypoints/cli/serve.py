@@ -18,31 +18,25 @@ import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from marketplace_saas.adapters.db import migrate
-from marketplace_saas.adapters.db.engine import check_database
 from marketplace_saas.adapters.operators import (
     OperatorDirectory,
     sandbox_password,
     use_sandbox_password,
 )
-from marketplace_saas.config import Settings
 from marketplace_saas.entrypoints.cli._common import (
     EXIT_CONFIG,
     CliError,
     open_container,
     stop_on_signals,
 )
-from marketplace_saas.entrypoints.example_provider import ExampleProvider, attach_example_provider
-from marketplace_saas.entrypoints.jobs import jobs
-from marketplace_saas.entrypoints.sandbox import require_loopback
-from marketplace_saas.entrypoints.scheduler import Scheduler
-from marketplace_saas.entrypoints.web.app import create_app
-from marketplace_saas.entrypoints.web.push import push_auth_missing
 
 if TYPE_CHECKING:
+    from marketplace_saas.config import Settings
+    from marketplace_saas.entrypoints.example_provider import ExampleProvider
     from marketplace_saas.entrypoints.listener import Listener
+
+# What only `serve` needs (uvicorn, the web app, Alembic, the example app, the scheduler) is
+# imported inside `run`: the other commands, `--help` and a configuration error start without it.
 
 
 def register(subparsers: Any) -> None:
@@ -72,6 +66,8 @@ class WebServer:
     """uvicorn in a background thread; the main thread keeps the signals."""
 
     def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", lifespan="off", server_header=False
         )
@@ -102,14 +98,22 @@ def _local_url(host: str, port: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from marketplace_saas.adapters.db.engine import check_database
+    from marketplace_saas.config import Settings
+    from marketplace_saas.entrypoints.sandbox import require_loopback
+
     stop = stop_on_signals()
     settings = Settings()
-    disabled = push_auth_missing(settings)
-    if args.no_listener and disabled is not None:
-        raise CliError(
-            f"refusing to serve with --no-listener: {disabled}. Set them, or drop --no-listener "
-            "to receive notifications by pull (the push endpoint then stays disabled)"
-        )
+    if args.no_listener:
+        from marketplace_saas.entrypoints.web.push import push_auth_missing
+
+        disabled = push_auth_missing(settings)
+        if disabled is not None:
+            raise CliError(
+                f"refusing to serve with --no-listener: {disabled}. Set them, or drop "
+                "--no-listener to receive notifications by pull (the push endpoint then stays "
+                "disabled)"
+            )
     backend_url = _local_url(args.host, args.port)
     state_line = None
     if settings.sandbox:
@@ -120,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     settings.require_session_secret()
     if not settings.sandbox:
         refuse_unless_ready(settings, pull=not args.no_listener)
+    # Checked and refused above before these load (the web app, Alembic: seconds of imports).
+    from marketplace_saas.adapters.db import migrate
+    from marketplace_saas.entrypoints.example_provider import attach_example_provider
+    from marketplace_saas.entrypoints.jobs import jobs
+    from marketplace_saas.entrypoints.scheduler import Scheduler
+    from marketplace_saas.entrypoints.web.app import create_app
+
     with ExitStack() as stack:
         # The example app (its own process) starts while the emulator and the migrations do.
         settings, provider_app = attach_example_provider(settings, backend_url, wait=False)
@@ -213,6 +224,8 @@ def banner(
     provider_app: ExampleProvider | None = None,
     state: str | None = None,
 ) -> str:
+    from marketplace_saas.entrypoints.web.push import push_auth_missing
+
     lines = [
         f"marketplace-saas is running{' in SANDBOX mode' if sandbox else ''}",
         f"  sign-up page   {url}/signup",
