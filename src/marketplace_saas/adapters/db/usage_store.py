@@ -84,11 +84,11 @@ _SQL = {
     "postgresql": _Sql(
         entitlements="SELECT id, product, plan, usage_reporting_id, service_enabled, "
         "service_suspended_reason, active_since, cancelled_at, "
-        "raw ->> 'productExternalName' FROM entitlements WHERE id IN (SELECT unnest(%s::text[]))",
+        "raw ->> 'productExternalName' FROM entitlements WHERE id IN (SELECT unnest(%b::text[]))",
         history="SELECT entitlement_id, plan, effective_at, previous_plan FROM plan_history "
-        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) ORDER BY id",
+        "WHERE entitlement_id IN (SELECT unnest(%b::text[])) ORDER BY id",
         reported_until="SELECT entitlement_id, max(window_end) FROM usage_reports "
-        "WHERE entitlement_id IN (SELECT unnest(%s::text[])) GROUP BY entitlement_id",
+        "WHERE entitlement_id IN (SELECT unnest(%b::text[])) GROUP BY entitlement_id",
         # One statement whatever the batch's size: each column is one array parameter, but
         # the labels: each distinct set once (the first array), and per record its position.
         insert="INSERT INTO usage_records (record_id, entitlement_id, metric, value, time, "
