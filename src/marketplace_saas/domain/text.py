@@ -12,6 +12,8 @@ def is_storable(value: str) -> bool:
     """True when `value` encodes as UTF-8 and holds no NUL character."""
     if "\x00" in value:
         return False
+    if value.isascii():  # the usual case: ASCII is always valid UTF-8
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

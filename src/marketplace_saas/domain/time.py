@@ -30,16 +30,21 @@ def parse_rfc3339(value: str) -> datetime:
     ValueError for anything else: another format, no offset, an impossible date, or a time whose
     offset takes it outside the years 1 to 9999 in UTC (`0001-01-01T00:00:00+14:00`).
     """
-    match = _RFC3339.fullmatch(value.strip())
+    text = value.strip()
+    match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 time: {value!r}")
     stamp, fraction, offset = match.groups()
     if offset is None:
         raise ValueError(f"RFC 3339 time without an offset: {value!r}")
-    text = stamp + ("." + fraction[:6].ljust(6, "0") if fraction else "")
-    text += "+00:00" if offset in "zZ" else offset
+    if stamp[10] != "T" or offset == "z" or (fraction and len(fraction) > 6):
+        # Forms `datetime.fromisoformat` does not read as they are: rewritten to one it reads
+        # (it takes `T`, `Z` and up to 6 fraction digits, padding fewer, as the rewrite does).
+        text = stamp + ("." + fraction[:6].ljust(6, "0") if fraction else "")
+        text += "+00:00" if offset in "zZ" else offset
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo is UTC else moment.astimezone(UTC)  # UTC: the usual case
     except (ValueError, OverflowError):
         raise ValueError(f"not a valid RFC 3339 time: {value!r}") from None
 

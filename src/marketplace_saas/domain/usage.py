@@ -51,6 +51,8 @@ class UsageError(ValueError):
 
 def floor_hour(moment: datetime) -> datetime:
     """The start of the UTC hour holding `moment`."""
+    if moment.tzinfo is UTC and not moment.fold:  # the usual case, without two conversions
+        return datetime(moment.year, moment.month, moment.day, moment.hour, tzinfo=UTC)
     moment = moment.astimezone(UTC)
     return moment.replace(minute=0, second=0, microsecond=0)
 

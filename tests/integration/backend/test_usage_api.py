@@ -131,6 +131,8 @@ BAD_RECORDS = [
     ("huge-number", "value", "1e999999999", "too large"),
     ("huge-string", "value", '"1e999999999"', "too large"),
     ("huge-integer", "value", "9" * 5000, "too large"),
+    ("long-integer", "value", "9" * 100, "too large"),
+    ("long-negative-integer", "value", "-" + "9" * 100, "must not be negative"),
     ("tiny-number", "value", "1e-999999999", "decimal places"),
     ("underscore", "value", '"1_000"', "not a number"),
     ("arabic-digit", "value", '"\\u0663"', "not a number"),

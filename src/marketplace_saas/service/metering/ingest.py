@@ -76,7 +76,7 @@ def _text(value: object, key: str, limit: int = MAX_ID_LENGTH) -> str:
 
 
 def _parse(record: object, now: datetime) -> _Parsed:
-    if not isinstance(record, Mapping):
+    if type(record) is not dict and not isinstance(record, Mapping):  # a dict: no ABC check
         raise UsageError("each record must be an object")
     get = record.get
     record_id = _text(get("id"), "id")
