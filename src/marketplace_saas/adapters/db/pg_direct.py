@@ -133,6 +133,12 @@ def _same(value: Any) -> Any:
     return value
 
 
+def bind_failed(exc: Exception, sql: str, params: Any) -> sa.exc.StatementError:
+    """What SQLAlchemy raises when a column type refuses a value (a naive time)."""
+    name = f"{type(exc).__module__}.{type(exc).__name__}"
+    return sa.exc.StatementError(f"({name}) {exc}", sql, params, exc)
+
+
 def _bind(column: sa.Column[Any]) -> Callable[[Any], Any]:
     if isinstance(column.type, UtcDateTime):
         return utc_in
@@ -166,11 +172,14 @@ class Many:
 
     def params(self, row: dict[str, Any]) -> tuple[Any, ...]:
         out = []
-        for key, bind, default in self.binds:
-            if key in row:
-                out.append(bind(row[key]))
-            else:
-                out.append(bind(default()) if default is not None else None)
+        try:
+            for key, bind, default in self.binds:
+                if key in row:
+                    out.append(bind(row[key]))
+                else:
+                    out.append(bind(default()) if default is not None else None)
+        except (TypeError, ValueError) as exc:
+            raise bind_failed(exc, self.sql, row) from exc
         return tuple(out)
 
 
@@ -284,7 +293,10 @@ def entitlement_for_update(direct: Direct, entitlement_id: str) -> dict[str, Any
 
 def save_entitlement(direct: Direct, values: dict[str, Any], *, new: bool) -> None:
     """`repositories.save_entitlement`: every column, an INSERT when `new`, else one UPDATE."""
-    params = [write(values[name]) for name, write in zip(_NAMES, _WRITE, strict=True)]
+    try:
+        params = [write(values[name]) for name, write in zip(_NAMES, _WRITE, strict=True)]
+    except (TypeError, ValueError) as exc:
+        raise bind_failed(exc, _INSERT if new else _UPDATE, values) from exc
     if new:
         direct.run(_INSERT, (*params, utc_in(_CREATED()), utc_in(_UPDATED())))
     else:
