@@ -7,11 +7,13 @@
     SqlUnitOfWork(session)                     # a caller's open session (not-yet-ported code)
 
 The repositories wrap the statements of `repositories` (built once, with bind parameters: the
-listener's hot path). The locks are taken here only (`lock_entitlement`, `lock_account`,
-`lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL, after a transaction advisory lock on the
-entitlement's or account's id (`replica_locks.xact_lock`: it also covers a row that does not
-exist yet, which two replicas may both be about to insert); on SQLite the transaction takes the
-database's write lock before its first read. A unit of work made with `wait_for_locks=False`
+listener's hot path); on PostgreSQL the hot ones run through `pg_direct` instead (the same SQL on
+the session's psycopg cursor, without `Session.execute`'s cost per statement). The locks are
+taken here only (`lock_entitlement`, `lock_account`, `lock_inbox`): `SELECT ... FOR UPDATE` on
+PostgreSQL, after a transaction advisory lock on the entitlement's or account's id
+(`replica_locks.xact_lock`: it also covers a row that does not exist yet, which two replicas may
+both be about to insert); on SQLite the transaction takes the database's write lock before its
+first read. A unit of work made with `wait_for_locks=False`
 (the shared transaction of a group commit, `group_commit`) raises `LockBusy` instead of waiting
 for another transaction's advisory lock. The protocols these satisfy are in
 `service.ports` and `service.unit_of_work`.
@@ -253,28 +255,18 @@ class SqlPlanHistory:
         event_id: str | None,
         recorded_at: datetime,
     ) -> None:
+        values: dict[str, Any] = {
+            "entitlement_id": entitlement_id,
+            "plan": plan,
+            "previous_plan": previous_plan,
+            "effective_at": effective_at,
+            "event_id": event_id,
+            "recorded_at": recorded_at,
+        }
         if self.direct is not None:
-            pg_direct.add_plan_history(
-                self.direct,
-                {
-                    "entitlement_id": entitlement_id,
-                    "plan": plan,
-                    "previous_plan": previous_plan,
-                    "effective_at": effective_at,
-                    "event_id": event_id,
-                    "recorded_at": recorded_at,
-                },
-            )
-            return
-        repo.add_plan_history(
-            self.session,
-            entitlement_id=entitlement_id,
-            plan=plan,
-            previous_plan=previous_plan,
-            effective_at=effective_at,
-            event_id=event_id,
-            recorded_at=recorded_at,
-        )
+            pg_direct.add_plan_history(self.direct, values)
+        else:
+            repo.add_plan_history(self.session, **values)
 
     def previous_plan(self, entitlement_id: str) -> str | None:
         if self.direct is not None:
