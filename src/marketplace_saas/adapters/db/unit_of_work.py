@@ -7,11 +7,13 @@
     SqlUnitOfWork(session)                     # a caller's open session (not-yet-ported code)
 
 The repositories wrap the statements of `repositories` (built once, with bind parameters: the
-listener's hot path). The locks are taken here only (`lock_entitlement`, `lock_account`,
-`lock_inbox`): `SELECT ... FOR UPDATE` on PostgreSQL, after a transaction advisory lock on the
-entitlement's or account's id (`replica_locks.xact_lock`: it also covers a row that does not
-exist yet, which two replicas may both be about to insert); on SQLite the transaction takes the
-database's write lock before its first read. A unit of work made with `wait_for_locks=False`
+listener's hot path); on PostgreSQL the hot ones run through `pg_direct` instead (the same SQL on
+the session's psycopg cursor, without `Session.execute`'s cost per statement). The locks are
+taken here only (`lock_entitlement`, `lock_account`, `lock_inbox`): `SELECT ... FOR UPDATE` on
+PostgreSQL, after a transaction advisory lock on the entitlement's or account's id
+(`replica_locks.xact_lock`: it also covers a row that does not exist yet, which two replicas may
+both be about to insert); on SQLite the transaction takes the database's write lock before its
+first read. A unit of work made with `wait_for_locks=False`
 (the shared transaction of a group commit, `group_commit`) raises `LockBusy` instead of waiting
 for another transaction's advisory lock. The protocols these satisfy are in
 `service.ports` and `service.unit_of_work`.
@@ -27,6 +29,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from marketplace_saas.adapters.db import pg_direct
 from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.db.hook_outbox import SqlHooks
 from marketplace_saas.adapters.db.models import (
@@ -89,20 +92,32 @@ class Deferred:
     def add(self, statement: Any, rows: list[dict[str, Any]]) -> None:
         self.rows.setdefault(statement, []).extend(rows)
 
-    def flush(self, session: Session) -> None:
+    def flush(self, session: Session, direct: pg_direct.Direct | None = None) -> None:
         for statement, rows in self.rows.items():
-            session.execute(statement, rows[0] if len(rows) == 1 else rows)
+            if isinstance(statement, pg_direct.Many):
+                assert direct is not None  # only the PostgreSQL repositories add these
+                direct.many(statement, rows)
+            else:
+                session.execute(statement, rows[0] if len(rows) == 1 else rows)
         self.rows.clear()
 
 
 class SqlInbox:
-    __slots__ = ("deferred", "session")
+    __slots__ = ("deferred", "direct", "session")
 
-    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        deferred: Deferred | None = None,
+        direct: pg_direct.Direct | None = None,
+    ) -> None:
         self.session = session
         self.deferred = deferred
+        self.direct = direct
 
     def add(self, values: dict[str, Any]) -> bool:
+        if self.direct is not None:
+            return pg_direct.insert_inbox(self.direct, values)
         return repo.insert_inbox(self.session, values)
 
     def count_delivery(self, event_id: str) -> tuple[str, int] | None:
@@ -113,7 +128,8 @@ class SqlInbox:
     ) -> None:
         values = repo.settle_values(event_id, status, processed_at, last_error)
         if self.deferred is not None:
-            self.deferred.add(repo.INBOX_SETTLE, [values])
+            statement = pg_direct.INBOX_SETTLE if self.direct is not None else repo.INBOX_SETTLE
+            self.deferred.add(statement, [values])
         else:
             self.session.execute(repo.INBOX_SETTLE, values)
 
@@ -125,10 +141,11 @@ class SqlInbox:
 
 
 class SqlAccounts:
-    __slots__ = ("session",)
+    __slots__ = ("direct", "session")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, direct: pg_direct.Direct | None = None) -> None:
         self.session = session
+        self.direct = direct
 
     def get(self, account_id: str) -> Account | None:
         return repo.account_by_id(self.session, account_id)
@@ -158,6 +175,8 @@ class SqlAccounts:
         return getattr(claim, "rowcount", 0) == 1
 
     def hook_parties(self, account_id: str) -> tuple[AccountInfo, CustomerInfo | None]:
+        if self.direct is not None:
+            return pg_direct.hook_parties(self.direct, account_id)
         row = self.session.execute(_ACCOUNT_AND_CUSTOMER, {"account_id": account_id}).first()
         if row is None:
             return AccountInfo(id=account_id), None
@@ -191,19 +210,25 @@ class SqlCustomers:
 
 
 class SqlEntitlements:
-    __slots__ = ("session",)
+    __slots__ = ("direct", "session")
     columns = repo.ENTITLEMENT_COLUMNS
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, direct: pg_direct.Direct | None = None) -> None:
         self.session = session
+        self.direct = direct
 
     def save(self, values: dict[str, Any], *, new: bool) -> None:
-        repo.save_entitlement(self.session, values, new=new)
+        if self.direct is not None:
+            pg_direct.save_entitlement(self.direct, values, new=new)
+        else:
+            repo.save_entitlement(self.session, values, new=new)
 
     def get(self, entitlement_id: str) -> Entitlement | None:
         return self.session.get(Entitlement, entitlement_id)
 
     def known(self, entitlement_id: str) -> KnownEntitlement | None:
+        if self.direct is not None:
+            return pg_direct.known_entitlement(self.direct, entitlement_id)
         return repo.known_entitlement(self.session, entitlement_id)
 
     def of_account(self, account_id: str) -> list[Entitlement]:
@@ -214,10 +239,11 @@ class SqlEntitlements:
 
 
 class SqlPlanHistory:
-    __slots__ = ("session",)
+    __slots__ = ("direct", "session")
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, direct: pg_direct.Direct | None = None) -> None:
         self.session = session
+        self.direct = direct
 
     def add(
         self,
@@ -229,17 +255,22 @@ class SqlPlanHistory:
         event_id: str | None,
         recorded_at: datetime,
     ) -> None:
-        repo.add_plan_history(
-            self.session,
-            entitlement_id=entitlement_id,
-            plan=plan,
-            previous_plan=previous_plan,
-            effective_at=effective_at,
-            event_id=event_id,
-            recorded_at=recorded_at,
-        )
+        values: dict[str, Any] = {
+            "entitlement_id": entitlement_id,
+            "plan": plan,
+            "previous_plan": previous_plan,
+            "effective_at": effective_at,
+            "event_id": event_id,
+            "recorded_at": recorded_at,
+        }
+        if self.direct is not None:
+            pg_direct.add_plan_history(self.direct, values)
+        else:
+            repo.add_plan_history(self.session, **values)
 
     def previous_plan(self, entitlement_id: str) -> str | None:
+        if self.direct is not None:
+            return pg_direct.previous_plan(self.direct, entitlement_id)
         found: str | None = self.session.scalars(
             _PREVIOUS_PLAN, {"entitlement_id": entitlement_id}
         ).first()
@@ -250,28 +281,44 @@ class SqlPlanHistory:
 
 
 class SqlAudit:
-    __slots__ = ("deferred", "session")
+    __slots__ = ("deferred", "direct", "session")
 
-    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        deferred: Deferred | None = None,
+        direct: pg_direct.Direct | None = None,
+    ) -> None:
         self.session = session
         self.deferred = deferred
+        self.direct = direct
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         if self.deferred is not None:
-            self.deferred.add(_AUDIT_INSERT, rows)
+            statement = pg_direct.AUDIT_INSERT if self.direct is not None else _AUDIT_INSERT
+            self.deferred.add(statement, rows)
             return
         # One row is a plain execution (the hot path's change row), several an executemany.
         self.session.execute(_AUDIT_INSERT, rows[0] if len(rows) == 1 else rows)
 
 
 class SqlOutbox:
-    __slots__ = ("deferred", "session")
+    __slots__ = ("deferred", "direct", "session")
 
-    def __init__(self, session: Session, deferred: Deferred | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        deferred: Deferred | None = None,
+        direct: pg_direct.Direct | None = None,
+    ) -> None:
         self.session = session
         self.deferred = deferred
+        self.direct = direct
 
     def add(self, values: dict[str, Any]) -> None:
+        if self.deferred is not None and self.direct is not None:
+            self.deferred.add(pg_direct.OUTBOX_INSERT, [values])
+            return
         statement = _OUTBOX_INSERT[repo.dialect_of(self.session)]
         if self.deferred is not None:
             self.deferred.add(statement, [values])
@@ -288,14 +335,17 @@ class SqlUnitOfWork:
         self.session = session
         self.wait_for_locks = wait_for_locks
         self.deferred = deferred  # flushed by `transaction` before it commits
+        # PostgreSQL: the listener's hot statements go straight to psycopg (`pg_direct`).
+        direct = pg_direct.Direct(session) if repo.dialect_of(session) == "postgresql" else None
+        self.direct = direct
         # -- the procurement side's repositories ------------------------------------------------
-        self.inbox = SqlInbox(session, deferred)
-        self.accounts = SqlAccounts(session)
+        self.inbox = SqlInbox(session, deferred, direct)
+        self.accounts = SqlAccounts(session, direct)
         self.customers = SqlCustomers(session)
-        self.entitlements = SqlEntitlements(session)
-        self.plans = SqlPlanHistory(session)
-        self.audit = SqlAudit(session, deferred)
-        self.outbox = SqlOutbox(session, deferred)
+        self.entitlements = SqlEntitlements(session, direct)
+        self.plans = SqlPlanHistory(session, direct)
+        self.audit = SqlAudit(session, deferred, direct)
+        self.outbox = SqlOutbox(session, deferred, direct)
         self.sync_blocks = SqlSyncBlocks(session)
         # -- metering and provisioning hooks -----------------------------------------------------
         self.usage = SqlUsage(session)
@@ -306,6 +356,11 @@ class SqlUnitOfWork:
 
     def lock_entitlement(self, entitlement_id: str) -> dict[str, Any] | None:
         # The advisory lock first: it also holds off a writer of a row not inserted yet.
+        if self.direct is not None:
+            pg_direct.xact_lock(
+                self.direct, "entitlement", entitlement_id, wait=self.wait_for_locks
+            )
+            return pg_direct.entitlement_for_update(self.direct, entitlement_id)
         xact_lock(self.session, "entitlement", entitlement_id, wait=self.wait_for_locks)
         return repo.entitlement_values(self.session, entitlement_id, locked=True)
 
@@ -326,9 +381,10 @@ def transaction(
     (`Deferred`; the group commit's transactions)."""
     with sessions.begin() as session:
         deferred = Deferred() if defer_writes else None
-        yield SqlUnitOfWork(session, wait_for_locks=wait_for_locks, deferred=deferred)
+        uow = SqlUnitOfWork(session, wait_for_locks=wait_for_locks, deferred=deferred)
+        yield uow
         if deferred is not None:
-            deferred.flush(session)
+            deferred.flush(session, uow.direct)
 
 
 @contextmanager
