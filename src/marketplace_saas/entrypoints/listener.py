@@ -18,6 +18,11 @@ waits until half that many have room. The leases of messages in flight are exten
 before that only means a redelivery, which the inbox recognises as settled). A callback that
 neither acks nor nacks (`--print`) leaves the message to come back once its lease expires.
 
+A message whose worker has not returned after `STUCK_SECONDS` (its lease is still being
+extended, so Pub/Sub will not give it to another replica) is logged once as
+`listener.message_stuck`, with the worker's current stack: what it waits for is what an operator
+needs to see.
+
 `stop()` is the clean shutdown: stop pulling, nack what was pulled but not started, let
 in-flight callbacks finish (and their acks go out), close the client.
 """
@@ -27,6 +32,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TextIO
@@ -51,6 +58,7 @@ WORKERS = 10
 LEASE_SECONDS = 20  # as the subscription's ack deadline (`pubsub create-subscription`)
 LEASE_RENEW_SECONDS = 5.0
 SETTLE_EVERY_SECONDS = 0.02  # acks and nacks go out in batches, at most this much later
+STUCK_SECONDS = 120.0  # a worker still on one message after this long is logged, with its stack
 FATAL = (
     google_exceptions.NotFound,
     google_exceptions.PermissionDenied,
@@ -72,6 +80,9 @@ class Message:
         self.ack_id: str = received.ack_id
         self._listener = listener
         self.settled = False
+        self.started: float | None = None  # when a worker began it (time.monotonic())
+        self.worker: int | None = None  # that worker's thread id
+        self.reported_stuck = False
 
     def ack(self) -> None:
         self._listener.settle(self, ack=True)
@@ -125,8 +136,10 @@ class Listener:
         *,
         client: Any = None,
         subscription: str | None = None,
+        stuck_seconds: float = STUCK_SECONDS,
     ) -> None:
         self.settings = settings
+        self.stuck_seconds = stuck_seconds
         self.callback = callback
         self.subscription = subscription or settings.subscription_path
         self._client = client
@@ -211,6 +224,7 @@ class Listener:
             if self._stopping.is_set():
                 message.nack()  # pulled but not started before stop(): someone else takes it
             else:
+                message.worker, message.started = threading.get_ident(), time.monotonic()
                 self.callback(message)
         except Exception:
             log.exception("listener.callback_failed", message_id=message.message_id)
@@ -260,6 +274,8 @@ class Listener:
         while not self._stopping.wait(LEASE_RENEW_SECONDS):
             with self._changed:
                 ack_ids = [a for a, m in self._in_flight.items() if not m.settled]
+                in_flight = list(self._in_flight.values())
+            self._report_stuck(in_flight)
             if not ack_ids:
                 continue
             try:
@@ -272,6 +288,28 @@ class Listener:
                 )
             except Exception as exc:
                 log.warning("listener.lease_failed", error=repr(exc), messages=len(ack_ids))
+
+    def _report_stuck(self, messages: list[Message]) -> None:
+        """Log once each message a worker has held past `stuck_seconds`, with that worker's
+        stack (a hung lock wait, a call that never returns)."""
+        now = time.monotonic()
+        frames = None
+        for message in messages:
+            if message.reported_stuck or message.started is None or message.settled:
+                continue
+            held = now - message.started
+            if held < self.stuck_seconds:
+                continue
+            frames = frames if frames is not None else sys._current_frames()
+            frame = frames.get(message.worker or 0)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else "(finished)"
+            message.reported_stuck = True
+            log.warning(
+                "listener.message_stuck",
+                message_id=message.message_id,
+                seconds=round(held, 1),
+                stack=stack,
+            )
 
     # -- state and shutdown -----------------------------------------------------------------------
 

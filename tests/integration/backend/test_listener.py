@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from marketplace_emulator.faults import FaultSettings
 from marketplace_emulator.server import Emulator
@@ -227,3 +230,46 @@ def test_print_mode_prints_pretty_json_and_neither_acks_nor_nacks() -> None:
     assert json.loads(text.split("\n", 1)[1]) == json.loads(Message.data)
     assert '\n  "eventId": "e-1"' in text  # indented
     assert calls == []
+
+
+def test_a_worker_that_never_returns_is_logged_once_with_its_stack(
+    container: Container, channel: Channel
+) -> None:
+    """A message held by a worker past `stuck_seconds` is still leased, so Pub/Sub gives it to
+    nobody else: the listener says so once, with what the worker is waiting for."""
+    release = threading.Event()
+    started: list[str] = []
+
+    def waits_for_a_lock_that_never_comes(message: Any) -> None:
+        started.append(message.message_id)
+        release.wait(30)
+        message.ack()
+
+    listener = Listener(
+        container.settings,
+        waits_for_a_lock_that_never_comes,
+        subscription=channel.subscription,
+        stuck_seconds=0.5,
+    )
+    with capture_logs() as logs:
+        listener.start()
+        try:
+            channel.publish({"eventId": "stuck-1", "eventType": "ENTITLEMENT_ACTIVE"})
+            wait_for(lambda: started, what="the message in flight")
+            stuck = wait_for(
+                lambda: [e for e in logs if e["event"] == "listener.message_stuck"],
+                what="the stuck message logged",
+                timeout=30,
+            )
+            time.sleep(6)  # a later lease round does not log it again
+            again = [e for e in logs if e["event"] == "listener.message_stuck"]
+        finally:
+            release.set()
+            listener.stop()
+
+    assert len(again) == 1
+    [entry] = stuck
+    assert entry["message_id"] == started[0]
+    assert entry["seconds"] >= 0.5
+    assert "waits_for_a_lock_that_never_comes" in entry["stack"]
+    assert "release.wait(30)" in entry["stack"]
