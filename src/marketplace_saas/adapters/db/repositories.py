@@ -302,28 +302,10 @@ def live_entitlement_ids(session: Session) -> set[str]:
 _PLAN_HISTORY_INSERT = sa.insert(cast(sa.Table, PlanHistory.__table__))
 
 
-def add_plan_history(
-    session: Session,
-    *,
-    entitlement_id: str,
-    plan: str,
-    previous_plan: str | None,
-    effective_at: datetime,
-    event_id: str | None,
-    recorded_at: datetime,
-) -> None:
-    """One row, inserted now (Core: no unit of work for a row nobody reads back here)."""
-    session.execute(
-        _PLAN_HISTORY_INSERT,
-        {
-            "entitlement_id": entitlement_id,
-            "plan": plan,
-            "previous_plan": previous_plan,
-            "effective_at": effective_at,
-            "event_id": event_id,
-            "recorded_at": recorded_at,
-        },
-    )
+def add_plan_history(session: Session, values: dict[str, Any]) -> None:
+    """One row (`entitlement_id`, `plan`, `previous_plan`, `effective_at`, `event_id`,
+    `recorded_at`), inserted now (Core: no unit of work for a row nobody reads back here)."""
+    session.execute(_PLAN_HISTORY_INSERT, values)
 
 
 def plan_history(session: Session, entitlement_id: str) -> list[PlanHistory]:

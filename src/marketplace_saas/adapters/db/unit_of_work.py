@@ -266,7 +266,7 @@ class SqlPlanHistory:
         if self.direct is not None:
             pg_direct.add_plan_history(self.direct, values)
         else:
-            repo.add_plan_history(self.session, **values)
+            repo.add_plan_history(self.session, values)
 
     def previous_plan(self, entitlement_id: str) -> str | None:
         if self.direct is not None:
