@@ -102,7 +102,10 @@ class Deferred:
         self.rows.clear()
 
 
-class SqlInbox:
+class _Deferring:
+    """A repository whose rows may wait for the end of the unit of work (`Deferred`), and which
+    runs its statements through `pg_direct` on PostgreSQL (`direct`)."""
+
     __slots__ = ("deferred", "direct", "session")
 
     def __init__(
@@ -114,6 +117,10 @@ class SqlInbox:
         self.session = session
         self.deferred = deferred
         self.direct = direct
+
+
+class SqlInbox(_Deferring):
+    __slots__ = ()
 
     def add(self, values: dict[str, Any]) -> bool:
         if self.direct is not None:
@@ -280,18 +287,8 @@ class SqlPlanHistory:
         return repo.plan_change_rejected_last(self.session, entitlement_id)
 
 
-class SqlAudit:
-    __slots__ = ("deferred", "direct", "session")
-
-    def __init__(
-        self,
-        session: Session,
-        deferred: Deferred | None = None,
-        direct: pg_direct.Direct | None = None,
-    ) -> None:
-        self.session = session
-        self.deferred = deferred
-        self.direct = direct
+class SqlAudit(_Deferring):
+    __slots__ = ()
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         if self.deferred is not None:
@@ -302,18 +299,8 @@ class SqlAudit:
         self.session.execute(_AUDIT_INSERT, rows[0] if len(rows) == 1 else rows)
 
 
-class SqlOutbox:
-    __slots__ = ("deferred", "direct", "session")
-
-    def __init__(
-        self,
-        session: Session,
-        deferred: Deferred | None = None,
-        direct: pg_direct.Direct | None = None,
-    ) -> None:
-        self.session = session
-        self.deferred = deferred
-        self.direct = direct
+class SqlOutbox(_Deferring):
+    __slots__ = ()
 
     def add(self, values: dict[str, Any]) -> None:
         if self.deferred is not None and self.direct is not None:
