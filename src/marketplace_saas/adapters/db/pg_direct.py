@@ -31,6 +31,7 @@ from psycopg import sql as pgsql
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
+from marketplace_saas.adapters.db import repositories as repo
 from marketplace_saas.adapters.db.errors import LockBusy
 from marketplace_saas.adapters.db.models import (
     AuditLog,
@@ -321,10 +322,8 @@ def known_entitlement(direct: Direct, entitlement_id: str) -> KnownEntitlement |
     if row is None:
         return None
     applied, account_id, account_found, account_applied, signed_up_at = row
-    if account_found is None:
-        return KnownEntitlement(utc_out(applied), account_id, None, None)
-    return KnownEntitlement(
-        utc_out(applied), account_id, utc_out(account_applied), signed_up_at is not None
+    return repo.known_from_row(
+        (utc_out(applied), account_id, account_found, utc_out(account_applied), signed_up_at)
     )
 
 
@@ -361,13 +360,4 @@ _PARTIES = (
 
 def hook_parties(direct: Direct, account_id: str) -> tuple[AccountInfo, CustomerInfo | None]:
     """`SqlAccounts.hook_parties`."""
-    row = direct.one(_PARTIES, (account_id,))
-    if row is None:
-        return AccountInfo(id=account_id), None
-    found_id, state, signup_approval, customer_id, customer_found, name, email, company = row
-    info = AccountInfo(id=found_id, state=state, signup_approval=signup_approval)
-    if customer_id is None:
-        return info, None
-    if customer_found is None:
-        return info, CustomerInfo(id=customer_id)
-    return info, CustomerInfo(id=customer_id, name=name, email=email, company=company)
+    return repo.parties_from_row(account_id, direct.one(_PARTIES, (account_id,)))

@@ -23,6 +23,7 @@ from marketplace_saas.adapters.db.models import (
     InboxMessage,
     PlanHistory,
 )
+from marketplace_saas.domain.hooks import AccountInfo, CustomerInfo
 from marketplace_saas.domain.records import KnownEntitlement
 
 M = TypeVar("M")
@@ -278,8 +279,28 @@ _KNOWN_ENTITLEMENT = (
 def known_entitlement(session: Session, entitlement_id: str) -> KnownEntitlement | None:
     """One query: the entitlement's applied updateTime and its account's, and the sign-up."""
     row = session.execute(_KNOWN_ENTITLEMENT, {"key": entitlement_id}).first()
+    return None if row is None else known_from_row(tuple(row))
+
+
+def parties_from_row(
+    account_id: str, row: tuple[Any, ...] | None
+) -> tuple[AccountInfo, CustomerInfo | None]:
+    """The hook's account and customer from one row (account id, state, sign-up approval,
+    customer id, the customer's id if we have it, name, email, company), or None."""
     if row is None:
-        return None
+        return AccountInfo(id=account_id), None
+    found_id, state, signup_approval, customer_id, customer_found, name, email, company = row
+    info = AccountInfo(id=found_id, state=state, signup_approval=signup_approval)
+    if customer_id is None:
+        return info, None
+    if customer_found is None:
+        return info, CustomerInfo(id=customer_id)
+    return info, CustomerInfo(id=customer_id, name=name, email=email, company=company)
+
+
+def known_from_row(row: tuple[Any, ...]) -> KnownEntitlement:
+    """A `known_entitlement` row (applied updateTime, account id, the account's id if we have
+    it, its applied updateTime, its sign-up time) as a `KnownEntitlement`."""
     applied, account_id, account_found, account_applied, signed_up_at = row
     if account_found is None:
         return KnownEntitlement(applied, account_id, None, None)

@@ -185,16 +185,7 @@ class SqlAccounts:
         if self.direct is not None:
             return pg_direct.hook_parties(self.direct, account_id)
         row = self.session.execute(_ACCOUNT_AND_CUSTOMER, {"account_id": account_id}).first()
-        if row is None:
-            return AccountInfo(id=account_id), None
-        info = AccountInfo(id=row.id, state=row.state, signup_approval=row.signup_approval)
-        if row.customer_id is None:
-            return info, None
-        if row.customer_found is None:
-            return info, CustomerInfo(id=row.customer_id)
-        return info, CustomerInfo(
-            id=row.customer_id, name=row.name, email=row.email, company=row.company
-        )
+        return repo.parties_from_row(account_id, None if row is None else tuple(row))
 
 
 class SqlCustomers:
