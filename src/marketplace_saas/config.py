@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # Listener tuning: how many attempts before a message is parked; flow control.
     max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
     listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
+    # A notification stored this long ago and still not settled (received or retrying) is
+    # processed again from the inbox: Pub/Sub has stopped delivering it (docs/operations.md).
+    inbox_resume_after_seconds: int = Field(
+        900, alias="INBOX_RESUME_AFTER_SECONDS", ge=10, le=7 * 86400
+    )
     sync_interval_seconds: int = Field(3600, alias="SYNC_INTERVAL_SECONDS", ge=0)
     # The mass-deletion guard (docs/operations.md): a sync that would delete more than this share
     # of the live accounts or entitlements AND more than this many stops for an operator.

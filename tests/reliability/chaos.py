@@ -30,7 +30,7 @@ from tests.integration.backend.process_support import Process, run_cli
 from tests.reliability import checks
 from tests.reliability.marketplace import Marketplace, UsageFeed
 from tests.reliability.outage import OutageReport, procurement_outage
-from tests.reliability.stack import Stack, chaos_stack
+from tests.reliability.stack import Stack, chaos_stack, resumed_events
 
 PROCUREMENT_ERROR_RATE = 0.2
 
@@ -68,6 +68,7 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     outage: OutageReport | None = None
     exits: list[str] = field(default_factory=list)  # replicas that exited by themselves
+    resumed: list[str] = field(default_factory=list)  # eventIds Pub/Sub stopped delivering
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -86,6 +87,11 @@ class Report:
         ]
         if self.outage is not None:
             lines.append(f"  {self.outage.describe()}")
+        if self.resumed:
+            lines.append(
+                f"  notifications Pub/Sub stopped delivering, processed from the inbox by the "
+                f"replicas' inbox job: {len(self.resumed)} ({', '.join(self.resumed[:5])})"
+            )
         if self.exits:
             lines.append(f"  replicas that exited by themselves (restarted): {len(self.exits)}")
             lines.append(f"    the last: {self.exits[-1].strip()[-300:]}")
@@ -279,6 +285,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         }
         report.usage_records = len(feed.ingested)
         report.hooks = len(stack.receiver.received)
+        report.resumed = resumed_events(folder)
     report.seconds = time.monotonic() - started
     print(report.describe(), flush=True)
     return report

@@ -38,6 +38,12 @@ NOTIFICATIONS_FAILED = Counter(
     "Notifications not acknowledged (transient failure): Pub/Sub delivers them again.",
     ["event_type", "source"],
 )
+NOTIFICATIONS_RESUMED = Counter(
+    "marketplace_notifications_resumed",
+    "Stored notifications processed again from the inbox because Pub/Sub had stopped "
+    "delivering them, by the status they reached.",
+    ["status"],
+)
 API_CALLS = Counter(
     "marketplace_api_calls",
     "Calls to Google's APIs, by API, method and outcome (ok or the exception's class).",

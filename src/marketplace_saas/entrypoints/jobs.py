@@ -1,4 +1,5 @@
-"""The periodic jobs `serve` runs: one `Job` line each (sync, usage reports, hook delivery)."""
+"""The periodic jobs `serve` runs: one `Job` line each (sync, inbox resume, usage reports, hook
+delivery)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,21 @@ def sync(container: Container) -> object:
         return sync_all(container, actor="sync")
 
 
+RESUME_BUSY = "another replica is resuming the inbox"
+
+
+def resume_inbox(container: Container) -> object:
+    """Process again the notifications Pub/Sub stopped delivering (stored, never settled, older
+    than INBOX_RESUME_AFTER_SECONDS). One replica at a time; the others skip this turn."""
+    from marketplace_saas.service.procurement.inbox import resume_unsettled
+
+    with container.held_lock("inbox-resume") as mine:
+        if not mine:
+            return RESUME_BUSY
+        resumed = resume_unsettled(container)
+        return dict(resumed.statuses) if resumed.count else None
+
+
 def deliver_hooks(container: Container) -> object:
     """Deliver the due provisioning hooks to HOOK_RECEIVERS (failed ones wait for their backoff)."""
     from marketplace_saas.service.hooks.dispatch import dispatch_due
@@ -51,12 +67,18 @@ def report_usage(container: Container) -> object:
 
 SYNC_RETRY_SECONDS = 10.0  # a sync that failed (a race with the listener, an outage) runs again
 HOOK_POLL_SECONDS = 2.0
+INBOX_RESUME_EVERY_SECONDS = 60.0
 USAGE_REPORT_SECONDS = 300.0  # a window goes out within 5 minutes of its grace period ending
 
 
 def sync_job(settings: Settings) -> Job:
     """The periodic sync, at start and every SYNC_INTERVAL_SECONDS (`serve` and `listen`)."""
     return Job("sync", settings.sync_interval_seconds, sync, retry_seconds=SYNC_RETRY_SECONDS)
+
+
+def inbox_job() -> Job:
+    """The inbox resume, every INBOX_RESUME_EVERY_SECONDS (`serve` and `listen`)."""
+    return Job("inbox", INBOX_RESUME_EVERY_SECONDS, resume_inbox)
 
 
 def jobs(settings: Settings) -> list[Job]:
@@ -66,6 +88,7 @@ def jobs(settings: Settings) -> list[Job]:
     hooks = [Job("hooks", HOOK_POLL_SECONDS, deliver_hooks)] if validate_receivers(settings) else []
     return [
         sync_job(settings),
+        inbox_job(),
         Job("usage", USAGE_REPORT_SECONDS, report_usage),
         *hooks,
     ]

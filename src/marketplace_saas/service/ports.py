@@ -135,6 +135,9 @@ class InboxRepository(Protocol):
 
     def get(self, event_id: str) -> InboxRecord | None: ...
 
+    def unsettled(self, *, received_before: datetime, limit: int) -> list[str]:
+        """The eventIds stored before `received_before` and never settled, oldest first."""
+
 
 class AccountRepository(Protocol):
     def get(self, account_id: str) -> AccountRecord | None: ...

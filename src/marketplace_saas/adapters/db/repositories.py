@@ -179,6 +179,21 @@ def list_inbox(
     return list(session.scalars(statement))
 
 
+def unsettled_inbox(session: Session, *, received_before: datetime, limit: int) -> list[str]:
+    """The eventIds stored before `received_before` and never settled (`received` or
+    `retrying`), oldest first (the index on status and received_at)."""
+    statement = (
+        sa.select(InboxMessage.event_id)
+        .where(
+            InboxMessage.status.in_(("received", "retrying")),
+            InboxMessage.received_at < received_before,
+        )
+        .order_by(InboxMessage.received_at)
+        .limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
 # -- accounts and customers -------------------------------------------------------------------
 
 

@@ -143,6 +143,9 @@ class SqlInbox(_Deferring):
     def get(self, event_id: str) -> InboxMessage | None:
         return repo.inbox_by_event_id(self.session, event_id)
 
+    def unsettled(self, *, received_before: datetime, limit: int) -> list[str]:
+        return repo.unsettled_inbox(self.session, received_before=received_before, limit=limit)
+
     def latest(self, *, status: str | None = None, limit: int = 100) -> list[InboxMessage]:
         return repo.list_inbox(self.session, status=status, limit=limit)
 

@@ -18,7 +18,7 @@ from marketplace_saas.entrypoints.cli._common import (
     open_container,
     stop_on_signals,
 )
-from marketplace_saas.entrypoints.jobs import sync_job
+from marketplace_saas.entrypoints.jobs import inbox_job, sync_job
 from marketplace_saas.entrypoints.scheduler import Scheduler
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         listener = Listener(settings, printing_callback())
         return _listen(listener, stop)
     with open_container(settings) as container:
-        scheduler = Scheduler(container, [sync_job(settings)])
+        scheduler = Scheduler(container, [sync_job(settings), inbox_job()])
         return _listen(Listener(settings, processing_callback(container)), stop, scheduler)
 
 

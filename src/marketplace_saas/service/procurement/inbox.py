@@ -2,6 +2,7 @@
 
     handle_message(container, data, message_id=..., source="pull"|"push") -> Disposition
     replay(container, event_id) -> ReplayResult
+    resume_unsettled(container) -> Resumed      # what Pub/Sub stopped delivering (a job)
 
 1. Parse. A message that can never become valid (not JSON, no ids, another provider's, over
    64 KiB) gets an inbox row with status `invalid` and the reason, a warning, and an ACK.
@@ -17,15 +18,22 @@
    database busy or unreachable) or a bug (any other exception, recorded with its traceback) ->
    the attempt is counted and the message is NACKed for Pub/Sub to redeliver, until
    `MAX_DELIVERY_ATTEMPTS`: then it is `parked` (ACK), visible and replayable.
+5. Resume: a message stored more than `INBOX_RESUME_AFTER_SECONDS` ago and still `received` or
+   `retrying` is one Pub/Sub has stopped delivering (a dead-letter policy with fewer attempts
+   than ours, a lost lease, an expired retention): `resume_unsettled` processes it again from
+   its stored payload, as a delivery would, and leaves it `retrying` if it fails again.
 """
 
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
+from marketplace_saas.adapters import metrics
 from marketplace_saas.adapters.db.errors import IntegrityError, OperationalError
 from marketplace_saas.adapters.logging import get_logger
 from marketplace_saas.adapters.procurement_errors import TransientProcurementError
@@ -43,6 +51,8 @@ from marketplace_saas.service.procurement.effects import Effects
 from marketplace_saas.service.unit_of_work import App, UnitOfWork
 
 LISTENER = "listener"
+RESUME = "inbox-resume"  # the actor of what `resume_unsettled` does
+RESUME_BATCH = 100  # at most this many messages per run (the oldest first)
 
 # Inbox statuses after which a redelivery is acknowledged without processing again.
 SETTLED = frozenset({"processed", "ignored", "invalid", "parked"})
@@ -300,15 +310,20 @@ def handle_message(
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
-def replay(container: App, event_id: str) -> ReplayResult:
-    """Process a stored notification again (a parked one, or any other), now."""
+def _stored(container: App, event_id: str) -> tuple[str, bytes] | None:
+    """A stored message's status and payload (None: no such eventId)."""
     with container.reading() as uow:
         row = uow.inbox.get(event_id)
-        if row is None:
-            raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
-        payload = row.payload.encode("utf-8")
+        return None if row is None else (row.status, row.payload.encode("utf-8"))
+
+
+def replay(container: App, event_id: str) -> ReplayResult:
+    """Process a stored notification again (a parked one, or any other), now."""
+    stored = _stored(container, event_id)
+    if stored is None:
+        raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
     try:
-        note = parse_notification(payload, provider_id=container.settings.provider_id)
+        note = parse_notification(stored[1], provider_id=container.settings.provider_id)
     except InvalidNotification as error:
         return ReplayResult(event_id, "invalid", error.reason)
     log = _logger(note, source="replay")
@@ -319,6 +334,46 @@ def replay(container: App, event_id: str) -> ReplayResult:
         row = uow.inbox.get(event_id)
         last_error = row.last_error if row is not None and status != "processed" else None
     return ReplayResult(event_id, status, last_error)
+
+
+@dataclass
+class Resumed:
+    """What one `resume_unsettled` run did: the status each resumed message reached."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def count(self) -> int:
+        return sum(self.statuses.values())
+
+
+def resume_unsettled(container: App, *, limit: int = RESUME_BATCH) -> Resumed:
+    """Process again each message stored more than INBOX_RESUME_AFTER_SECONDS ago and still
+    `received` or `retrying`: Pub/Sub has stopped delivering it. Each one goes through `_settle`,
+    as a delivery would (its entitlement's lock, its attempts counted); one that fails again stays
+    `retrying` for the next run, or is parked once it has used its attempts. A redelivery that
+    arrives meanwhile is harmless: whichever settles second finds the work done."""
+    age = timedelta(seconds=container.settings.inbox_resume_after_seconds)
+    with container.reading() as uow:
+        event_ids = uow.inbox.unsettled(received_before=container.now() - age, limit=limit)
+    resumed = Resumed()
+    for event_id in event_ids:
+        stored = _stored(container, event_id)
+        if stored is None or stored[0] in SETTLED:
+            continue  # settled by a delivery since the query
+        try:
+            note = parse_notification(stored[1], provider_id=container.settings.provider_id)
+        except InvalidNotification as error:  # stored as valid: the provider id has changed
+            get_logger(__name__, event_id=event_id).warning(
+                "notification.resume_invalid", reason=error.reason
+            )
+            continue
+        log = _logger(note, source=RESUME)
+        log.warning("notification.resumed", was=stored[0], after_seconds=age.total_seconds())
+        status = _settle(container, note, actor=RESUME, log=log)
+        resumed.statuses[status] += 1
+        metrics.NOTIFICATIONS_RESUMED.labels(status).inc()
+    return resumed
 
 
 def _park_after_replay(container: App, event_id: str) -> str:
