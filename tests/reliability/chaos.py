@@ -89,8 +89,9 @@ class Report:
             lines.append(f"  {self.outage.describe()}")
         if self.resumed:
             lines.append(
-                f"  notifications Pub/Sub stopped delivering, processed from the inbox by the "
-                f"replicas' inbox job: {len(self.resumed)} ({', '.join(self.resumed[:5])})"
+                f"  notifications still unsettled 90 s after they arrived, processed from the "
+                f"inbox by the replicas' inbox job: {len(self.resumed)} "
+                f"({', '.join(self.resumed[:5])})"
             )
         if self.exits:
             lines.append(f"  replicas that exited by themselves (restarted): {len(self.exits)}")
