@@ -380,6 +380,44 @@ def test_a_purchase_stored_during_the_sync_listings_is_not_erased_by_an_outage_a
     assert sync_all(container, actor="sync").ok
 
 
+def test_purchases_stored_during_the_listings_do_not_count_against_the_guard_after_them(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """The guard's second count, on the sync's own listings, counts only what the sync could
+    delete (what we held before the listings began). Four purchases stored meanwhile, then an
+    outage: they are not listed and each GET answers 404, but the sync deletes none of them, so
+    they must not stop it as a mass deletion (4 of 7 would)."""
+    container = make_container(approval_policy="auto")
+    _customers(emulator, container, 3)
+    feed = Feed(emulator, container)
+    feed.seen = len(emulator.notifications(PROVIDER))
+
+    def purchases_meanwhile() -> None:
+        for _ in range(4):
+            emulator.procurement.purchase(PROVIDER, PRODUCT, "basic")
+        feed.deliver()
+
+    gateway = _OutageAfterCall(
+        container.procurement, emulator, "list_entitlements", at=2, meanwhile=purchases_meanwhile
+    )
+    container.procurement = gateway
+    before = len(_blocks(container))
+
+    result = sync_all(container, actor="sync")
+
+    assert gateway.calls == 2
+    assert not result.blocked, result.blocked
+    assert (result.entitlements_deleted, result.accounts_deleted) == (0, 0), result
+    assert len(_blocks(container)) == before
+    with container.sessions() as session:
+        live = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Entitlement)
+            .where(Entitlement.deleted_at.is_(None))
+        )
+    assert live == 7
+
+
 @pytest.mark.parametrize(
     ("decision", "event_type"),
     [

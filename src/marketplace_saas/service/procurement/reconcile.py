@@ -330,6 +330,8 @@ def sync_all(container: App, *, actor: str = "sync", confirm_deletions: bool = F
             listed_accounts=listed_accounts,
             listed_entitlements=listed_entitlements,
             actor=actor,
+            known_accounts=known.accounts,
+            known_entitlements=known.entitlements,
         ).message
         if result.blocked:
             return result

@@ -79,16 +79,27 @@ def _gone(ids: set[str], read: Callable[[str], object], enough: int) -> tuple[li
     return gone, bool(remaining)
 
 
+def _held(live: set[str], known: set[str] | None) -> set[str]:
+    return live if known is None else live & known
+
+
 def check(
-    container: App, *, listed_accounts: set[str], listed_entitlements: set[str], actor: str
+    container: App,
+    *,
+    listed_accounts: set[str],
+    listed_entitlements: set[str],
+    actor: str,
+    known_accounts: set[str] | None = None,
+    known_entitlements: set[str] | None = None,
 ) -> Verdict:
-    """Whether the sync may go on, given what the API listed; a stop is recorded here."""
+    """Whether the sync may go on, given what the API listed; a stop is recorded here.
+    `known_*`: only these ids can be deleted (what we held before the listings began: the sync
+    deletes nothing stored during them, so the guard does not count it either)."""
     with container.reading() as uow:
         live = {"accounts": uow.accounts.live_ids(), "entitlements": uow.entitlements.live_ids()}
-    missing = {
-        "accounts": live["accounts"] - listed_accounts,
-        "entitlements": live["entitlements"] - listed_entitlements,
-    }
+    listed = {"accounts": listed_accounts, "entitlements": listed_entitlements}
+    known = {"accounts": known_accounts, "entitlements": known_entitlements}
+    missing = {kind: _held(ids, known[kind]) - listed[kind] for kind, ids in live.items()}
     bounds = limits(container.settings)
     # Only what is missing can be deleted: when even all of it is within the limits, go on.
     if not blocked_tallies([Tally(k, len(live[k]), len(missing[k])) for k in live], bounds):
