@@ -22,7 +22,8 @@ from tests.integration.backend.process_support import run_cli
 from tests.reliability import checks
 from tests.reliability.stack import PROVIDER, Stack
 
-QUIET_SECONDS = 120.0  # for the notifications in flight to settle before the outage
+QUIET_SECONDS = 200.0  # for the notifications in flight to settle before the outage (one that
+# Pub/Sub stopped delivering waits 90 s for the inbox job, which runs once a minute)
 REPLICA_SYNC_SECONDS = 45.0  # for a replica's periodic sync (SYNC_INTERVAL_SECONDS) to meet it
 OPERATOR_SYNC_TRIES = 5  # an injected 503 on a listing ends a sync with exit 1: try again
 
