@@ -269,6 +269,7 @@ def run_chaos(database_url: str, pubsub_host: str, folder: Path, config: RunConf
         except AssertionError as exc:
             report.problems += [str(exc), *left[: checks.MAX_SHOWN]]
         report.problems += checks.hooks_tell_the_true_story(stack, market.entitlements)
+        report.problems += checks.versions_never_go_back(stack)
         phase("converge")
         report.problems += _report_usage(stack, folder, rng, arrivals)
         phase("report")

@@ -163,6 +163,38 @@ class _Story:
         return self.on, self.ending, self.plan if self.on else None
 
 
+def versions_never_go_back(stack: Stack) -> list[str]:
+    """Per entitlement, the versions (Google's `updateTime`) our writes applied, in the order
+    they were written, never go back: what the per-entitlement lock and the stale check promise.
+    Two replicas writing one entitlement at once, each from its own read of the API, would apply
+    an older version after a newer one; the sync heals the row afterwards, so the end state
+    alone would not show it. (Deletions carry no version and are not compared.)"""
+    rows = _rows(
+        stack.database_url,
+        "SELECT id, entitlement_id, actor, event_id, details FROM audit_log "
+        "WHERE kind = 'change' AND action IN ('entitlement.created', 'entitlement.updated') "
+        "ORDER BY id",
+    )
+    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    problems: list[str] = []
+    for row in rows:
+        details = row["details"] if isinstance(row["details"], dict) else json.loads(row["details"])
+        version = details.get("version")
+        if not version:
+            continue
+        before = newest.get(row["entitlement_id"])
+        if before is not None and parse_rfc3339(version) < parse_rfc3339(before[0]):
+            first = before[1]
+            problems.append(
+                f"entitlement {row['entitlement_id']}: version {version} written by "
+                f"{row['actor']} (event {row['event_id']}, audit {row['id']}) after {before[0]} "
+                f"by {first['actor']} (event {first['event_id']}, audit {first['id']})"
+            )
+            continue
+        newest[row["entitlement_id"]] = (version, row)
+    return problems[:MAX_SHOWN]
+
+
 def hooks_tell_the_true_story(stack: Stack, entitlements: list[str]) -> list[str]:
     """Per entitlement, the hooks in the order raised tell a story the provider's app can follow
     (turned on only when off, a pending cancellation only once and reverted only when pending, a

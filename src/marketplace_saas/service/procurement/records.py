@@ -184,7 +184,12 @@ def apply_entitlement(
             account_id=row["account_id"],
             entitlement_id=entitlement_id,
             event_id=ctx.event_id,
-            details={"changes": changes, "hooks": [h.value for h in hooks]},
+            # `version`: Google's updateTime applied; it never goes back (the lock and `is_stale`)
+            details={
+                "changes": changes,
+                "hooks": [h.value for h in hooks],
+                "version": _iso(view.update_time),
+            },
         )
     version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
     if "deleted_at" in changes:  # revived: the same updateTime may have been told before
