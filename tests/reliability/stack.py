@@ -164,18 +164,24 @@ class Stack:
 
 
 def resumed_events(folder: Path) -> list[str]:
-    """The eventIds the replicas' inbox job processed again because Pub/Sub had stopped
-    delivering them (`notification.resumed` in their logs), in the order logged."""
+    """The notifications the replicas' inbox job processed again because they were still not
+    settled (`notification.resumed` in their logs), in the order logged, as "eventId (delivered
+    N times)": once means Pub/Sub never delivered it again; more, that each replica it reached
+    died before settling it."""
     found: list[str] = []
     for path in sorted(folder.glob("replica*.err")):
         for line in _ANSI.sub("", path.read_text(errors="replace")).splitlines():
             if "notification.resumed" in line:
-                found += _EVENT_ID.findall(line)
+                event_id = _FIELD.format("event_id")
+                deliveries = re.search(_FIELD.format("deliveries"), line)
+                for match in re.findall(event_id, line):
+                    times = deliveries.group(1) if deliveries else "?"
+                    found.append(f"{match} (delivered {times} times)")
     return found
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EVENT_ID = re.compile(r"\bevent_id=([^\s]+)")
+_FIELD = r"\b{}=([^\s]+)"
 
 
 @contextmanager

@@ -113,6 +113,7 @@ class InboxRecord(Protocol):
     payload: str
     status: str
     attempts: int
+    deliveries: int
     processed_at: datetime | None
     last_error: str | None
     traceback: str | None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from marketplace_emulator.faults import FaultSettings, ProcurementFaults
 from marketplace_emulator.server import Emulator
@@ -53,11 +54,15 @@ def _creation(emulator: Emulator) -> dict[str, Any]:
     )
 
 
-def _left_retrying(container: Container, payload: dict[str, Any]) -> str:
-    broken = bootstrap(
+def broken_again(container: Container) -> Container:
+    """The same database, with a Procurement gateway that fails every call."""
+    return bootstrap(
         container.settings, procurement=Unreachable(container.procurement), engine=container.engine
     )
-    assert handle_message(broken, encode(payload)) is Disposition.NACK
+
+
+def _left_retrying(container: Container, payload: dict[str, Any]) -> str:
+    assert handle_message(broken_again(container), encode(payload)) is Disposition.NACK
     event_id = str(payload["eventId"])
     assert inbox(container, event_id).status == "retrying"
     return event_id
@@ -92,11 +97,20 @@ def test_a_retrying_message_pubsub_no_longer_delivers_is_processed_from_the_inbo
     assert resume_unsettled(container).count == 0  # too young: Pub/Sub may still deliver it
     assert inbox(container, event_id).status == "retrying"
 
+    assert handle_message(broken_again(container), encode(creation)) is Disposition.NACK
     _age(container, event_id, AGE + 1)
-    resumed = resume_unsettled(container)
+    with capture_logs() as logs:
+        resumed = resume_unsettled(container)
     assert dict(resumed.statuses) == {"processed": 1}
+    [said] = [entry for entry in logs if entry["event"] == "notification.resumed"]
+    assert (said["event_id"], said["was"], said["attempts"], said["deliveries"]) == (
+        event_id,
+        "retrying",
+        2,
+        2,
+    )
     row = inbox(container, event_id)
-    assert (row.status, row.attempts) == ("processed", 2)
+    assert (row.status, row.attempts) == ("processed", 3)
     assert entitlement_row(container, entitlement_id).service_enabled  # approved at last
     truth = emulator.procurement.get_entitlement(PROVIDER, entitlement_id)
     assert truth.state == "ENTITLEMENT_ACTIVE"

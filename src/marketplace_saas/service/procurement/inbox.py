@@ -310,11 +310,21 @@ def handle_message(
     return Disposition.NACK if status == "retrying" else Disposition.ACK
 
 
-def _stored(container: App, event_id: str) -> tuple[str, bytes] | None:
-    """A stored message's status and payload (None: no such eventId)."""
+@dataclass(frozen=True)
+class _Stored:
+    status: str
+    payload: bytes
+    attempts: int
+    deliveries: int
+
+
+def _stored(container: App, event_id: str) -> _Stored | None:
+    """A stored message as it is now (None: no such eventId)."""
     with container.reading() as uow:
         row = uow.inbox.get(event_id)
-        return None if row is None else (row.status, row.payload.encode("utf-8"))
+        if row is None:
+            return None
+        return _Stored(row.status, row.payload.encode("utf-8"), row.attempts, row.deliveries)
 
 
 def replay(container: App, event_id: str) -> ReplayResult:
@@ -323,7 +333,7 @@ def replay(container: App, event_id: str) -> ReplayResult:
     if stored is None:
         raise LookupError(f"no notification with eventId {event_id!r} in the inbox")
     try:
-        note = parse_notification(stored[1], provider_id=container.settings.provider_id)
+        note = parse_notification(stored.payload, provider_id=container.settings.provider_id)
     except InvalidNotification as error:
         return ReplayResult(event_id, "invalid", error.reason)
     log = _logger(note, source="replay")
@@ -359,17 +369,25 @@ def resume_unsettled(container: App, *, limit: int = RESUME_BATCH) -> Resumed:
     resumed = Resumed()
     for event_id in event_ids:
         stored = _stored(container, event_id)
-        if stored is None or stored[0] in SETTLED:
+        if stored is None or stored.status in SETTLED:
             continue  # settled by a delivery since the query
         try:
-            note = parse_notification(stored[1], provider_id=container.settings.provider_id)
+            note = parse_notification(stored.payload, provider_id=container.settings.provider_id)
         except InvalidNotification as error:  # stored as valid: the provider id has changed
             get_logger(__name__, event_id=event_id).warning(
                 "notification.resume_invalid", reason=error.reason
             )
             continue
         log = _logger(note, source=RESUME)
-        log.warning("notification.resumed", was=stored[0], after_seconds=age.total_seconds())
+        # `deliveries` tells the two stories apart: 1, Pub/Sub never delivered it again; more,
+        # it did, and no delivery was carried through (each replica that had it died first).
+        log.warning(
+            "notification.resumed",
+            was=stored.status,
+            after_seconds=age.total_seconds(),
+            attempts=stored.attempts,
+            deliveries=stored.deliveries,
+        )
         status = _settle(container, note, actor=RESUME, log=log)
         resumed.statuses[status] += 1
         metrics.NOTIFICATIONS_RESUMED.labels(status).inc()
