@@ -188,3 +188,22 @@ def test_the_inbox_job_runs_in_serve_and_skips_while_another_replica_resumes(
     assert jobs.resume_inbox(container) == {"processed": 1}
     assert inbox(container, event_id).status == "processed"
     assert jobs.resume_inbox(container) is None  # nothing left: logged at debug level
+
+
+def test_a_stored_message_that_no_longer_parses_is_marked_invalid_not_taken_every_run(
+    emulator: Emulator, make_container: ContainerFactory
+) -> None:
+    """Stored under another MARKETPLACE_PROVIDER_ID (the setting changed since): the job
+    records why and leaves it, instead of meeting it first in every run."""
+    container = make_container(approval_policy="auto", inbox_resume_after_seconds=AGE)
+    event_id = _left_retrying(container, _creation(emulator))
+    _age(container, event_id, AGE + 1)
+    renamed = make_container(
+        approval_policy="auto", inbox_resume_after_seconds=AGE, marketplace_provider_id="OTHER"
+    )
+    assert dict(resume_unsettled(renamed).statuses) == {"invalid": 1}
+    row = inbox(container, event_id)
+    assert row.status == "invalid"
+    assert row.last_error is not None
+    assert "not ours" in row.last_error
+    assert resume_unsettled(renamed).count == 0

@@ -374,9 +374,8 @@ def resume_unsettled(container: App, *, limit: int = RESUME_BATCH) -> Resumed:
         try:
             note = parse_notification(stored.payload, provider_id=container.settings.provider_id)
         except InvalidNotification as error:  # stored as valid: the provider id has changed
-            get_logger(__name__, event_id=event_id).warning(
-                "notification.resume_invalid", reason=error.reason
-            )
+            _settle_invalid(container, event_id, error.reason)
+            resumed.statuses["invalid"] += 1
             continue
         log = _logger(note, source=RESUME)
         # `deliveries` tells the two stories apart: 1, Pub/Sub never delivered it again; more,
@@ -392,6 +391,18 @@ def resume_unsettled(container: App, *, limit: int = RESUME_BATCH) -> Resumed:
         resumed.statuses[status] += 1
         metrics.NOTIFICATIONS_RESUMED.labels(status).inc()
     return resumed
+
+
+def _settle_invalid(container: App, event_id: str, reason: str) -> None:
+    """A stored message that no longer parses (MARKETPLACE_PROVIDER_ID changed since): `invalid`,
+    with the reason, so that the inbox job does not take it again every run."""
+    get_logger(__name__, event_id=event_id).warning("notification.resume_invalid", reason=reason)
+    with container.unit_of_work() as uow:
+        row = uow.lock_inbox(event_id)
+        if row is not None and row.status not in SETTLED:
+            row.status = "invalid"
+            row.last_error = reason
+            row.processed_at = container.now()
 
 
 def _park_after_replay(container: App, event_id: str) -> str:
