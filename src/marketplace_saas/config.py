@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Listener tuning: how many attempts before a message is parked; flow control.
     max_delivery_attempts: int = Field(5, alias="MAX_DELIVERY_ATTEMPTS", ge=1, le=100)
     listener_max_messages: int = Field(50, alias="LISTENER_MAX_MESSAGES", ge=1, le=10_000)
+    # A listener worker still on one message after this long is logged once, with its stack
+    # (`listener.message_stuck`, docs/operations.md).
+    listener_stuck_seconds: float = Field(120.0, alias="LISTENER_STUCK_SECONDS", ge=1, le=86400)
     # A notification stored this long ago and still not settled (received or retrying) is
     # processed again from the inbox: Pub/Sub has stopped delivering it (docs/operations.md).
     inbox_resume_after_seconds: int = Field(

@@ -72,6 +72,9 @@ def replica_env(
             # What Pub/Sub stops delivering is resumed from the inbox after 90 s, not 15 min:
             # within the convergence wait (the report counts and names each one).
             "INBOX_RESUME_AFTER_SECONDS": "90",
+            # A listener worker held on one message for 30 s says so, with its stack: replicas
+            # live about 20 s between kills here, far less than the default 120 s.
+            "LISTENER_STUCK_SECONDS": "30",
             "HOOK_RECEIVERS": hooks,
             "HOOK_WEBHOOK_SECRET": HOOK_SECRET,
             "HOOK_MAX_ATTEMPTS": "100",

@@ -18,8 +18,8 @@ waits until half that many have room. The leases of messages in flight are exten
 before that only means a redelivery, which the inbox recognises as settled). A callback that
 neither acks nor nacks (`--print`) leaves the message to come back once its lease expires.
 
-A message whose worker has not returned after `STUCK_SECONDS` (its lease is still being
-extended, so Pub/Sub will not give it to another replica) is logged once as
+A message whose worker has not returned after `LISTENER_STUCK_SECONDS` (default 120 s; its
+lease is still being extended, so Pub/Sub will not give it to another replica) is logged once as
 `listener.message_stuck`, with the worker's current stack: what it waits for is what an operator
 needs to see.
 
@@ -58,7 +58,6 @@ WORKERS = 10
 LEASE_SECONDS = 20  # as the subscription's ack deadline (`pubsub create-subscription`)
 LEASE_RENEW_SECONDS = 5.0
 SETTLE_EVERY_SECONDS = 0.02  # acks and nacks go out in batches, at most this much later
-STUCK_SECONDS = 120.0  # a worker still on one message after this long is logged, with its stack
 FATAL = (
     google_exceptions.NotFound,
     google_exceptions.PermissionDenied,
@@ -136,10 +135,12 @@ class Listener:
         *,
         client: Any = None,
         subscription: str | None = None,
-        stuck_seconds: float = STUCK_SECONDS,
+        stuck_seconds: float | None = None,  # LISTENER_STUCK_SECONDS unless given
     ) -> None:
         self.settings = settings
-        self.stuck_seconds = stuck_seconds
+        self.stuck_seconds = (
+            settings.listener_stuck_seconds if stuck_seconds is None else stuck_seconds
+        )
         self.callback = callback
         self.subscription = subscription or settings.subscription_path
         self._client = client

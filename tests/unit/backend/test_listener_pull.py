@@ -83,3 +83,15 @@ def test_a_pull_waits_until_half_of_the_limit_has_room() -> None:
         listener.stop()
     # Every message pulled was settled once: acked, or nacked by stop() before it started.
     assert sorted(client.acked + client.nacked) == sorted(f"ack-{i}" for i in range(75))
+
+
+def test_the_stuck_report_delay_is_a_setting() -> None:
+    """LISTENER_STUCK_SECONDS (the chaos run shortens it; a test may pass its own)."""
+    settings = Settings(_env_file=None, LISTENER_STUCK_SECONDS=25)  # type: ignore[call-arg]
+    callback = lambda message: None  # noqa: E731
+    assert Listener(settings, callback, client=FakeSubscriber(0)).stuck_seconds == 25
+    default = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert Listener(default, callback, client=FakeSubscriber(0)).stuck_seconds == 120
+    assert (
+        Listener(settings, callback, client=FakeSubscriber(0), stuck_seconds=3).stuck_seconds == 3
+    )
