@@ -42,7 +42,7 @@ RESUME_BUSY = "another replica is resuming the inbox"
 def resume_inbox(container: Container) -> object:
     """Process again the notifications Pub/Sub stopped delivering (stored, never settled, older
     than INBOX_RESUME_AFTER_SECONDS). One replica at a time; the others skip this turn."""
-    from marketplace_saas.service.procurement.inbox import resume_unsettled
+    from marketplace_saas.service.procurement.resume import resume_unsettled
 
     with container.held_lock("inbox-resume") as mine:
         if not mine:

@@ -15,12 +15,8 @@ from marketplace_emulator.server import Emulator
 from marketplace_saas.adapters.db.models import AuditLog, InboxMessage
 from marketplace_saas.bootstrap import Container, bootstrap
 from marketplace_saas.entrypoints import jobs
-from marketplace_saas.service.procurement.inbox import (
-    RESUME,
-    Disposition,
-    handle_message,
-    resume_unsettled,
-)
+from marketplace_saas.service.procurement.inbox import Disposition, handle_message
+from marketplace_saas.service.procurement.resume import RESUME, resume_unsettled
 from tests.integration.backend.conftest import PROVIDER, ContainerFactory
 from tests.integration.backend.lifecycle_support import encode, entitlement_row, inbox
 
