@@ -175,6 +175,7 @@ def apply_entitlement(
             recorded_at=ctx.now,
         )
     hooks = transition.hooks
+    applied = _iso(view.update_time)  # Google's updateTime: it never goes back (lock, `is_stale`)
     if changes or hooks:
         record_change(
             uow,
@@ -184,14 +185,9 @@ def apply_entitlement(
             account_id=row["account_id"],
             entitlement_id=entitlement_id,
             event_id=ctx.event_id,
-            # `version`: Google's updateTime applied; it never goes back (the lock and `is_stale`)
-            details={
-                "changes": changes,
-                "hooks": [h.value for h in hooks],
-                "version": _iso(view.update_time),
-            },
+            details={"changes": changes, "hooks": [h.value for h in hooks], "version": applied},
         )
-    version = _iso(view.update_time) or ctx.event_id or ctx.now.isoformat()
+    version = applied or ctx.event_id or ctx.now.isoformat()
     if "deleted_at" in changes:  # revived: the same updateTime may have been told before
         version = f"{version}:revived:{ctx.now.isoformat()}"
     enqueue_change_hooks(
