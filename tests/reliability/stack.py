@@ -174,17 +174,17 @@ def resumed_events(folder: Path) -> list[str]:
     found: list[str] = []
     for path in sorted(folder.glob("replica*.err")):
         for line in _ANSI.sub("", path.read_text(errors="replace")).splitlines():
-            if "notification.resumed" in line:
-                event_id = _FIELD.format("event_id")
-                deliveries = re.search(_FIELD.format("deliveries"), line)
-                for match in re.findall(event_id, line):
-                    times = deliveries.group(1) if deliveries else "?"
-                    found.append(f"{match} (delivered {times} times)")
+            event_id = _EVENT_ID.search(line) if "notification.resumed" in line else None
+            if event_id is not None:
+                deliveries = _DELIVERIES.search(line)
+                times = deliveries.group(1) if deliveries else "?"
+                found.append(f"{event_id.group(1)} (delivered {times} times)")
     return found
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_FIELD = r"\b{}=([^\s]+)"
+_EVENT_ID = re.compile(r"\bevent_id=(\S+)")
+_DELIVERIES = re.compile(r"\bdeliveries=(\S+)")
 
 
 @contextmanager
