@@ -30,7 +30,12 @@ from tests.integration.backend.process_support import Process, run_cli
 from tests.reliability import checks
 from tests.reliability.marketplace import Marketplace, UsageFeed
 from tests.reliability.outage import OutageReport, procurement_outage
-from tests.reliability.stack import Stack, chaos_stack, resumed_events
+from tests.reliability.stack import (
+    INBOX_RESUME_AFTER_SECONDS,
+    Stack,
+    chaos_stack,
+    resumed_events,
+)
 
 PROCUREMENT_ERROR_RATE = 0.2
 
@@ -68,7 +73,7 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     outage: OutageReport | None = None
     exits: list[str] = field(default_factory=list)  # replicas that exited by themselves
-    resumed: list[str] = field(default_factory=list)  # eventIds Pub/Sub stopped delivering
+    resumed: list[str] = field(default_factory=list)  # "eventId (delivered N times)" each
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -89,9 +94,9 @@ class Report:
             lines.append(f"  {self.outage.describe()}")
         if self.resumed:
             lines.append(
-                f"  notifications still unsettled 90 s after they arrived, processed from the "
-                f"inbox by the replicas' inbox job: {len(self.resumed)} "
-                f"({', '.join(self.resumed[:5])})"
+                f"  notifications still unsettled {INBOX_RESUME_AFTER_SECONDS} s after they "
+                f"arrived, processed from the inbox by the replicas' inbox job: "
+                f"{len(self.resumed)} ({', '.join(self.resumed[:5])})"
             )
         if self.exits:
             lines.append(f"  replicas that exited by themselves (restarted): {len(self.exits)}")

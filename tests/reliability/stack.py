@@ -32,6 +32,9 @@ PROVIDER = "DEMO-chaos"
 AUDIENCE = "chaos.example.test"
 USAGE_TOKEN = "chaos-usage-token-0123456789abcdef"
 HOOK_SECRET = "chaos-webhook-secret-0123456789abcdef0123"
+# What Pub/Sub stops delivering is resumed from the inbox after this long, not 15 min: within
+# the convergence wait (the report counts and names each one).
+INBOX_RESUME_AFTER_SECONDS = 90
 
 
 def replica_env(
@@ -69,9 +72,7 @@ def replica_env(
             "PLAN_CHANGE_POLICY": "auto",
             "MAX_DELIVERY_ATTEMPTS": "20",
             "SYNC_INTERVAL_SECONDS": str(sync_seconds),
-            # What Pub/Sub stops delivering is resumed from the inbox after 90 s, not 15 min:
-            # within the convergence wait (the report counts and names each one).
-            "INBOX_RESUME_AFTER_SECONDS": "90",
+            "INBOX_RESUME_AFTER_SECONDS": str(INBOX_RESUME_AFTER_SECONDS),
             # A listener worker held on one message for 30 s says so, with its stack: replicas
             # live about 20 s between kills here, far less than the default 120 s.
             "LISTENER_STUCK_SECONDS": "30",
